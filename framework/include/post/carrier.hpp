@@ -1,0 +1,115 @@
+// A carrier sends and receives whole messages with one remote, over whichever stack the
+// policy and racing chose. Handles are cheap to copy; copies refer to the same carrier.
+//
+// Threads: every handler and completion runs on the context's executor (completion tokens
+// with an associated executor run there instead). Set handlers before the executor runs, or
+// from a handler.
+#pragma once
+
+#include <post/association.hpp>
+#include <post/detail/completion.hpp>
+#include <post/error.hpp>
+#include <post/message.hpp>
+#include <post/path.hpp>
+#include <post/transient.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace post {
+
+namespace detail {
+class carrier_impl;
+}
+
+enum class carrier_state { establishing, active, dormant, closing, closed };
+std::string_view to_string(carrier_state s) noexcept;
+
+class carrier {
+public:
+    carrier() = default;
+    explicit carrier(std::shared_ptr<detail::carrier_impl> impl) : impl_(std::move(impl)) {}
+
+    explicit operator bool() const noexcept { return static_cast<bool>(impl_); }
+
+    // ---- event handlers: the paper's callback model ----
+    carrier& on_ready(std::function<void()> h);
+    /// With no on_received handler, received messages wait for async_receive.
+    carrier& on_received(std::function<void(message)> h);
+    carrier& on_sent(std::function<void(message_id)> h);
+    carrier& on_send_error(std::function<void(message_id, const error&)> h);
+    carrier& on_closed(std::function<void()> h);
+    carrier& on_error(std::function<void(const error&)> h);
+
+    /// Queue a message; returns its id (also stored in the message). Errors arrive through
+    /// on_send_error / on_error.
+    message_id send(message m);
+
+    /// Completion signature: void(boost::system::error_code, message_id). Completes when the
+    /// stack has taken the whole message (`sent`).
+    template <class CompletionToken> auto async_send(message m, CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken,
+                                           void(boost::system::error_code, message_id)>(
+            [this](auto handler, message m) {
+                send_with(std::move(m),
+                          detail::erase_handler<boost::system::error_code, message_id>(
+                              std::move(handler), get_executor()));
+            },
+            token, std::move(m));
+    }
+
+    /// Completion signature: void(boost::system::error_code, message). One message per call.
+    template <class CompletionToken> auto async_receive(CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken,
+                                           void(boost::system::error_code, message)>(
+            [this](auto handler) {
+                receive_with(detail::erase_handler<boost::system::error_code, message>(
+                    std::move(handler), get_executor()));
+            },
+            token);
+    }
+
+    /// Completion signature: void(boost::system::error_code). Completes when the carrier is
+    /// ready (at once if it already is) or has failed to establish.
+    template <class CompletionToken> auto async_wait_ready(CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code)>(
+            [this](auto handler) {
+                ready_with(detail::erase_handler<boost::system::error_code>(std::move(handler),
+                                                                            get_executor()));
+            },
+            token);
+    }
+
+    /// Graceful close after queued messages are sent; on_closed follows.
+    void close();
+    /// Immediate close; queued messages fail with errc::closed.
+    void abort();
+
+    carrier_state state() const;
+    /// The stack in use, top layer first (empty while establishing).
+    std::vector<std::string> stack() const;
+    std::optional<post::path> path() const;
+    std::optional<transient_info> transient() const;
+    std::shared_ptr<post::association> association() const;
+    /// The largest message the stack accepts; 0 = unlimited.
+    std::size_t max_message_size() const;
+    /// The last error event, if any.
+    std::optional<error> last_error() const;
+
+    boost::asio::any_io_executor get_executor() const;
+    const std::shared_ptr<detail::carrier_impl>& impl() const noexcept { return impl_; }
+
+private:
+    void send_with(message m, detail::unique_function<void(boost::system::error_code, message_id)> h);
+    void receive_with(detail::unique_function<void(boost::system::error_code, message)> h);
+    void ready_with(detail::unique_function<void(boost::system::error_code)> h);
+
+    std::shared_ptr<detail::carrier_impl> impl_;
+};
+
+} // namespace post

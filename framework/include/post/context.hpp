@@ -1,0 +1,92 @@
+// The context: one per application (or per component). It owns the plugin registry, the host
+// configuration and system policy, and the association cache, and runs on one Asio executor.
+#pragma once
+
+#include <post/association.hpp>
+#include <post/carrier.hpp>
+#include <post/config.hpp>
+#include <post/listener.hpp>
+#include <post/plugin_registry.hpp>
+#include <post/policy.hpp>
+#include <post/remote.hpp>
+#include <post/trace.hpp>
+
+#include <boost/asio/io_context.hpp>
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace post {
+
+namespace detail {
+struct kernel_access;
+}
+
+struct context_options {
+    /// Host configuration file. Unset: $POST_CONFIG, then etc/post/post.yaml next to the
+    /// program's prefix (build/etc/post/post.yaml in a build tree), then the installed one.
+    std::optional<std::filesystem::path> config_file;
+    /// Searched before the configuration's path (after $POST_PLUGIN_PATH).
+    std::vector<std::filesystem::path> plugin_path;
+    bool load_plugins = true;
+    bool use_environment = true; ///< Honour POST_CONFIG and POST_PLUGIN_PATH.
+};
+
+class context {
+public:
+    explicit context(boost::asio::io_context& io, context_options options = {});
+    ~context();
+    context(const context&) = delete;
+    context& operator=(const context&) = delete;
+
+    boost::asio::any_io_executor get_executor() const;
+    plugin_registry& plugins() noexcept;
+    const host_config& config() const noexcept;
+
+    /// The application policy merged under the system policy.
+    merged_policy effective(const policy& application) const;
+
+    /// The association for a remote (created on first use). Carriers to the same remote share
+    /// it.
+    std::shared_ptr<association> association_for(const remote& r);
+    std::size_t association_count() const;
+
+    /// Observe establishment and transient events.
+    void on_trace(std::function<void(const trace_event&)> h);
+    void emit(trace_event e) const;
+
+private:
+    struct state;
+    std::shared_ptr<state> state_;
+    friend struct detail::kernel_access;
+};
+
+/// Start establishing a carrier to `r`; events arrive through its handlers.
+carrier initiate(context& ctx, const remote& r, const policy& p = policy::defaults());
+
+/// Completion signature: void(boost::system::error_code, carrier). The carrier is ready on
+/// success; on failure carrier::last_error() holds the reason listing every attempt.
+template <class CompletionToken>
+auto async_initiate(context& ctx, const remote& r, const policy& p, CompletionToken&& token) {
+    return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code, carrier)>(
+        [&ctx](auto handler, remote r, policy p) {
+            carrier c = initiate(ctx, r, p);
+            auto done = detail::erase_handler<boost::system::error_code, carrier>(
+                std::move(handler), ctx.get_executor());
+            auto shared = std::make_shared<decltype(done)>(std::move(done));
+            c.async_wait_ready([c, shared](boost::system::error_code ec) mutable {
+                (*shared)(ec, c);
+            });
+        },
+        token, r, p);
+}
+
+/// Listen on `l` with every stack the policy allows for a server.
+/// Throws post::error-carrying std::system_error when nothing could be bound.
+listener listen(context& ctx, const local& l, const policy& p = policy::defaults(),
+                const stack_constraint& constraint = {});
+
+} // namespace post

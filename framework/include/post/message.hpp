@@ -1,0 +1,63 @@
+// A message: the atomic unit applications send and receive, with its properties.
+#pragma once
+
+#include <post/sdk/flow.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace post {
+
+using message_id = std::uint64_t;
+
+/// Message properties (see docs/policy.md and DESIGN.md §2). Defaults come from the carrier.
+struct message_properties {
+    std::optional<std::chrono::milliseconds> lifetime; ///< Unset: no deadline.
+    int niceness = 0;                                  ///< 0 = most urgent.
+    bool immediate = false;
+    bool idempotent = false;
+    std::vector<message_id> antecedents;
+    std::map<std::string, std::string> extra; ///< Carried to the stack as-is.
+};
+
+class message {
+public:
+    message() = default;
+    explicit message(std::vector<std::byte> payload) : payload_(std::move(payload)) {}
+    explicit message(std::string_view text)
+        : payload_(reinterpret_cast<const std::byte*>(text.data()),
+                   reinterpret_cast<const std::byte*>(text.data()) + text.size()) {}
+
+    std::span<const std::byte> data() const noexcept { return payload_; }
+    std::string_view text() const noexcept {
+        return {reinterpret_cast<const char*>(payload_.data()), payload_.size()};
+    }
+    std::size_t size() const noexcept { return payload_.size(); }
+    std::vector<std::byte>& payload() noexcept { return payload_; }
+
+    message_properties& properties() noexcept { return properties_; }
+    const message_properties& properties() const noexcept { return properties_; }
+
+    /// Assigned by the carrier when the message is sent or received.
+    message_id id() const noexcept { return id_; }
+    void set_id(message_id id) noexcept { id_ = id; }
+
+    /// For messages received by a responder or a datagram listener: who sent it.
+    const std::optional<sdk::endpoint>& sender() const noexcept { return sender_; }
+    void set_sender(sdk::endpoint e) { sender_ = e; }
+
+private:
+    std::vector<std::byte> payload_;
+    message_properties properties_;
+    message_id id_ = 0;
+    std::optional<sdk::endpoint> sender_;
+};
+
+} // namespace post

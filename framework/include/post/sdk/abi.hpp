@@ -1,0 +1,97 @@
+// The versioned binary interface between the kernel and a plugin shared object.
+//
+// A plugin exports exactly one symbol, `post_plugin_descriptor` (a Boost.DLL alias for a
+// function returning a pointer to a static plugin_descriptor). The kernel reads the first
+// fields (magic, ABI major/minor, size) before anything else, so those never move.
+// Rules: the major version changes on any incompatible change to this file, flow.hpp,
+// layer.hpp or options.hpp; the minor version changes when something is added at the end of a
+// struct. A kernel loads a plugin whose major version equals its own and whose minor version is
+// not newer than its own.
+#pragma once
+
+#include <post/sdk/edge.hpp>
+#include <post/sdk/features.hpp>
+#include <post/sdk/layer.hpp>
+#include <post/sdk/options.hpp>
+
+#include <boost/version.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+namespace post::sdk {
+
+inline constexpr std::uint32_t plugin_magic = 0x50535450; // "PSTP"
+inline constexpr std::uint16_t abi_major = 1;
+inline constexpr std::uint16_t abi_minor = 0;
+
+/// The SDK passes C++ objects (std::string, shared_ptr, Asio executors) across the boundary, so
+/// both sides must agree on the C++ runtime and Boost. Checked on load.
+struct toolchain_id {
+    std::uint32_t boost_version;
+    std::uint32_t cxx_runtime; ///< __GLIBCXX__ date, or 0 for another runtime.
+    std::uint32_t cxx_abi;     ///< _GLIBCXX_USE_CXX11_ABI.
+    std::uint32_t pointer_size;
+
+    friend bool operator==(const toolchain_id&, const toolchain_id&) = default;
+};
+
+constexpr toolchain_id this_toolchain() noexcept {
+    return toolchain_id{BOOST_VERSION,
+#ifdef __GLIBCXX__
+                        __GLIBCXX__,
+#else
+                        0,
+#endif
+#ifdef _GLIBCXX_USE_CXX11_ABI
+                        _GLIBCXX_USE_CXX11_ABI,
+#else
+                        0,
+#endif
+                        sizeof(void*)};
+}
+
+struct layer_descriptor {
+    const char* name;    ///< Unique among loaded plugins: "tcp", "framer", ...
+    const char* summary; ///< One line for `post plugins`.
+    edge upper;          ///< What it offers to the layer above.
+    edge lower;          ///< What it needs below (`none` for a bottom layer).
+    const feature_entry* features;
+    std::size_t feature_count;
+    const option_spec* options;
+    std::size_t option_count;
+    /// Create a configured instance. Return nullptr and fill `err` on failure; never throw.
+    std::unique_ptr<layer> (*create)(const layer_context& ctx, flow_error& err) noexcept;
+};
+
+struct plugin_descriptor {
+    std::uint32_t magic = plugin_magic;
+    std::uint16_t abi_major = post::sdk::abi_major;
+    std::uint16_t abi_minor = post::sdk::abi_minor;
+    std::uint32_t descriptor_size = sizeof(plugin_descriptor);
+    toolchain_id toolchain = this_toolchain();
+    const char* name = nullptr;
+    const char* version = nullptr;
+    const char* license = nullptr;
+    const char* description = nullptr;
+    const layer_descriptor* layers = nullptr;
+    std::size_t layer_count = 0;
+    const void* reserved[8] = {}; ///< Room for additions within a major version.
+};
+
+} // namespace post::sdk
+
+/// Export a plugin's descriptor. Use once per shared object, at namespace scope:
+///   POST_PLUGIN(my_plugin, descriptor)
+/// When POST_PLUGIN_STATIC is defined (static builds: tests, sanitizers), only the named
+/// accessor `post_plugin_<id>()` is defined, for post::context::add_static_plugin.
+#ifdef POST_PLUGIN_STATIC
+#define POST_PLUGIN(id, descriptor)                                                               \
+    const ::post::sdk::plugin_descriptor* post_plugin_##id() noexcept { return &(descriptor); }
+#else
+#include <boost/dll/alias.hpp>
+#define POST_PLUGIN(id, descriptor)                                                               \
+    const ::post::sdk::plugin_descriptor* post_plugin_##id() noexcept { return &(descriptor); }   \
+    BOOST_DLL_ALIAS(post_plugin_##id, post_plugin_descriptor)
+#endif

@@ -1,0 +1,114 @@
+// The interface between adjacent protocol layers: a flow is one instance of a layer's service
+// (a TCP connection, a TLS session over it, one QUIC stream...), seen from the layer above.
+#pragma once
+
+#include <post/sdk/edge.hpp>
+
+#include <boost/asio/ip/address.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace post::sdk {
+
+using byte_buffer = std::vector<std::byte>;
+
+struct endpoint {
+    boost::asio::ip::address address;
+    std::uint16_t port = 0;
+
+    std::string to_string() const {
+        return address.is_v6() ? "[" + address.to_string() + "]:" + std::to_string(port)
+                               : address.to_string() + ":" + std::to_string(port);
+    }
+    friend bool operator==(const endpoint&, const endpoint&) = default;
+};
+
+/// An error crossing a layer boundary: a code for programs and a reason for people.
+/// Empty (no code) means "no error"; `on_closed` with an empty error is a clean close.
+struct flow_error {
+    std::error_code code;
+    std::string reason;
+
+    explicit operator bool() const noexcept { return static_cast<bool>(code); }
+};
+
+/// Per-message metadata passed down with every send. Stream layers see it for the bytes they
+/// carry; message and datagram layers apply it to the unit.
+struct send_meta {
+    std::uint64_t id = 0; ///< Reported back in on_sent / on_send_error.
+    int niceness = 0;     ///< 0 = most urgent.
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    bool immediate = false;
+    bool idempotent = false;
+    std::map<std::string, std::string> properties;
+};
+
+struct receive_meta {
+    std::optional<endpoint> from; ///< For datagram flows shared by several remotes.
+    bool partial = false;         ///< A part of a larger message (explicit opt-in only).
+};
+
+struct flow_info {
+    edge kind = edge::none;
+    endpoint local;
+    endpoint remote;
+    std::size_t max_message_size = 0; ///< Largest unit a send accepts; 0 = unlimited.
+};
+
+class flow;
+
+/// Implemented by whoever sits above a flow (the next layer or the kernel); called by the flow,
+/// always on the context's executor. Handlers must not throw.
+class flow_events {
+public:
+    virtual ~flow_events() = default;
+    virtual void on_ready() noexcept = 0;
+    /// Stream flows deliver byte chunks; datagram and message flows deliver whole units.
+    virtual void on_received(byte_buffer data, const receive_meta& meta) noexcept = 0;
+    /// The unit sent with this id has left this flow (handed to the layer below or the OS).
+    virtual void on_sent(std::uint64_t id) noexcept = 0;
+    virtual void on_send_error(std::uint64_t id, const flow_error& e) noexcept = 0;
+    /// The flow is finished. An empty error means it closed cleanly. Called at most once.
+    virtual void on_closed(const flow_error& e) noexcept = 0;
+    /// A multistreaming flow received a new peer-initiated flow (QUIC/SCTP stream). The default
+    /// refuses it.
+    virtual void on_incoming_flow(std::shared_ptr<flow> incoming) noexcept;
+};
+
+class flow {
+public:
+    virtual ~flow() = default;
+
+    /// Where events go. A weak reference: the layer above owns the layer below, never the
+    /// reverse.
+    virtual void set_events(std::weak_ptr<flow_events> events) noexcept = 0;
+    /// Begin establishment (active) or, for an accepted flow, begin delivering data. Exactly one
+    /// of on_ready or on_closed follows.
+    virtual void start() noexcept = 0;
+    /// Queue one unit (stream: bytes). Never blocks; completion is reported by on_sent.
+    virtual void send(byte_buffer data, const send_meta& meta) noexcept = 0;
+    /// Graceful close once queued data is sent; on_closed follows.
+    virtual void close() noexcept = 0;
+    /// Immediate close, dropping queued data. No further events are delivered.
+    virtual void abort() noexcept = 0;
+    virtual flow_info info() const noexcept = 0;
+    /// Bytes accepted by send but not yet reported by on_sent.
+    virtual std::size_t queued_bytes() const noexcept = 0;
+    /// A new flow to the same peer over the same lower instance, for multistreaming layers.
+    /// Others return nullptr, and the kernel opens a new stack instead.
+    virtual std::shared_ptr<flow> fork() noexcept { return nullptr; }
+};
+
+inline void flow_events::on_incoming_flow(std::shared_ptr<flow> incoming) noexcept {
+    if (incoming) incoming->abort();
+}
+
+} // namespace post::sdk

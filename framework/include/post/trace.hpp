@@ -1,0 +1,32 @@
+// Structured events about establishment and transients, for applications and `--trace`.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace post {
+
+struct trace_event {
+    enum class kind {
+        resolve_started,
+        resolved,
+        attempt_started,
+        attempt_failed,
+        attempt_cancelled,
+        attempt_won,
+        listener_started,
+        accepted,
+        layer_log,
+        closed,
+    };
+    kind what;
+    std::chrono::steady_clock::time_point when;
+    std::string remote;            ///< Remote key or address.
+    std::vector<std::string> stack;
+    std::string detail;
+};
+
+std::string_view to_string(trace_event::kind k) noexcept;
+
+} // namespace post
