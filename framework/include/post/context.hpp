@@ -23,7 +23,8 @@ namespace post {
 
 namespace detail {
 struct kernel_access;
-}
+struct context_state;
+} // namespace detail
 
 struct context_options {
     /// Host configuration file. Unset: $POST_CONFIG, then etc/post/post.yaml next to the
@@ -59,8 +60,7 @@ public:
     void emit(trace_event e) const;
 
 private:
-    struct state;
-    std::shared_ptr<state> state_;
+    std::shared_ptr<detail::context_state> state_;
     friend struct detail::kernel_access;
 };
 
@@ -84,8 +84,13 @@ auto async_initiate(context& ctx, const remote& r, const policy& p, CompletionTo
         token, r, p);
 }
 
-/// Listen on `l` with every stack the policy allows for a server.
-/// Throws post::error-carrying std::system_error when nothing could be bound.
+/// The constraint a remote's URL scheme puts on stacks: `tcp://` needs layer tcp, `udp://`
+/// needs udp, and so on; none without a scheme.
+stack_constraint constraint_for(const remote& r);
+
+/// Listen on `l` with every stack the policy allows (the best-ranked one per bottom layer).
+/// Throws policy_error for a bad policy, boost::system::system_error when nothing could be
+/// bound (the message lists why for each stack and address).
 listener listen(context& ctx, const local& l, const policy& p = policy::defaults(),
                 const stack_constraint& constraint = {});
 

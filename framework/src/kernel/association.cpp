@@ -1,0 +1,56 @@
+#include <post/association.hpp>
+
+#include <algorithm>
+
+namespace post {
+
+void association::record_win(outcome o) {
+    std::lock_guard lock(mutex_);
+    // A win clears older failures of the same candidate: the path works again.
+    std::erase_if(failures_, [&](const outcome& f) {
+        return f.stack == o.stack && f.address == o.address;
+    });
+    winner_ = std::move(o);
+    ++established_;
+}
+
+void association::record_failure(outcome o) {
+    std::lock_guard lock(mutex_);
+    failures_.push_back(std::move(o));
+    constexpr std::size_t max_failures = 64; // bounded: a remote cannot grow this forever
+    if (failures_.size() > max_failures) failures_.erase(failures_.begin());
+}
+
+std::optional<association::outcome> association::last_winner() const {
+    std::lock_guard lock(mutex_);
+    return winner_;
+}
+
+std::vector<association::outcome>
+association::recent_failures(std::chrono::steady_clock::duration max_age) const {
+    std::lock_guard lock(mutex_);
+    auto now = std::chrono::steady_clock::now();
+    std::vector<outcome> out;
+    for (const auto& f : failures_)
+        if (now - f.when <= max_age) out.push_back(f);
+    return out;
+}
+
+std::uint64_t association::carriers_established() const {
+    std::lock_guard lock(mutex_);
+    return established_;
+}
+
+void association::put_state(const std::string& layer, std::vector<std::uint8_t> blob) {
+    std::lock_guard lock(mutex_);
+    state_[layer] = std::move(blob);
+}
+
+std::optional<std::vector<std::uint8_t>> association::state(const std::string& layer) const {
+    std::lock_guard lock(mutex_);
+    auto it = state_.find(layer);
+    if (it == state_.end()) return std::nullopt;
+    return it->second;
+}
+
+} // namespace post

@@ -1,0 +1,333 @@
+#include <utility>
+
+#include "carrier_impl.hpp"
+#include "establishment.hpp"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+
+namespace post::detail {
+
+namespace asio = boost::asio;
+
+namespace {
+/// Messages a peer can make us hold while the application does not read: bounded.
+constexpr std::size_t max_inbox_bytes = 64u << 20;
+} // namespace
+
+carrier_impl::carrier_impl(std::shared_ptr<context_state> ctx, std::shared_ptr<association> assoc,
+                           merged_policy policy)
+    : ctx_(std::move(ctx)), association_(std::move(assoc)), policy_(std::move(policy)) {}
+
+carrier_impl::~carrier_impl() {
+    if (race_) race_->cancel();
+    if (active_) active_->abort();
+}
+
+void carrier_impl::start_initiate(const remote& r, std::vector<candidate_stack> candidates) {
+    race_ = std::make_shared<establishment>(weak_from_this(), ctx_, r, std::move(candidates));
+    asio::post(ctx_->executor, [race = race_] { race->start(); });
+}
+
+void carrier_impl::fail_now(error e) {
+    asio::post(ctx_->executor, [self = shared_from_this(), e = std::move(e)] {
+        self->race_failed(e);
+    });
+}
+
+void carrier_impl::adopt(std::shared_ptr<transient_impl> t,
+                         std::function<void(std::shared_ptr<carrier_impl>, const error&)> done) {
+    established_ = std::move(done);
+    active_ = std::move(t);
+    active_->set_owner(weak_from_this());
+    active_->top().start();
+}
+
+void carrier_impl::race_won(std::shared_ptr<transient_impl> winner) {
+    race_.reset();
+    become_active(std::move(winner));
+}
+
+void carrier_impl::race_failed(error e) {
+    race_.reset();
+    finish(e, true);
+}
+
+void carrier_impl::become_active(std::shared_ptr<transient_impl> t) {
+    {
+        std::lock_guard lock(inspect_mutex_);
+        active_ = std::move(t);
+    }
+    state_ = carrier_state::active;
+    if (established_) {
+        auto cb = std::move(established_);
+        established_ = nullptr;
+        cb(shared_from_this(), {});
+    }
+    auto waiters = std::move(ready_waiters_);
+    ready_waiters_.clear();
+    for (auto& w : waiters) w({});
+    if (on_ready) on_ready();
+    // Messages sent while establishing go out now, in order.
+    while (!waiting_.empty() && state_ == carrier_state::active) {
+        auto p = std::move(waiting_.front());
+        waiting_.pop_front();
+        transmit(std::move(p));
+    }
+    if (close_requested_ && state_ == carrier_state::active) close();
+}
+
+// ---- public operations ----
+
+message_id carrier_impl::send(message m,
+                              unique_function<void(boost::system::error_code, message_id)> done) {
+    message_id id = next_id_++;
+    m.set_id(id);
+    asio::dispatch(ctx_->executor, [self = shared_from_this(), p = pending_send{std::move(m),
+                                                                               std::move(done)}]() mutable {
+        switch (self->state_.load()) {
+        case carrier_state::establishing: self->waiting_.push_back(std::move(p)); break;
+        case carrier_state::active: self->transmit(std::move(p)); break;
+        default: {
+            error e{make_error_code(errc::closed), "carrier is closed"};
+            if (p.done) p.done(e.code, p.msg.id());
+            if (self->on_send_error) self->on_send_error(p.msg.id(), e);
+        }
+        }
+    });
+    return id;
+}
+
+void carrier_impl::transmit(pending_send p) {
+    const message_id id = p.msg.id();
+    const std::size_t limit = active_->top().info().max_message_size;
+    if (limit != 0 && p.msg.size() > limit) {
+        error e{make_error_code(errc::message_too_large),
+                "message of " + std::to_string(p.msg.size()) + " bytes exceeds the limit of " +
+                    std::to_string(limit) + " bytes of stack " + active_->stack()->label()};
+        if (p.done) p.done(e.code, id);
+        if (on_send_error) on_send_error(id, e);
+        return;
+    }
+    const auto& props = p.msg.properties();
+    sdk::send_meta meta;
+    meta.id = id;
+    meta.niceness = props.niceness;
+    if (props.lifetime) meta.deadline = std::chrono::steady_clock::now() + *props.lifetime;
+    meta.immediate = props.immediate;
+    meta.idempotent = props.idempotent;
+    meta.properties = props.extra;
+    if (p.done) in_flight_.emplace(id, std::move(p.done));
+    else in_flight_.emplace(id, nullptr);
+    active_->top().send(std::move(p.msg.payload()), meta);
+}
+
+void carrier_impl::receive(unique_function<void(boost::system::error_code, message)> h) {
+    asio::dispatch(ctx_->executor, [self = shared_from_this(), h = std::move(h)]() mutable {
+        if (!self->inbox_.empty()) {
+            auto m = std::move(self->inbox_.front());
+            self->inbox_.pop_front();
+            self->inbox_bytes_ -= m.size();
+            h({}, std::move(m));
+        } else if (self->state_ == carrier_state::closed) {
+            h(make_error_code(errc::closed), message{});
+        } else {
+            self->receivers_.push_back(std::move(h));
+        }
+    });
+}
+
+void carrier_impl::wait_ready(unique_function<void(boost::system::error_code)> h) {
+    asio::dispatch(ctx_->executor, [self = shared_from_this(), h = std::move(h)]() mutable {
+        switch (self->state_.load()) {
+        case carrier_state::establishing: self->ready_waiters_.push_back(std::move(h)); break;
+        case carrier_state::closed:
+            h(self->last_error_ ? self->last_error_->code : make_error_code(errc::closed));
+            break;
+        default: h({});
+        }
+    });
+}
+
+void carrier_impl::close() {
+    asio::dispatch(ctx_->executor, [self = shared_from_this()] {
+        switch (self->state_.load()) {
+        case carrier_state::establishing: self->close_requested_ = true; break;
+        case carrier_state::active:
+            self->state_ = carrier_state::closing;
+            self->active_->top().close();
+            break;
+        default: break;
+        }
+    });
+}
+
+void carrier_impl::abort() {
+    asio::dispatch(ctx_->executor, [self = shared_from_this()] {
+        if (self->state_ == carrier_state::closed) return;
+        if (self->race_) self->race_->cancel();
+        self->race_.reset();
+        if (self->active_) self->active_->abort();
+        self->finish({make_error_code(errc::cancelled), "carrier aborted"}, false);
+    });
+}
+
+void carrier_impl::set_received_handler(std::function<void(message)> h) {
+    on_received = std::move(h);
+    asio::dispatch(ctx_->executor, [self = shared_from_this()] {
+        while (self->on_received && !self->inbox_.empty()) {
+            auto m = std::move(self->inbox_.front());
+            self->inbox_.pop_front();
+            self->inbox_bytes_ -= m.size();
+            self->on_received(std::move(m));
+        }
+    });
+}
+
+// ---- events from the transient ----
+
+void carrier_impl::transient_ready(transient_impl& t) {
+    if (race_) {
+        race_->on_ready(t);
+        return;
+    }
+    if (active_.get() == &t && state_ == carrier_state::establishing) become_active(active_);
+}
+
+void carrier_impl::transient_received(transient_impl& t, sdk::byte_buffer data,
+                                      const sdk::receive_meta& meta) {
+    if (active_.get() != &t) return;
+    message m(std::move(data));
+    m.set_id(next_id_++);
+    if (meta.from) m.set_sender(*meta.from);
+    deliver(std::move(m));
+}
+
+void carrier_impl::deliver(message m) {
+    if (!receivers_.empty()) {
+        auto h = std::move(receivers_.front());
+        receivers_.pop_front();
+        h({}, std::move(m));
+        return;
+    }
+    if (on_received) {
+        on_received(std::move(m));
+        return;
+    }
+    inbox_bytes_ += m.size();
+    inbox_.push_back(std::move(m));
+    if (inbox_bytes_ > max_inbox_bytes) {
+        active_->abort();
+        finish({make_error_code(errc::protocol_error),
+                "more than " + std::to_string(max_inbox_bytes >> 20) +
+                    " MiB of received messages are waiting: the application is not reading"},
+               true);
+    }
+}
+
+void carrier_impl::complete_send(message_id id, const error& e) {
+    auto it = in_flight_.find(id);
+    if (it == in_flight_.end()) return;
+    auto done = std::move(it->second);
+    in_flight_.erase(it);
+    if (done) done(e.code, id);
+    if (e) {
+        if (on_send_error) on_send_error(id, e);
+    } else if (on_sent) {
+        on_sent(id);
+    }
+}
+
+void carrier_impl::transient_sent(transient_impl& t, std::uint64_t id) {
+    if (active_.get() == &t) complete_send(id, {});
+}
+
+void carrier_impl::transient_send_error(transient_impl& t, std::uint64_t id,
+                                        const sdk::flow_error& e) {
+    if (active_.get() != &t) return;
+    auto code = e.code == std::errc::message_size ? make_error_code(errc::message_too_large)
+                                                  : make_error_code(errc::protocol_error);
+    complete_send(id, {code, e.reason.empty() ? e.code.message() : e.reason});
+}
+
+void carrier_impl::transient_closed(transient_impl& t, const sdk::flow_error& e) {
+    if (race_) {
+        race_->on_closed(t, e);
+        return;
+    }
+    if (active_.get() != &t) return;
+    if (!e) {
+        finish({}, false);
+        return;
+    }
+    auto code = e.code == std::errc::protocol_error || e.code == std::errc::bad_message
+                    ? make_error_code(errc::protocol_error)
+                    : make_error_code(errc::closed);
+    finish({code, e.reason.empty() ? e.code.message() : e.reason}, true);
+}
+
+void carrier_impl::finish(const error& e, bool report) {
+    if (state_ == carrier_state::closed) return;
+    const bool was_establishing = state_ == carrier_state::establishing;
+    state_ = carrier_state::closed;
+    if (e) {
+        std::lock_guard lock(inspect_mutex_);
+        last_error_ = e;
+    }
+    auto self = shared_from_this(); // handlers may drop the last handle
+    const auto code = e ? e.code : make_error_code(errc::closed);
+    if (established_) {
+        auto cb = std::move(established_);
+        established_ = nullptr;
+        cb(self, e ? e : error{make_error_code(errc::closed), "closed before ready"});
+    }
+    for (auto& w : std::exchange(ready_waiters_, {})) w(code);
+    for (auto& p : std::exchange(waiting_, {})) {
+        if (p.done) p.done(code, p.msg.id());
+        if (on_send_error) on_send_error(p.msg.id(), {code, "carrier closed before ready"});
+    }
+    for (auto& [id, done] : std::exchange(in_flight_, {})) {
+        if (done) done(make_error_code(errc::closed), id);
+    }
+    for (auto& r : std::exchange(receivers_, {})) r(make_error_code(errc::closed), message{});
+    if (e && report) {
+        if (on_error) on_error(e);
+    } else if (!was_establishing || !e) {
+        if (on_closed) on_closed();
+    }
+    ctx_->emit(trace_event{trace_event::kind::closed, std::chrono::steady_clock::now(),
+                           association_ ? association_->key() : std::string{}, stack(),
+                           e ? e.reason : "clean"});
+}
+
+// ---- inspection ----
+
+std::vector<std::string> carrier_impl::stack() const {
+    std::lock_guard lock(inspect_mutex_);
+    return active_ ? active_->stack()->names : std::vector<std::string>{};
+}
+
+std::optional<path> carrier_impl::current_path() const {
+    std::lock_guard lock(inspect_mutex_);
+    if (!active_ || state_ == carrier_state::establishing) return std::nullopt;
+    return active_->info().path;
+}
+
+std::optional<transient_info> carrier_impl::transient() const {
+    std::lock_guard lock(inspect_mutex_);
+    if (!active_) return std::nullopt;
+    return active_->info();
+}
+
+std::size_t carrier_impl::max_message_size() const {
+    std::lock_guard lock(inspect_mutex_);
+    if (!active_ || state_ == carrier_state::establishing) return 0;
+    return active_->info().path.max_message_size;
+}
+
+std::optional<error> carrier_impl::last_error() const {
+    std::lock_guard lock(inspect_mutex_);
+    return last_error_;
+}
+
+} // namespace post::detail

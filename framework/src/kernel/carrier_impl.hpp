@@ -1,0 +1,112 @@
+// The carrier's state machine: establishing (a race run by `establishment`), active (one
+// winning transient), closing, closed. Every member runs on the context's executor.
+#pragma once
+
+#include "context_state.hpp"
+#include "transient_impl.hpp"
+
+#include <post/carrier.hpp>
+#include <post/remote.hpp>
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+
+namespace post::detail {
+
+class establishment;
+
+class carrier_impl final : public transient_owner,
+                           public std::enable_shared_from_this<carrier_impl> {
+public:
+    carrier_impl(std::shared_ptr<context_state> ctx, std::shared_ptr<association> assoc,
+                 merged_policy policy);
+    ~carrier_impl() override;
+
+    /// Client side: resolve `r` and race the candidate stacks.
+    void start_initiate(const remote& r, std::vector<candidate_stack> candidates);
+    /// Fail at once (policy errors found before any attempt).
+    void fail_now(error e);
+    /// Server side: take an accepted transient; `established` is called once it is ready.
+    void adopt(std::shared_ptr<transient_impl> t,
+               std::function<void(std::shared_ptr<carrier_impl>, const error&)> established);
+
+    // ---- called by establishment ----
+    void race_won(std::shared_ptr<transient_impl> winner);
+    void race_failed(error e);
+
+    // ---- public operations (any thread; they hop onto the executor) ----
+    message_id send(message m,
+                    unique_function<void(boost::system::error_code, message_id)> done);
+    void receive(unique_function<void(boost::system::error_code, message)> h);
+    void wait_ready(unique_function<void(boost::system::error_code)> h);
+    void close();
+    void abort();
+    /// Set on_received and hand it whatever arrived before it was set.
+    void set_received_handler(std::function<void(message)> h);
+
+    // ---- handlers ----
+    std::function<void()> on_ready;
+    std::function<void(message)> on_received;
+    std::function<void(message_id)> on_sent;
+    std::function<void(message_id, const error&)> on_send_error;
+    std::function<void()> on_closed;
+    std::function<void(const error&)> on_error;
+
+    // ---- inspection ----
+    carrier_state state() const { return state_.load(); }
+    std::vector<std::string> stack() const;
+    std::optional<path> current_path() const;
+    std::optional<transient_info> transient() const;
+    std::shared_ptr<association> assoc() const { return association_; }
+    std::size_t max_message_size() const;
+    std::optional<error> last_error() const;
+    boost::asio::any_io_executor executor() const { return ctx_->executor; }
+    context_state& ctx() { return *ctx_; }
+    const merged_policy& policy() const { return policy_; }
+
+    // ---- transient_owner ----
+    void transient_ready(transient_impl& t) override;
+    void transient_received(transient_impl& t, sdk::byte_buffer data,
+                            const sdk::receive_meta& meta) override;
+    void transient_sent(transient_impl& t, std::uint64_t id) override;
+    void transient_send_error(transient_impl& t, std::uint64_t id,
+                              const sdk::flow_error& e) override;
+    void transient_closed(transient_impl& t, const sdk::flow_error& e) override;
+
+private:
+    struct pending_send {
+        message msg;
+        unique_function<void(boost::system::error_code, message_id)> done;
+    };
+
+    void become_active(std::shared_ptr<transient_impl> t);
+    void transmit(pending_send p);
+    void finish(const error& e, bool report);
+    void deliver(message m);
+    void complete_send(message_id id, const error& e);
+
+    std::shared_ptr<context_state> ctx_;
+    std::shared_ptr<association> association_;
+    merged_policy policy_;
+    std::atomic<carrier_state> state_{carrier_state::establishing};
+    std::atomic<message_id> next_id_{1};
+
+    std::shared_ptr<establishment> race_;
+    std::shared_ptr<transient_impl> active_;
+    std::function<void(std::shared_ptr<carrier_impl>, const error&)> established_;
+
+    std::deque<pending_send> waiting_; ///< Sent before ready.
+    std::map<message_id, unique_function<void(boost::system::error_code, message_id)>> in_flight_;
+    std::deque<message> inbox_;
+    std::size_t inbox_bytes_ = 0;
+    std::deque<unique_function<void(boost::system::error_code, message)>> receivers_;
+    std::vector<unique_function<void(boost::system::error_code)>> ready_waiters_;
+    std::optional<error> last_error_;
+    mutable std::mutex inspect_mutex_; ///< Guards active_ info and last_error_ for inspection.
+    bool close_requested_ = false;
+};
+
+} // namespace post::detail

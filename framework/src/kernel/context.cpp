@@ -1,0 +1,132 @@
+#include "context_state.hpp"
+
+#include <post/context.hpp>
+
+#include <cstdlib>
+#include <sstream>
+#include <unistd.h>
+
+namespace post {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path executable_dir() {
+    std::error_code ec;
+    auto exe = fs::read_symlink("/proc/self/exe", ec);
+    return ec ? fs::path{} : exe.parent_path();
+}
+
+/// The host configuration file to use, in order of precedence; empty when none exists.
+fs::path find_config(const context_options& o) {
+    if (o.config_file) return *o.config_file;
+    if (o.use_environment)
+        if (const char* env = std::getenv("POST_CONFIG"); env && *env) return env;
+    std::error_code ec;
+    if (auto dir = executable_dir(); !dir.empty()) {
+        // build/bin/post and build/tests/x both find build/etc/post/post.yaml; an installed
+        // <prefix>/bin/post finds <prefix>/etc/post/post.yaml.
+        auto candidate = dir / ".." / "etc" / "post" / "post.yaml";
+        if (fs::exists(candidate, ec)) return candidate.lexically_normal();
+    }
+#ifdef POST_INSTALL_CONFIG
+    if (fs::exists(POST_INSTALL_CONFIG, ec)) return POST_INSTALL_CONFIG;
+#endif
+    return {};
+}
+
+std::vector<fs::path> split_path(const char* text) {
+    std::vector<fs::path> out;
+    std::stringstream in(text);
+    std::string item;
+    while (std::getline(in, item, ':'))
+        if (!item.empty()) out.emplace_back(item);
+    return out;
+}
+
+} // namespace
+
+namespace detail {
+
+void context_state::emit(trace_event e) const {
+    std::vector<std::function<void(const trace_event&)>> copy;
+    {
+        std::lock_guard lock(mutex);
+        copy = tracers;
+    }
+    for (auto& t : copy) t(e);
+}
+
+void context_state::log(sdk::log_level level, std::string_view layer,
+                        std::string_view text) noexcept {
+    try {
+        static constexpr const char* names[] = {"trace", "debug", "info", "warning", "error"};
+        trace_event e{trace_event::kind::layer_log, std::chrono::steady_clock::now(), {}, {}, {}};
+        e.stack = {std::string(layer)};
+        e.detail = std::string(names[static_cast<int>(level)]) + ": " + std::string(text);
+        emit(std::move(e));
+    } catch (...) {
+        // Logging must never take a carrier down.
+    }
+}
+
+} // namespace detail
+
+context::context(boost::asio::io_context& io, context_options options)
+    : state_(std::make_shared<detail::context_state>()) {
+    state_->executor = io.get_executor();
+    if (auto file = find_config(options); !file.empty())
+        state_->config = host_config::load_file(file); // throws policy_error with file:line:col
+    if (!options.load_plugins) return;
+
+    std::vector<fs::path> search;
+    if (options.use_environment)
+        if (const char* env = std::getenv("POST_PLUGIN_PATH"); env && *env)
+            for (auto& p : split_path(env)) search.push_back(p);
+    for (auto& p : options.plugin_path) search.push_back(p);
+    for (auto& p : state_->config.plugin_path) search.push_back(p);
+    if (state_->config.file.empty()) {
+        // No configuration at all: the build tree's or the installed plugin folder.
+        if (auto dir = executable_dir(); !dir.empty())
+            search.push_back((dir / ".." / "lib" / "post" / "plugins").lexically_normal());
+#ifdef POST_INSTALL_PLUGIN_DIR
+        search.emplace_back(POST_INSTALL_PLUGIN_DIR);
+#endif
+    }
+    for (const auto& dir : search) state_->registry.load_directory(dir, state_->config.load);
+}
+
+context::~context() = default;
+
+boost::asio::any_io_executor context::get_executor() const { return state_->executor; }
+
+plugin_registry& context::plugins() noexcept { return state_->registry; }
+
+const host_config& context::config() const noexcept { return state_->config; }
+
+merged_policy context::effective(const policy& application) const {
+    if (state_->config.system_policy) return merge(*state_->config.system_policy, application);
+    return merged_policy{application, {}};
+}
+
+std::shared_ptr<association> context::association_for(const remote& r) {
+    std::lock_guard lock(state_->mutex);
+    auto& slot = state_->associations[r.key()];
+    if (!slot) slot = std::make_shared<association>(r.key());
+    return slot;
+}
+
+std::size_t context::association_count() const {
+    std::lock_guard lock(state_->mutex);
+    return state_->associations.size();
+}
+
+void context::on_trace(std::function<void(const trace_event&)> h) {
+    std::lock_guard lock(state_->mutex);
+    state_->tracers.push_back(std::move(h));
+}
+
+void context::emit(trace_event e) const { state_->emit(std::move(e)); }
+
+} // namespace post

@@ -1,0 +1,65 @@
+// The entry points: initiate and listen.
+#include <utility>
+
+#include "carrier_impl.hpp"
+#include "listener_impl.hpp"
+
+#include <post/context.hpp>
+
+namespace post {
+
+stack_constraint constraint_for(const remote& r) {
+    stack_constraint c;
+    if (!r.scheme().empty()) {
+        // A scheme names the layer it needs: tcp://, udp://, later tls://, sctp://, quic://.
+        c.must_contain.push_back(r.scheme());
+        c.origin = "URL scheme " + r.scheme() + "://";
+    }
+    return c;
+}
+
+carrier initiate(context& ctx, const remote& r, const policy& p) {
+    const auto& state = detail::kernel_access::state(ctx);
+    auto merged = ctx.effective(p);
+    auto impl = std::make_shared<detail::carrier_impl>(state, ctx.association_for(r), merged);
+    try {
+        auto catalog = state->registry.catalog();
+        validate(merged, catalog);
+        auto selected = select_stacks(merged, catalog, constraint_for(r));
+        impl->start_initiate(r, std::move(selected.candidates));
+    } catch (const policy_error& e) {
+        bool none = std::string_view(e.what()).find("no candidate") != std::string_view::npos;
+        impl->fail_now({make_error_code(none ? errc::no_candidate : errc::policy_invalid),
+                        e.what()});
+    }
+    return carrier(impl);
+}
+
+listener listen(context& ctx, const local& l, const policy& p, const stack_constraint& constraint) {
+    const auto& state = detail::kernel_access::state(ctx);
+    auto merged = ctx.effective(p);
+    auto catalog = state->registry.catalog();
+    validate(merged, catalog);
+    auto selected = select_stacks(merged, catalog, constraint);
+    auto impl = std::make_shared<detail::listener_impl>(state, merged);
+    impl->open(l, selected.candidates);
+    return listener(impl);
+}
+
+listener& listener::on_carrier(std::function<void(carrier)> h) {
+    impl_->on_carrier = std::move(h);
+    return *this;
+}
+listener& listener::on_error(std::function<void(const error&)> h) {
+    impl_->on_error = std::move(h);
+    return *this;
+}
+void listener::accept_with(detail::unique_function<void(boost::system::error_code, carrier)> h) {
+    impl_->accept(std::move(h));
+}
+std::vector<sdk::endpoint> listener::local_endpoints() const { return impl_->endpoints(); }
+std::vector<std::vector<std::string>> listener::stacks() const { return impl_->stacks(); }
+void listener::close() { impl_->close(); }
+boost::asio::any_io_executor listener::get_executor() const { return impl_->executor(); }
+
+} // namespace post

@@ -1,0 +1,189 @@
+#include <utility>
+
+#include "listener_impl.hpp"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <map>
+
+namespace post::detail {
+
+namespace asio = boost::asio;
+
+namespace {
+
+/// Forwards one acceptor's events, tagged with its index, to the listener.
+class acceptor_sink final : public sdk::acceptor_events {
+public:
+    acceptor_sink(std::weak_ptr<listener_impl> owner, std::size_t index)
+        : owner_(std::move(owner)), index_(index) {}
+    void on_accepted(std::shared_ptr<sdk::flow> f) noexcept override {
+        if (auto o = owner_.lock()) o->accepted(index_, std::move(f));
+        else if (f) f->abort();
+    }
+    void on_closed(const sdk::flow_error& e) noexcept override {
+        if (auto o = owner_.lock()) o->acceptor_closed(index_, e);
+    }
+
+private:
+    std::weak_ptr<listener_impl> owner_;
+    std::size_t index_;
+};
+
+/// Connections accepted but not yet taken by the application: bounded so a flood of peers
+/// cannot grow memory without limit.
+constexpr std::size_t max_backlog = 1024;
+
+} // namespace
+
+void listener_impl::open(const local& where, const std::vector<candidate_stack>& stacks) {
+    // One stack per bottom layer: the bottom cannot tell which upper stack a peer speaks, so
+    // the best-ranked stack for each bottom layer is the one offered.
+    std::vector<const candidate_stack*> chosen;
+    std::set<std::string> bottoms;
+    for (const auto& s : stacks)
+        if (!s.layers.empty() && bottoms.insert(s.layers.back()).second) chosen.push_back(&s);
+
+    std::vector<asio::ip::address> addresses;
+    if (where.address)
+        addresses.push_back(*where.address);
+    else
+        addresses = {asio::ip::address_v6::any(), asio::ip::address_v4::any()};
+
+    std::string failures;
+    for (const auto* s : chosen) {
+        error err;
+        auto instance = make_stack(*ctx_, policy_.effective, s->layers, err);
+        if (!instance) {
+            failures += "\n  " + join_stack(s->layers) + ": " + err.reason;
+            continue;
+        }
+        std::uint16_t port = where.port;
+        for (const auto& a : addresses) {
+            sdk::flow_error ferr;
+            sdk::endpoint ep{a, port};
+            auto acc = instance->layers.back()->listen(ep, ferr);
+            if (!acc) {
+                failures += "\n  " + instance->label() + " on " + ep.to_string() + ": " +
+                            ferr.reason;
+                continue;
+            }
+            auto sink = std::make_shared<acceptor_sink>(weak_from_this(), bound_.size());
+            acc->set_events(sink);
+            ep = acc->local_endpoint();
+            if (port == 0) port = ep.port; // both families on the same ephemeral port
+            bound_.push_back({instance, acc, sink, ep});
+            acc->start();
+            ctx_->emit(trace_event{trace_event::kind::listener_started,
+                                   std::chrono::steady_clock::now(), ep.to_string(),
+                                   instance->names, {}});
+        }
+    }
+    if (bound_.empty())
+        throw boost::system::system_error(make_error_code(errc::establishment_failed),
+                                          "could not listen:" +
+                                              (failures.empty() ? std::string(" no stack")
+                                                                : failures));
+}
+
+void listener_impl::accepted(std::size_t index, std::shared_ptr<sdk::flow> flow) {
+    if (closed_ || index >= bound_.size() || !flow) {
+        if (flow) flow->abort();
+        return;
+    }
+    auto& b = bound_[index];
+    flow = ctx_->registry.pin(b.stack->names.back(), std::move(flow));
+    auto fi = flow->info();
+    sdk::open_params params;
+    params.side = sdk::role::server;
+    params.remote = fi.remote;
+    params.local = fi.local;
+    error err;
+    auto top = build_flows(*ctx_, *b.stack, params, flow, err);
+    if (!top) {
+        flow->abort();
+        if (on_error) on_error(err);
+        return;
+    }
+    ctx_->emit(trace_event{trace_event::kind::accepted, std::chrono::steady_clock::now(),
+                           fi.remote.to_string(), b.stack->names, fi.local.to_string()});
+    auto assoc = std::make_shared<association>(fi.remote.to_string());
+    auto c = std::make_shared<carrier_impl>(ctx_, assoc, policy_);
+    auto t = std::make_shared<transient_impl>(b.stack, fi.remote.to_string());
+    t->attach(c, top);
+    establishing_.insert(c);
+    c->adopt(t, [weak = weak_from_this()](std::shared_ptr<carrier_impl> c, const error& e) {
+        auto self = weak.lock();
+        if (!self) return;
+        self->establishing_.erase(c);
+        if (!e) self->ready(std::move(c));
+    });
+}
+
+void listener_impl::ready(std::shared_ptr<carrier_impl> c) {
+    if (closed_) {
+        c->abort();
+        return;
+    }
+    carrier handle(std::move(c));
+    if (on_carrier) {
+        on_carrier(handle);
+    } else if (!acceptors_waiting_.empty()) {
+        auto h = std::move(acceptors_waiting_.front());
+        acceptors_waiting_.pop_front();
+        h({}, handle);
+    } else if (backlog_.size() < max_backlog) {
+        backlog_.push_back(handle);
+    } else {
+        handle.abort();
+    }
+}
+
+void listener_impl::acceptor_closed(std::size_t index, const sdk::flow_error& e) {
+    if (closed_ || !e) return;
+    std::string where = index < bound_.size() ? bound_[index].where.to_string() : "?";
+    if (on_error) on_error({make_error_code(errc::closed), "listener on " + where + ": " + e.reason});
+}
+
+void listener_impl::accept(unique_function<void(boost::system::error_code, carrier)> h) {
+    asio::dispatch(ctx_->executor, [self = shared_from_this(), h = std::move(h)]() mutable {
+        if (!self->backlog_.empty()) {
+            auto c = self->backlog_.front();
+            self->backlog_.pop_front();
+            h({}, c);
+        } else if (self->closed_) {
+            h(make_error_code(errc::closed), carrier{});
+        } else {
+            self->acceptors_waiting_.push_back(std::move(h));
+        }
+    });
+}
+
+void listener_impl::close() {
+    asio::dispatch(ctx_->executor, [self = shared_from_this()] {
+        if (self->closed_) return;
+        self->closed_ = true;
+        for (auto& b : self->bound_) b.acceptor->close();
+        for (auto& c : std::exchange(self->establishing_, {})) c->abort();
+        for (auto& h : std::exchange(self->acceptors_waiting_, {}))
+            h(make_error_code(errc::closed), carrier{});
+        self->backlog_.clear();
+    });
+}
+
+std::vector<sdk::endpoint> listener_impl::endpoints() const {
+    std::vector<sdk::endpoint> out;
+    for (const auto& b : bound_) out.push_back(b.where);
+    return out;
+}
+
+std::vector<std::vector<std::string>> listener_impl::stacks() const {
+    std::vector<std::vector<std::string>> out;
+    for (const auto& b : bound_)
+        if (out.empty() || out.back() != b.stack->names) out.push_back(b.stack->names);
+    return out;
+}
+
+} // namespace post::detail

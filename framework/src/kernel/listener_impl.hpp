@@ -1,0 +1,54 @@
+// A listener: one acceptor per (bottom layer, local address); every accepted flow is wrapped
+// with the upper layers of its stack and becomes a carrier once the stack is ready.
+#pragma once
+
+#include "carrier_impl.hpp"
+
+#include <post/listener.hpp>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <set>
+
+namespace post::detail {
+
+class listener_impl final : public std::enable_shared_from_this<listener_impl> {
+public:
+    listener_impl(std::shared_ptr<context_state> ctx, merged_policy policy)
+        : ctx_(std::move(ctx)), policy_(std::move(policy)) {}
+
+    /// Bind acceptors; throws boost::system::system_error when none could be started.
+    void open(const local& where, const std::vector<candidate_stack>& stacks);
+
+    void accepted(std::size_t acceptor_index, std::shared_ptr<sdk::flow> flow);
+    void acceptor_closed(std::size_t acceptor_index, const sdk::flow_error& e);
+    void accept(unique_function<void(boost::system::error_code, carrier)> h);
+    void close();
+
+    std::function<void(carrier)> on_carrier;
+    std::function<void(const error&)> on_error;
+
+    std::vector<sdk::endpoint> endpoints() const;
+    std::vector<std::vector<std::string>> stacks() const;
+    boost::asio::any_io_executor executor() const { return ctx_->executor; }
+
+private:
+    struct bound {
+        std::shared_ptr<stack_instance> stack;
+        std::shared_ptr<sdk::acceptor> acceptor;
+        std::shared_ptr<sdk::acceptor_events> sink;
+        sdk::endpoint where;
+    };
+    void ready(std::shared_ptr<carrier_impl> c);
+
+    std::shared_ptr<context_state> ctx_;
+    merged_policy policy_;
+    std::vector<bound> bound_;
+    std::set<std::shared_ptr<carrier_impl>> establishing_;
+    std::deque<carrier> backlog_;
+    std::deque<unique_function<void(boost::system::error_code, carrier)>> acceptors_waiting_;
+    bool closed_ = false;
+};
+
+} // namespace post::detail
