@@ -14,7 +14,8 @@ namespace post {
 
 class association {
 public:
-    explicit association(std::string key) : key_(std::move(key)) {}
+    explicit association(std::string key)
+        : key_(std::move(key)) {}
 
     const std::string& key() const noexcept { return key_; }
 

@@ -33,7 +33,8 @@ std::string_view to_string(carrier_state s) noexcept;
 class carrier {
 public:
     carrier() = default;
-    explicit carrier(std::shared_ptr<detail::carrier_impl> impl) : impl_(std::move(impl)) {}
+    explicit carrier(std::shared_ptr<detail::carrier_impl> impl)
+        : impl_(std::move(impl)) {}
 
     explicit operator bool() const noexcept { return static_cast<bool>(impl_); }
 
@@ -105,7 +106,8 @@ public:
     const std::shared_ptr<detail::carrier_impl>& impl() const noexcept { return impl_; }
 
 private:
-    void send_with(message m, detail::unique_function<void(boost::system::error_code, message_id)> h);
+    void send_with(message m,
+                   detail::unique_function<void(boost::system::error_code, message_id)> h);
     void receive_with(detail::unique_function<void(boost::system::error_code, message)> h);
     void ready_with(detail::unique_function<void(boost::system::error_code)> h);
 

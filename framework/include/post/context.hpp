@@ -77,9 +77,8 @@ auto async_initiate(context& ctx, const remote& r, const policy& p, CompletionTo
             auto done = detail::erase_handler<boost::system::error_code, carrier>(
                 std::move(handler), ctx.get_executor());
             auto shared = std::make_shared<decltype(done)>(std::move(done));
-            c.async_wait_ready([c, shared](boost::system::error_code ec) mutable {
-                (*shared)(ec, c);
-            });
+            c.async_wait_ready(
+                [c, shared](boost::system::error_code ec) mutable { (*shared)(ec, c); });
         },
         token, r, p);
 }

@@ -20,7 +20,7 @@ enum class errc {
     protocol_error = 7,       ///< The peer sent something malformed.
     plugin_error = 8,         ///< A layer could not be created.
     cancelled = 9,
-    not_supported = 10,       ///< The stack cannot do this (e.g. send on a sink).
+    not_supported = 10, ///< The stack cannot do this (e.g. send on a sink).
     policy_invalid = 11,
 };
 

@@ -17,7 +17,8 @@ class listener_impl;
 class listener {
 public:
     listener() = default;
-    explicit listener(std::shared_ptr<detail::listener_impl> impl) : impl_(std::move(impl)) {}
+    explicit listener(std::shared_ptr<detail::listener_impl> impl)
+        : impl_(std::move(impl)) {}
     explicit operator bool() const noexcept { return static_cast<bool>(impl_); }
 
     /// Each accepted carrier, already ready. Without a handler, carriers wait for async_accept.

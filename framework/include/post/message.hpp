@@ -30,7 +30,8 @@ struct message_properties {
 class message {
 public:
     message() = default;
-    explicit message(std::vector<std::byte> payload) : payload_(std::move(payload)) {}
+    explicit message(std::vector<std::byte> payload)
+        : payload_(std::move(payload)) {}
     explicit message(std::string_view text)
         : payload_(reinterpret_cast<const std::byte*>(text.data()),
                    reinterpret_cast<const std::byte*>(text.data()) + text.size()) {}

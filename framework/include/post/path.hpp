@@ -12,8 +12,8 @@ namespace post {
 struct path {
     sdk::endpoint local;
     sdk::endpoint remote;
-    std::string interface;               ///< Empty when unknown.
-    std::size_t max_message_size = 0;    ///< From the stack; 0 = unlimited.
+    std::string interface;            ///< Empty when unknown.
+    std::size_t max_message_size = 0; ///< From the stack; 0 = unlimited.
     std::optional<std::chrono::microseconds> rtt;
 };
 

@@ -33,7 +33,8 @@ public:
 
     /// Load every `*.so` in `dir` (non-recursive, in name order). Refusals are recorded, never
     /// thrown. `only`: when non-empty, plugins with other names are skipped.
-    void load_directory(const std::filesystem::path& dir, const std::vector<std::string>& only = {});
+    void load_directory(const std::filesystem::path& dir,
+                        const std::vector<std::string>& only = {});
     /// Load one file. Returns false and records why when it is refused.
     bool load_file(const std::filesystem::path& file);
     /// Register a plugin linked into the program (POST_PLUGIN_STATIC builds).

@@ -140,10 +140,10 @@ struct stack_constraint {
 };
 
 struct candidate_stack {
-    std::vector<std::string> layers;           ///< Top first.
-    std::map<std::string, bool> features;      ///< Composed feature set of the stack.
-    int score = 0;                             ///< Prefers met minus avoids present.
-    std::vector<std::string> notes;            ///< "prefers multistreaming: absent", ...
+    std::vector<std::string> layers;      ///< Top first.
+    std::map<std::string, bool> features; ///< Composed feature set of the stack.
+    int score = 0;                        ///< Prefers met minus avoids present.
+    std::vector<std::string> notes;       ///< "prefers multistreaming: absent", ...
 };
 
 struct excluded_stack {

@@ -22,7 +22,7 @@ struct trace_event {
     };
     kind what;
     std::chrono::steady_clock::time_point when;
-    std::string remote;            ///< Remote key or address.
+    std::string remote; ///< Remote key or address.
     std::vector<std::string> stack;
     std::string detail;
 };

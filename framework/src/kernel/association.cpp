@@ -7,9 +7,8 @@ namespace post {
 void association::record_win(outcome o) {
     std::lock_guard lock(mutex_);
     // A win clears older failures of the same candidate: the path works again.
-    std::erase_if(failures_, [&](const outcome& f) {
-        return f.stack == o.stack && f.address == o.address;
-    });
+    std::erase_if(failures_,
+                  [&](const outcome& f) { return f.stack == o.stack && f.address == o.address; });
     winner_ = std::move(o);
     ++established_;
 }

@@ -40,7 +40,9 @@ carrier& carrier::on_error(std::function<void(const error&)> h) {
     return *this;
 }
 
-message_id carrier::send(message m) { return checked(impl_).send(std::move(m), nullptr); }
+message_id carrier::send(message m) {
+    return checked(impl_).send(std::move(m), nullptr);
+}
 
 void carrier::send_with(message m,
                         detail::unique_function<void(boost::system::error_code, message_id)> h) {
@@ -53,15 +55,35 @@ void carrier::ready_with(detail::unique_function<void(boost::system::error_code)
     checked(impl_).wait_ready(std::move(h));
 }
 
-void carrier::close() { checked(impl_).close(); }
-void carrier::abort() { checked(impl_).abort(); }
-carrier_state carrier::state() const { return checked(impl_).state(); }
-std::vector<std::string> carrier::stack() const { return checked(impl_).stack(); }
-std::optional<post::path> carrier::path() const { return checked(impl_).current_path(); }
-std::optional<transient_info> carrier::transient() const { return checked(impl_).transient(); }
-std::shared_ptr<post::association> carrier::association() const { return checked(impl_).assoc(); }
-std::size_t carrier::max_message_size() const { return checked(impl_).max_message_size(); }
-std::optional<error> carrier::last_error() const { return checked(impl_).last_error(); }
-boost::asio::any_io_executor carrier::get_executor() const { return checked(impl_).executor(); }
+void carrier::close() {
+    checked(impl_).close();
+}
+void carrier::abort() {
+    checked(impl_).abort();
+}
+carrier_state carrier::state() const {
+    return checked(impl_).state();
+}
+std::vector<std::string> carrier::stack() const {
+    return checked(impl_).stack();
+}
+std::optional<post::path> carrier::path() const {
+    return checked(impl_).current_path();
+}
+std::optional<transient_info> carrier::transient() const {
+    return checked(impl_).transient();
+}
+std::shared_ptr<post::association> carrier::association() const {
+    return checked(impl_).assoc();
+}
+std::size_t carrier::max_message_size() const {
+    return checked(impl_).max_message_size();
+}
+std::optional<error> carrier::last_error() const {
+    return checked(impl_).last_error();
+}
+boost::asio::any_io_executor carrier::get_executor() const {
+    return checked(impl_).executor();
+}
 
 } // namespace post

@@ -17,7 +17,9 @@ constexpr std::size_t max_inbox_bytes = 64u << 20;
 
 carrier_impl::carrier_impl(std::shared_ptr<context_state> ctx, std::shared_ptr<association> assoc,
                            merged_policy policy)
-    : ctx_(std::move(ctx)), association_(std::move(assoc)), policy_(std::move(policy)) {}
+    : ctx_(std::move(ctx))
+    , association_(std::move(assoc))
+    , policy_(std::move(policy)) {}
 
 carrier_impl::~carrier_impl() {
     if (race_) race_->cancel();
@@ -25,18 +27,20 @@ carrier_impl::~carrier_impl() {
 }
 
 void carrier_impl::start_initiate(const remote& r, std::vector<candidate_stack> candidates) {
+    ctx_->keep(shared_from_this());
     race_ = std::make_shared<establishment>(weak_from_this(), ctx_, r, std::move(candidates));
     asio::post(ctx_->executor, [race = race_] { race->start(); });
 }
 
 void carrier_impl::fail_now(error e) {
-    asio::post(ctx_->executor, [self = shared_from_this(), e = std::move(e)] {
-        self->race_failed(e);
-    });
+    ctx_->keep(shared_from_this());
+    asio::post(ctx_->executor,
+               [self = shared_from_this(), e = std::move(e)] { self->race_failed(e); });
 }
 
 void carrier_impl::adopt(std::shared_ptr<transient_impl> t,
                          std::function<void(std::shared_ptr<carrier_impl>, const error&)> done) {
+    ctx_->keep(shared_from_this());
     established_ = std::move(done);
     active_ = std::move(t);
     active_->set_owner(weak_from_this());
@@ -66,7 +70,8 @@ void carrier_impl::become_active(std::shared_ptr<transient_impl> t) {
     }
     auto waiters = std::move(ready_waiters_);
     ready_waiters_.clear();
-    for (auto& w : waiters) w({});
+    for (auto& w : waiters)
+        w({});
     if (on_ready) on_ready();
     // Messages sent while establishing go out now, in order.
     while (!waiting_.empty() && state_ == carrier_state::active) {
@@ -83,11 +88,15 @@ message_id carrier_impl::send(message m,
                               unique_function<void(boost::system::error_code, message_id)> done) {
     message_id id = next_id_++;
     m.set_id(id);
-    asio::dispatch(ctx_->executor, [self = shared_from_this(), p = pending_send{std::move(m),
-                                                                               std::move(done)}]() mutable {
+    asio::dispatch(ctx_->executor, [self = shared_from_this(),
+                                    p = pending_send{std::move(m), std::move(done)}]() mutable {
         switch (self->state_.load()) {
-        case carrier_state::establishing: self->waiting_.push_back(std::move(p)); break;
-        case carrier_state::active: self->transmit(std::move(p)); break;
+        case carrier_state::establishing:
+            self->waiting_.push_back(std::move(p));
+            break;
+        case carrier_state::active:
+            self->transmit(std::move(p));
+            break;
         default: {
             error e{make_error_code(errc::closed), "carrier is closed"};
             if (p.done) p.done(e.code, p.msg.id());
@@ -117,8 +126,10 @@ void carrier_impl::transmit(pending_send p) {
     meta.immediate = props.immediate;
     meta.idempotent = props.idempotent;
     meta.properties = props.extra;
-    if (p.done) in_flight_.emplace(id, std::move(p.done));
-    else in_flight_.emplace(id, nullptr);
+    if (p.done)
+        in_flight_.emplace(id, std::move(p.done));
+    else
+        in_flight_.emplace(id, nullptr);
     active_->top().send(std::move(p.msg.payload()), meta);
 }
 
@@ -140,11 +151,14 @@ void carrier_impl::receive(unique_function<void(boost::system::error_code, messa
 void carrier_impl::wait_ready(unique_function<void(boost::system::error_code)> h) {
     asio::dispatch(ctx_->executor, [self = shared_from_this(), h = std::move(h)]() mutable {
         switch (self->state_.load()) {
-        case carrier_state::establishing: self->ready_waiters_.push_back(std::move(h)); break;
+        case carrier_state::establishing:
+            self->ready_waiters_.push_back(std::move(h));
+            break;
         case carrier_state::closed:
             h(self->last_error_ ? self->last_error_->code : make_error_code(errc::closed));
             break;
-        default: h({});
+        default:
+            h({});
         }
     });
 }
@@ -152,12 +166,15 @@ void carrier_impl::wait_ready(unique_function<void(boost::system::error_code)> h
 void carrier_impl::close() {
     asio::dispatch(ctx_->executor, [self = shared_from_this()] {
         switch (self->state_.load()) {
-        case carrier_state::establishing: self->close_requested_ = true; break;
+        case carrier_state::establishing:
+            self->close_requested_ = true;
+            break;
         case carrier_state::active:
             self->state_ = carrier_state::closing;
             self->active_->top().close();
             break;
-        default: break;
+        default:
+            break;
         }
     });
 }
@@ -281,7 +298,8 @@ void carrier_impl::finish(const error& e, bool report) {
         established_ = nullptr;
         cb(self, e ? e : error{make_error_code(errc::closed), "closed before ready"});
     }
-    for (auto& w : std::exchange(ready_waiters_, {})) w(code);
+    for (auto& w : std::exchange(ready_waiters_, {}))
+        w(code);
     for (auto& p : std::exchange(waiting_, {})) {
         if (p.done) p.done(code, p.msg.id());
         if (on_send_error) on_send_error(p.msg.id(), {code, "carrier closed before ready"});
@@ -289,7 +307,8 @@ void carrier_impl::finish(const error& e, bool report) {
     for (auto& [id, done] : std::exchange(in_flight_, {})) {
         if (done) done(make_error_code(errc::closed), id);
     }
-    for (auto& r : std::exchange(receivers_, {})) r(make_error_code(errc::closed), message{});
+    for (auto& r : std::exchange(receivers_, {}))
+        r(make_error_code(errc::closed), message{});
     if (e && report) {
         if (on_error) on_error(e);
     } else if (!was_establishing || !e) {
@@ -298,6 +317,33 @@ void carrier_impl::finish(const error& e, bool report) {
     ctx_->emit(trace_event{trace_event::kind::closed, std::chrono::steady_clock::now(),
                            association_ ? association_->key() : std::string{}, stack(),
                            e ? e.reason : "clean"});
+    // Handlers often capture the carrier itself; dropping them breaks that cycle. Posted, as
+    // we may be inside one of them right now.
+    asio::post(ctx_->executor, [self] {
+        self->clear_handlers();
+        self->ctx_->release(self.get());
+    });
+}
+
+void carrier_impl::clear_handlers() {
+    on_ready = nullptr;
+    on_received = nullptr;
+    on_sent = nullptr;
+    on_send_error = nullptr;
+    on_closed = nullptr;
+    on_error = nullptr;
+}
+
+void carrier_impl::shutdown() noexcept {
+    if (race_) race_->cancel();
+    race_.reset();
+    if (active_) active_->abort();
+    state_ = carrier_state::closed;
+    clear_handlers();
+    waiting_.clear();
+    in_flight_.clear();
+    receivers_.clear();
+    ready_waiters_.clear();
 }
 
 // ---- inspection ----

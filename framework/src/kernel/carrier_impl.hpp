@@ -19,6 +19,7 @@ namespace post::detail {
 class establishment;
 
 class carrier_impl final : public transient_owner,
+                           public live_object,
                            public std::enable_shared_from_this<carrier_impl> {
 public:
     carrier_impl(std::shared_ptr<context_state> ctx, std::shared_ptr<association> assoc,
@@ -38,8 +39,7 @@ public:
     void race_failed(error e);
 
     // ---- public operations (any thread; they hop onto the executor) ----
-    message_id send(message m,
-                    unique_function<void(boost::system::error_code, message_id)> done);
+    message_id send(message m, unique_function<void(boost::system::error_code, message_id)> done);
     void receive(unique_function<void(boost::system::error_code, message)> h);
     void wait_ready(unique_function<void(boost::system::error_code)> h);
     void close();
@@ -67,6 +67,8 @@ public:
     context_state& ctx() { return *ctx_; }
     const merged_policy& policy() const { return policy_; }
 
+    void shutdown() noexcept override;
+
     // ---- transient_owner ----
     void transient_ready(transient_impl& t) override;
     void transient_received(transient_impl& t, sdk::byte_buffer data,
@@ -87,6 +89,7 @@ private:
     void finish(const error& e, bool report);
     void deliver(message m);
     void complete_send(message_id id, const error& e);
+    void clear_handlers();
 
     std::shared_ptr<context_state> ctx_;
     std::shared_ptr<association> association_;

@@ -55,7 +55,23 @@ void context_state::emit(trace_event e) const {
         std::lock_guard lock(mutex);
         copy = tracers;
     }
-    for (auto& t : copy) t(e);
+    for (auto& t : copy)
+        t(e);
+}
+
+void context_state::keep(std::shared_ptr<live_object> o) {
+    std::lock_guard lock(mutex);
+    auto* key = o.get();
+    live.emplace(key, std::move(o));
+}
+
+void context_state::release(live_object* o) {
+    std::shared_ptr<live_object> last; // destroyed outside the lock
+    std::lock_guard lock(mutex);
+    if (auto it = live.find(o); it != live.end()) {
+        last = std::move(it->second);
+        live.erase(it);
+    }
 }
 
 void context_state::log(sdk::log_level level, std::string_view layer,
@@ -83,9 +99,12 @@ context::context(boost::asio::io_context& io, context_options options)
     std::vector<fs::path> search;
     if (options.use_environment)
         if (const char* env = std::getenv("POST_PLUGIN_PATH"); env && *env)
-            for (auto& p : split_path(env)) search.push_back(p);
-    for (auto& p : options.plugin_path) search.push_back(p);
-    for (auto& p : state_->config.plugin_path) search.push_back(p);
+            for (auto& p : split_path(env))
+                search.push_back(p);
+    for (auto& p : options.plugin_path)
+        search.push_back(p);
+    for (auto& p : state_->config.plugin_path)
+        search.push_back(p);
     if (state_->config.file.empty()) {
         // No configuration at all: the build tree's or the installed plugin folder.
         if (auto dir = executable_dir(); !dir.empty())
@@ -94,16 +113,32 @@ context::context(boost::asio::io_context& io, context_options options)
         search.emplace_back(POST_INSTALL_PLUGIN_DIR);
 #endif
     }
-    for (const auto& dir : search) state_->registry.load_directory(dir, state_->config.load);
+    for (const auto& dir : search)
+        state_->registry.load_directory(dir, state_->config.load);
 }
 
-context::~context() = default;
+context::~context() {
+    std::map<detail::live_object*, std::shared_ptr<detail::live_object>> live;
+    {
+        std::lock_guard lock(state_->mutex);
+        live.swap(state_->live);
+        state_->tracers.clear();
+    }
+    for (auto& [raw, object] : live)
+        object->shutdown();
+}
 
-boost::asio::any_io_executor context::get_executor() const { return state_->executor; }
+boost::asio::any_io_executor context::get_executor() const {
+    return state_->executor;
+}
 
-plugin_registry& context::plugins() noexcept { return state_->registry; }
+plugin_registry& context::plugins() noexcept {
+    return state_->registry;
+}
 
-const host_config& context::config() const noexcept { return state_->config; }
+const host_config& context::config() const noexcept {
+    return state_->config;
+}
 
 merged_policy context::effective(const policy& application) const {
     if (state_->config.system_policy) return merge(*state_->config.system_policy, application);
@@ -127,6 +162,8 @@ void context::on_trace(std::function<void(const trace_event&)> h) {
     state_->tracers.push_back(std::move(h));
 }
 
-void context::emit(trace_event e) const { state_->emit(std::move(e)); }
+void context::emit(trace_event e) const {
+    state_->emit(std::move(e));
+}
 
 } // namespace post

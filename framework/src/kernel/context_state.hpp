@@ -19,6 +19,16 @@
 
 namespace post::detail {
 
+/// Something the context keeps alive until it finishes (an active carrier, an open listener),
+/// so applications need not hold handles for their handlers to keep running.
+class live_object {
+public:
+    virtual ~live_object() = default;
+    /// Stop at once without events (the context is going away). Called on the destroying
+    /// thread after the executor has stopped running this context's work.
+    virtual void shutdown() noexcept = 0;
+};
+
 struct context_state : sdk::log_sink {
     boost::asio::any_io_executor executor;
     host_config config;
@@ -28,6 +38,10 @@ struct context_state : sdk::log_sink {
     std::map<std::string, std::shared_ptr<association>> associations;
     std::vector<std::function<void(const trace_event&)>> tracers;
 
+    std::map<live_object*, std::shared_ptr<live_object>> live;
+
+    void keep(std::shared_ptr<live_object> o);
+    void release(live_object* o);
     void emit(trace_event e) const;
     void log(sdk::log_level level, std::string_view layer, std::string_view text) noexcept override;
 };

@@ -21,8 +21,7 @@ establishment::establishment(std::weak_ptr<carrier_impl> owner, std::shared_ptr<
     , attempt_timer_(ctx_->executor)
     , deadline_(ctx_->executor) {}
 
-void establishment::trace(trace_event::kind k, std::vector<std::string> stack,
-                          std::string detail) {
+void establishment::trace(trace_event::kind k, std::vector<std::string> stack, std::string detail) {
     ctx_->emit(trace_event{k, std::chrono::steady_clock::now(), remote_.key(), std::move(stack),
                            std::move(detail)});
 }
@@ -78,12 +77,14 @@ void establishment::resolved(std::vector<asio::ip::address> addresses) {
     const auto& racing = owner->policy().effective.racing;
     {
         std::string list;
-        for (const auto& a : addresses) list += (list.empty() ? "" : " ") + a.to_string();
+        for (const auto& a : addresses)
+            list += (list.empty() ? "" : " ") + a.to_string();
         trace(trace_event::kind::resolved, {}, list);
     }
     // RFC 8305 §4: interleave the families, starting with the preferred one.
     std::vector<asio::ip::address> v6, v4, ordered;
-    for (const auto& a : addresses) (a.is_v6() ? v6 : v4).push_back(a);
+    for (const auto& a : addresses)
+        (a.is_v6() ? v6 : v4).push_back(a);
     auto& first = racing.prefer_family == address_family::ipv4 ? v4 : v6;
     auto& second = racing.prefer_family == address_family::ipv4 ? v6 : v4;
     for (std::size_t i = 0; i < std::max(first.size(), second.size()); ++i) {
@@ -91,7 +92,8 @@ void establishment::resolved(std::vector<asio::ip::address> addresses) {
         if (i < second.size()) ordered.push_back(second[i]);
     }
     for (std::size_t s = 0; s < stacks_.size(); ++s)
-        for (const auto& a : ordered) queue_.push_back(candidate{nullptr, s, a});
+        for (const auto& a : ordered)
+            queue_.push_back(candidate{nullptr, s, a});
 
     // What the association learned: last time's winner goes first.
     if (auto learned = owner->assoc()->last_winner()) {
@@ -113,7 +115,8 @@ std::shared_ptr<stack_instance> establishment::stack_for(std::size_t index, erro
     if (!instances_[index]) {
         auto owner = owner_.lock();
         if (!owner) return nullptr;
-        instances_[index] = make_stack(*ctx_, owner->policy().effective, stacks_[index].layers, err);
+        instances_[index] =
+            make_stack(*ctx_, owner->policy().effective, stacks_[index].layers, err);
     }
     return instances_[index];
 }
@@ -186,10 +189,10 @@ void establishment::on_ready(transient_impl& t) {
     running_.clear();
     auto owner = owner_.lock();
     if (!owner || !winner) return;
-    owner->assoc()->record_win({winner->stack()->names, winner->address(),
-                                std::chrono::steady_clock::now()});
-    auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(
-        winner->info().ready - winner->info().started);
+    owner->assoc()->record_win(
+        {winner->stack()->names, winner->address(), std::chrono::steady_clock::now()});
+    auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(winner->info().ready -
+                                                                         winner->info().started);
     trace(trace_event::kind::attempt_won, winner->stack()->names,
           winner->address() + " in " + std::to_string(elapsed.count()) + " us");
     owner->race_won(std::move(winner));
@@ -202,8 +205,8 @@ void establishment::on_closed(transient_impl& t, const sdk::flow_error& e) {
     if (it == running_.end()) return;
     auto failed = *it;
     running_.erase(it);
-    std::string why = e.reason.empty() ? (e.code ? e.code.message() : "closed before ready")
-                                       : e.reason;
+    std::string why =
+        e.reason.empty() ? (e.code ? e.code.message() : "closed before ready") : e.reason;
     for (auto& a : attempts_)
         if (a.label == failed->label() && a.outcome.empty()) {
             a.outcome = why;
@@ -222,7 +225,8 @@ void establishment::on_closed(transient_impl& t, const sdk::flow_error& e) {
 void establishment::check_exhausted() {
     if (done_ || !running_.empty() || next_ < queue_.size()) return;
     std::string list;
-    for (const auto& a : attempts_) list += "\n  " + a.label + ": " + a.outcome;
+    for (const auto& a : attempts_)
+        list += "\n  " + a.label + ": " + a.outcome;
     fail({make_error_code(errc::establishment_failed),
           "could not establish a carrier to " + remote_.key() + ": " +
               std::to_string(attempts_.size()) + " attempt" + (attempts_.size() == 1 ? "" : "s") +
@@ -235,7 +239,8 @@ void establishment::fail(error e) {
     attempt_timer_.cancel();
     deadline_.cancel();
     resolver_.cancel();
-    for (auto& r : running_) r->abort();
+    for (auto& r : running_)
+        r->abort();
     running_.clear();
     if (auto owner = owner_.lock()) owner->race_failed(std::move(e));
 }
@@ -246,7 +251,8 @@ void establishment::cancel() {
     attempt_timer_.cancel();
     deadline_.cancel();
     resolver_.cancel();
-    for (auto& r : running_) r->abort();
+    for (auto& r : running_)
+        r->abort();
     running_.clear();
 }
 

@@ -16,8 +16,8 @@ namespace post::detail {
 
 class establishment final : public std::enable_shared_from_this<establishment> {
 public:
-    establishment(std::weak_ptr<carrier_impl> owner, std::shared_ptr<context_state> ctx,
-                  remote r, std::vector<candidate_stack> stacks);
+    establishment(std::weak_ptr<carrier_impl> owner, std::shared_ptr<context_state> ctx, remote r,
+                  std::vector<candidate_stack> stacks);
 
     void start();
     void cancel();

@@ -29,8 +29,8 @@ carrier initiate(context& ctx, const remote& r, const policy& p) {
         impl->start_initiate(r, std::move(selected.candidates));
     } catch (const policy_error& e) {
         bool none = std::string_view(e.what()).find("no candidate") != std::string_view::npos;
-        impl->fail_now({make_error_code(none ? errc::no_candidate : errc::policy_invalid),
-                        e.what()});
+        impl->fail_now(
+            {make_error_code(none ? errc::no_candidate : errc::policy_invalid), e.what()});
     }
     return carrier(impl);
 }
@@ -57,9 +57,17 @@ listener& listener::on_error(std::function<void(const error&)> h) {
 void listener::accept_with(detail::unique_function<void(boost::system::error_code, carrier)> h) {
     impl_->accept(std::move(h));
 }
-std::vector<sdk::endpoint> listener::local_endpoints() const { return impl_->endpoints(); }
-std::vector<std::vector<std::string>> listener::stacks() const { return impl_->stacks(); }
-void listener::close() { impl_->close(); }
-boost::asio::any_io_executor listener::get_executor() const { return impl_->executor(); }
+std::vector<sdk::endpoint> listener::local_endpoints() const {
+    return impl_->endpoints();
+}
+std::vector<std::vector<std::string>> listener::stacks() const {
+    return impl_->stacks();
+}
+void listener::close() {
+    impl_->close();
+}
+boost::asio::any_io_executor listener::get_executor() const {
+    return impl_->executor();
+}
 
 } // namespace post

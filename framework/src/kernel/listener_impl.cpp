@@ -18,10 +18,13 @@ namespace {
 class acceptor_sink final : public sdk::acceptor_events {
 public:
     acceptor_sink(std::weak_ptr<listener_impl> owner, std::size_t index)
-        : owner_(std::move(owner)), index_(index) {}
+        : owner_(std::move(owner))
+        , index_(index) {}
     void on_accepted(std::shared_ptr<sdk::flow> f) noexcept override {
-        if (auto o = owner_.lock()) o->accepted(index_, std::move(f));
-        else if (f) f->abort();
+        if (auto o = owner_.lock())
+            o->accepted(index_, std::move(f));
+        else if (f)
+            f->abort();
     }
     void on_closed(const sdk::flow_error& e) noexcept override {
         if (auto o = owner_.lock()) o->acceptor_closed(index_, e);
@@ -66,8 +69,8 @@ void listener_impl::open(const local& where, const std::vector<candidate_stack>&
             sdk::endpoint ep{a, port};
             auto acc = instance->layers.back()->listen(ep, ferr);
             if (!acc) {
-                failures += "\n  " + instance->label() + " on " + ep.to_string() + ": " +
-                            ferr.reason;
+                failures +=
+                    "\n  " + instance->label() + " on " + ep.to_string() + ": " + ferr.reason;
                 continue;
             }
             auto sink = std::make_shared<acceptor_sink>(weak_from_this(), bound_.size());
@@ -75,17 +78,19 @@ void listener_impl::open(const local& where, const std::vector<candidate_stack>&
             ep = acc->local_endpoint();
             if (port == 0) port = ep.port; // both families on the same ephemeral port
             bound_.push_back({instance, acc, sink, ep});
+            if (bound_.size() == 1) ctx_->keep(shared_from_this());
             acc->start();
             ctx_->emit(trace_event{trace_event::kind::listener_started,
-                                   std::chrono::steady_clock::now(), ep.to_string(),
-                                   instance->names, {}});
+                                   std::chrono::steady_clock::now(),
+                                   ep.to_string(),
+                                   instance->names,
+                                   {}});
         }
     }
     if (bound_.empty())
-        throw boost::system::system_error(make_error_code(errc::establishment_failed),
-                                          "could not listen:" +
-                                              (failures.empty() ? std::string(" no stack")
-                                                                : failures));
+        throw boost::system::system_error(
+            make_error_code(errc::establishment_failed),
+            "could not listen:" + (failures.empty() ? std::string(" no stack") : failures));
 }
 
 void listener_impl::accepted(std::size_t index, std::shared_ptr<sdk::flow> flow) {
@@ -114,11 +119,18 @@ void listener_impl::accepted(std::size_t index, std::shared_ptr<sdk::flow> flow)
     auto t = std::make_shared<transient_impl>(b.stack, fi.remote.to_string());
     t->attach(c, top);
     establishing_.insert(c);
-    c->adopt(t, [weak = weak_from_this()](std::shared_ptr<carrier_impl> c, const error& e) {
+    c->adopt(t, [weak = weak_from_this(),
+                 peer = fi.remote.to_string()](std::shared_ptr<carrier_impl> c, const error& e) {
         auto self = weak.lock();
         if (!self) return;
         self->establishing_.erase(c);
-        if (!e) self->ready(std::move(c));
+        if (!e) {
+            self->ready(std::move(c));
+        } else if (self->on_error && !self->closed_) {
+            // The application never saw this carrier; the listener reports why it failed.
+            self->on_error(
+                {e.code, "connection from " + peer + " failed before it was ready: " + e.reason});
+        }
     });
 }
 
@@ -144,7 +156,8 @@ void listener_impl::ready(std::shared_ptr<carrier_impl> c) {
 void listener_impl::acceptor_closed(std::size_t index, const sdk::flow_error& e) {
     if (closed_ || !e) return;
     std::string where = index < bound_.size() ? bound_[index].where.to_string() : "?";
-    if (on_error) on_error({make_error_code(errc::closed), "listener on " + where + ": " + e.reason});
+    if (on_error)
+        on_error({make_error_code(errc::closed), "listener on " + where + ": " + e.reason});
 }
 
 void listener_impl::accept(unique_function<void(boost::system::error_code, carrier)> h) {
@@ -165,17 +178,39 @@ void listener_impl::close() {
     asio::dispatch(ctx_->executor, [self = shared_from_this()] {
         if (self->closed_) return;
         self->closed_ = true;
-        for (auto& b : self->bound_) b.acceptor->close();
-        for (auto& c : std::exchange(self->establishing_, {})) c->abort();
+        for (auto& b : self->bound_)
+            b.acceptor->close();
+        for (auto& c : std::exchange(self->establishing_, {}))
+            c->abort();
         for (auto& h : std::exchange(self->acceptors_waiting_, {}))
             h(make_error_code(errc::closed), carrier{});
         self->backlog_.clear();
+        // Posted: close() may be called from inside one of these handlers.
+        asio::post(self->ctx_->executor, [self] {
+            self->on_carrier = nullptr;
+            self->on_error = nullptr;
+            self->ctx_->release(self.get());
+        });
     });
+}
+
+void listener_impl::shutdown() noexcept {
+    closed_ = true;
+    for (auto& b : bound_)
+        b.acceptor->close();
+    for (auto& c : establishing_)
+        c->shutdown();
+    establishing_.clear();
+    acceptors_waiting_.clear();
+    backlog_.clear();
+    on_carrier = nullptr;
+    on_error = nullptr;
 }
 
 std::vector<sdk::endpoint> listener_impl::endpoints() const {
     std::vector<sdk::endpoint> out;
-    for (const auto& b : bound_) out.push_back(b.where);
+    for (const auto& b : bound_)
+        out.push_back(b.where);
     return out;
 }
 

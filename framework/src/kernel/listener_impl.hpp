@@ -13,10 +13,11 @@
 
 namespace post::detail {
 
-class listener_impl final : public std::enable_shared_from_this<listener_impl> {
+class listener_impl final : public live_object, public std::enable_shared_from_this<listener_impl> {
 public:
     listener_impl(std::shared_ptr<context_state> ctx, merged_policy policy)
-        : ctx_(std::move(ctx)), policy_(std::move(policy)) {}
+        : ctx_(std::move(ctx))
+        , policy_(std::move(policy)) {}
 
     /// Bind acceptors; throws boost::system::system_error when none could be started.
     void open(const local& where, const std::vector<candidate_stack>& stacks);
@@ -25,6 +26,7 @@ public:
     void acceptor_closed(std::size_t acceptor_index, const sdk::flow_error& e);
     void accept(unique_function<void(boost::system::error_code, carrier)> h);
     void close();
+    void shutdown() noexcept override;
 
     std::function<void(carrier)> on_carrier;
     std::function<void(const error&)> on_error;

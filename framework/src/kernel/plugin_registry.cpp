@@ -1,3 +1,5 @@
+#include "elf_check.hpp"
+
 #include <post/plugin_registry.hpp>
 
 #include <boost/dll/shared_library.hpp>
@@ -33,7 +35,9 @@ std::string toolchain_text(const sdk::toolchain_id& t) {
            std::to_string(t.pointer_size * 8) + "-bit";
 }
 
-bool known_edge(sdk::edge e) { return e <= sdk::edge::message; }
+bool known_edge(sdk::edge e) {
+    return e <= sdk::edge::message;
+}
 
 /// The dlerror() text for a file Boost.DLL could not load (Boost only gives an errno-ish code).
 std::string dlopen_reason(const fs::path& file) {
@@ -79,6 +83,11 @@ bool plugin_registry::load_file(const fs::path& file) {
     for (const auto& p : plugins_)
         if (!p.file.empty() && fs::equivalent(p.file, file)) return true; // already loaded
 
+    if (auto bad = detail::check_elf_file(file)) {
+        refused_.push_back({file, "not a loadable shared object: " + *bad});
+        account();
+        return false;
+    }
     boost::system::error_code ec;
     auto lib = std::make_shared<boost::dll::shared_library>();
     lib->load(boost::dll::fs::path(file.string()), boost::dll::load_mode::rtld_now, ec);
@@ -107,7 +116,9 @@ bool plugin_registry::load_file(const fs::path& file) {
     return ok;
 }
 
-bool plugin_registry::add_static(const sdk::plugin_descriptor* d) { return admit(d, {}, nullptr); }
+bool plugin_registry::add_static(const sdk::plugin_descriptor* d) {
+    return admit(d, {}, nullptr);
+}
 
 bool plugin_registry::admit(const sdk::plugin_descriptor* d, const fs::path& file,
                             std::shared_ptr<void> library) {

@@ -121,9 +121,9 @@ std::optional<url> url::parse(std::string_view text, std::string* why) {
     } else {
         u.port = default_port(u.scheme);
         if (u.port == 0) {
-            fail(why, u.scheme.empty() ? "missing port (expected HOST:PORT)"
-                                       : "missing port: scheme '" + u.scheme +
-                                             "' has no default port");
+            fail(why, u.scheme.empty()
+                          ? "missing port (expected HOST:PORT)"
+                          : "missing port: scheme '" + u.scheme + "' has no default port");
             return std::nullopt;
         }
     }

@@ -11,7 +11,9 @@ std::string join_stack(const std::vector<std::string>& names) {
     return out + "]";
 }
 
-std::string stack_instance::label() const { return join_stack(names); }
+std::string stack_instance::label() const {
+    return join_stack(names);
+}
 
 std::shared_ptr<stack_instance> make_stack(context_state& ctx, const policy& p,
                                            const std::vector<std::string>& names, error& err) {

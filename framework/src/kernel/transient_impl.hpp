@@ -29,7 +29,8 @@ class transient_impl final : public sdk::flow_events,
                              public std::enable_shared_from_this<transient_impl> {
 public:
     transient_impl(std::shared_ptr<stack_instance> stack, std::string address)
-        : stack_(std::move(stack)), address_(std::move(address)) {
+        : stack_(std::move(stack))
+        , address_(std::move(address)) {
         info_.stack = stack_->names;
         info_.started = info_.ready = std::chrono::steady_clock::now();
     }

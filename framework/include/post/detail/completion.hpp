@@ -22,9 +22,10 @@ unique_function<void(Args...)> erase_handler(Handler handler, const Executor& fa
     auto work = boost::asio::make_work_guard(ex);
     return [h = std::move(handler), work = std::move(work)](Args... args) mutable {
         auto target = work.get_executor();
-        boost::asio::post(target, [h = std::move(h), tup = std::make_tuple(std::move(args)...)]() mutable {
-            std::apply(std::move(h), std::move(tup));
-        });
+        boost::asio::post(target,
+                          [h = std::move(h), tup = std::make_tuple(std::move(args)...)]() mutable {
+                              std::apply(std::move(h), std::move(tup));
+                          });
         work.reset();
     };
 }

@@ -15,7 +15,8 @@ public:
     unique_function() = default;
     unique_function(std::nullptr_t) {}
     template <class F, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, unique_function>>>
-    unique_function(F&& f) : impl_(std::make_unique<model<std::decay_t<F>>>(std::forward<F>(f))) {}
+    unique_function(F&& f)
+        : impl_(std::make_unique<model<std::decay_t<F>>>(std::forward<F>(f))) {}
 
     unique_function(unique_function&&) noexcept = default;
     unique_function& operator=(unique_function&&) noexcept = default;
@@ -29,8 +30,10 @@ private:
         virtual R call(Args... args) = 0;
     };
     template <class F> struct model final : concept_t {
-        explicit model(F&& f) : fn(std::move(f)) {}
-        explicit model(const F& f) : fn(f) {}
+        explicit model(F&& f)
+            : fn(std::move(f)) {}
+        explicit model(const F& f)
+            : fn(f) {}
         R call(Args... args) override { return fn(std::forward<Args>(args)...); }
         F fn;
     };

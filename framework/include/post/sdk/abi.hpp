@@ -87,11 +87,15 @@ struct plugin_descriptor {
 /// When POST_PLUGIN_STATIC is defined (static builds: tests, sanitizers), only the named
 /// accessor `post_plugin_<id>()` is defined, for post::context::add_static_plugin.
 #ifdef POST_PLUGIN_STATIC
-#define POST_PLUGIN(id, descriptor)                                                               \
-    const ::post::sdk::plugin_descriptor* post_plugin_##id() noexcept { return &(descriptor); }
+#define POST_PLUGIN(id, descriptor)                                                                \
+    const ::post::sdk::plugin_descriptor* post_plugin_##id() noexcept {                            \
+        return &(descriptor);                                                                      \
+    }
 #else
 #include <boost/dll/alias.hpp>
-#define POST_PLUGIN(id, descriptor)                                                               \
-    const ::post::sdk::plugin_descriptor* post_plugin_##id() noexcept { return &(descriptor); }   \
+#define POST_PLUGIN(id, descriptor)                                                                \
+    const ::post::sdk::plugin_descriptor* post_plugin_##id() noexcept {                            \
+        return &(descriptor);                                                                      \
+    }                                                                                              \
     BOOST_DLL_ALIAS(post_plugin_##id, post_plugin_descriptor)
 #endif

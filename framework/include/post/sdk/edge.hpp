@@ -16,10 +16,14 @@ enum class edge : std::uint8_t {
 
 constexpr std::string_view to_string(edge e) noexcept {
     switch (e) {
-    case edge::none: return "none";
-    case edge::stream: return "stream";
-    case edge::datagram: return "datagram";
-    case edge::message: return "message";
+    case edge::none:
+        return "none";
+    case edge::stream:
+        return "stream";
+    case edge::datagram:
+        return "datagram";
+    case edge::message:
+        return "message";
     }
     return "?";
 }

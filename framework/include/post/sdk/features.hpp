@@ -20,11 +20,13 @@ struct feature_entry {
 /// The selection properties the policy engine knows (RFC 9622 §6.2 names in kebab-case,
 /// plus `security`, which RFC 9622 handles as security parameters).
 inline constexpr std::array<std::string_view, 14> known_features{
-    "reliability",        "preserve-msg-boundaries", "per-msg-reliability",
-    "preserve-order",     "zero-rtt-msg",            "multistreaming",
-    "full-checksum-send", "full-checksum-recv",      "congestion-control",
-    "keep-alive",         "multipath",               "security",
-    "soft-error-notify",  "active-read-before-send",
+    "reliability",         "preserve-msg-boundaries",
+    "per-msg-reliability", "preserve-order",
+    "zero-rtt-msg",        "multistreaming",
+    "full-checksum-send",  "full-checksum-recv",
+    "congestion-control",  "keep-alive",
+    "multipath",           "security",
+    "soft-error-notify",   "active-read-before-send",
 };
 
 } // namespace post::sdk

@@ -27,8 +27,8 @@ public:
 /// Everything a layer instance gets when it is created.
 struct layer_context {
     boost::asio::any_io_executor executor;
-    options opts;             ///< Validated against the layer's schema, defaults filled in.
-    log_sink* log = nullptr;  ///< Never null when the kernel creates a layer.
+    options opts;            ///< Validated against the layer's schema, defaults filled in.
+    log_sink* log = nullptr; ///< Never null when the kernel creates a layer.
 };
 
 struct open_params {

@@ -23,8 +23,8 @@ struct option_spec {
     std::int64_t max = 0;
 };
 
-using option_value =
-    std::variant<bool, std::int64_t, std::string, std::chrono::milliseconds, std::vector<std::string>>;
+using option_value = std::variant<bool, std::int64_t, std::string, std::chrono::milliseconds,
+                                  std::vector<std::string>>;
 
 /// Validated options for one layer: every key is in the layer's schema and has the right type.
 /// Keys the policy did not set hold the schema default.

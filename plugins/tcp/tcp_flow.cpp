@@ -1,0 +1,315 @@
+#include "tcp_flow.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace post::plugins::tcp {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+namespace {
+
+// How long close() waits for the peer's FIN after sending ours before it closes anyway.
+constexpr std::chrono::seconds close_grace{2};
+// A gathering write takes queued buffers until one of these limits is reached.
+constexpr std::size_t max_gather_buffers = 64;
+constexpr std::size_t max_gather_bytes = 256 * 1024;
+
+sdk::flow_error internal_error(const char* where) {
+    return {std::make_error_code(std::errc::state_not_recoverable),
+            std::string("tcp: internal error in ") + where};
+}
+
+} // namespace
+
+tcp_flow::tcp_flow(const asio::any_io_executor& ex, tcp_settings settings, sdk::open_params p)
+    : socket_(ex)
+    , grace_timer_(ex)
+    , settings_(settings)
+    , params_(std::move(p))
+    , remote_(params_.remote) {}
+
+tcp_flow::tcp_flow(tcp::socket socket, tcp_settings settings)
+    : socket_(std::move(socket))
+    , grace_timer_(socket_.get_executor())
+    , settings_(settings) {
+    params_.side = sdk::role::server;
+    boost::system::error_code ec;
+    local_ = to_sdk(socket_.local_endpoint(ec));
+    remote_ = to_sdk(socket_.remote_endpoint(ec));
+    params_.remote = remote_;
+}
+
+template <class F> void tcp_flow::defer(F f) {
+    asio::post(socket_.get_executor(), [self = shared_from_this(), f = std::move(f)]() mutable {
+        try {
+            f();
+        } catch (...) {
+            self->finish(internal_error("a deferred step"));
+        }
+    });
+}
+
+void tcp_flow::set_events(std::weak_ptr<sdk::flow_events> events) noexcept {
+    events_ = std::move(events);
+}
+
+void tcp_flow::start() noexcept {
+    try {
+        if (state_ != state::idle) return;
+        if (params_.side == sdk::role::client) {
+            state_ = state::connecting;
+            defer([this] { connect(); });
+        } else {
+            state_ = state::open;
+            defer([this] { become_open(); });
+        }
+    } catch (...) {
+        // Only allocation can fail here; nothing was started, so report nothing.
+        state_ = state::done;
+    }
+}
+
+void tcp_flow::connect() {
+    if (state_ != state::connecting) return;
+    const tcp::endpoint remote = to_asio(params_.remote);
+    boost::system::error_code ec;
+    socket_.open(remote.protocol(), ec);
+    if (ec) return finish(make_error(ec, "socket for " + params_.remote.to_string() + " failed"));
+    if (params_.local) {
+        if (settings_.reuse_address) socket_.set_option(tcp::socket::reuse_address(true), ec);
+        socket_.bind(to_asio(*params_.local), ec);
+        if (ec) return finish(make_error(ec, "bind to " + params_.local->to_string() + " failed"));
+    }
+    socket_.async_connect(remote, [self = shared_from_this()](const boost::system::error_code& e) {
+        try {
+            self->on_connected(e);
+        } catch (...) {
+            self->finish(internal_error("connect"));
+        }
+    });
+}
+
+void tcp_flow::on_connected(const boost::system::error_code& ec) {
+    if (state_ != state::connecting) return; // aborted meanwhile
+    if (ec) return finish(make_error(ec, "connect to " + params_.remote.to_string() + " failed"));
+    boost::system::error_code ignored;
+    local_ = to_sdk(socket_.local_endpoint(ignored));
+    state_ = state::open;
+    become_open();
+}
+
+void tcp_flow::become_open() {
+    if (state_ != state::open) return;
+    apply_socket_options(socket_, settings_);
+    if (auto ev = events_.lock()) ev->on_ready();
+    if (state_ != state::open) return; // the upper side aborted from on_ready
+    read();
+    write();
+    maybe_shutdown();
+}
+
+void tcp_flow::apply_socket_options(tcp::socket& s, const tcp_settings& st) {
+    boost::system::error_code ec;
+    s.set_option(tcp::no_delay(st.nodelay), ec);
+    if (ec) st.write_log(sdk::log_level::warning, "cannot set TCP_NODELAY: " + ec.message());
+    if (st.keep_alive.count() > 0) {
+        // Idle time and probe interval both take the configured value (whole seconds, >= 1).
+        const int secs = static_cast<int>(std::max<std::int64_t>(
+            1, std::chrono::ceil<std::chrono::seconds>(st.keep_alive).count()));
+        s.set_option(asio::socket_base::keep_alive(true), ec);
+        if (!ec)
+            s.set_option(asio::detail::socket_option::integer<IPPROTO_TCP, TCP_KEEPIDLE>(secs), ec);
+        if (!ec)
+            s.set_option(asio::detail::socket_option::integer<IPPROTO_TCP, TCP_KEEPINTVL>(secs),
+                         ec);
+        if (ec) st.write_log(sdk::log_level::warning, "cannot enable keep-alive: " + ec.message());
+    }
+    if (st.notsent_lowat > 0) {
+        s.set_option(
+            asio::detail::socket_option::integer<IPPROTO_TCP, TCP_NOTSENT_LOWAT>(st.notsent_lowat),
+            ec);
+        if (ec)
+            st.write_log(sdk::log_level::warning, "cannot set TCP_NOTSENT_LOWAT: " + ec.message());
+    }
+}
+
+void tcp_flow::send(sdk::byte_buffer data, const sdk::send_meta& meta) noexcept {
+    try {
+        if (state_ == state::done) return;
+        if (close_requested_ || send_shut_) {
+            defer([this, id = meta.id] {
+                if (state_ == state::done) return;
+                if (auto ev = events_.lock())
+                    ev->on_send_error(id, {std::make_error_code(std::errc::broken_pipe),
+                                           "tcp: send after close()"});
+            });
+            return;
+        }
+        queued_bytes_ += data.size();
+        queue_.push_back({std::move(data), meta.id});
+        if (state_ == state::open) write();
+    } catch (...) {
+        defer([this, id = meta.id] {
+            if (auto ev = events_.lock(); ev && state_ != state::done)
+                ev->on_send_error(id, {std::make_error_code(std::errc::not_enough_memory),
+                                       "tcp: cannot queue the data"});
+        });
+    }
+}
+
+void tcp_flow::write() {
+    if (writing_ || queue_.empty() || state_ != state::open) return;
+    std::vector<asio::const_buffer> buffers;
+    std::size_t bytes = 0;
+    for (const auto& p : queue_) {
+        if (buffers.size() == max_gather_buffers || (bytes >= max_gather_bytes && !buffers.empty()))
+            break;
+        buffers.emplace_back(p.data.data(), p.data.size());
+        bytes += p.data.size();
+    }
+    in_flight_ = buffers.size();
+    writing_ = true;
+    asio::async_write(
+        socket_, buffers,
+        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+            try {
+                self->writing_ = false;
+                if (self->state_ == state::done) return;
+                if (ec)
+                    return self->finish(
+                        make_error(ec, "write to " + self->remote_.to_string() + " failed"));
+                std::vector<std::uint64_t> ids;
+                ids.reserve(self->in_flight_);
+                for (std::size_t i = 0; i < self->in_flight_; ++i) {
+                    self->queued_bytes_ -= self->queue_.front().data.size();
+                    ids.push_back(self->queue_.front().id);
+                    self->queue_.pop_front();
+                }
+                self->in_flight_ = 0;
+                self->write(); // keep the socket busy before telling the upper side
+                for (auto id : ids) {
+                    if (self->state_ == state::done) return;
+                    if (auto ev = self->events_.lock()) ev->on_sent(id);
+                }
+                self->maybe_shutdown();
+            } catch (...) {
+                self->finish(internal_error("write"));
+            }
+        });
+}
+
+void tcp_flow::read() {
+    socket_.async_read_some(
+        asio::buffer(read_buffer_),
+        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+            try {
+                if (self->state_ == state::done) return;
+                if (ec == asio::error::eof) {
+                    self->peer_eof_ = true;
+                    if (self->send_shut_) return self->finish({});
+                    // The peer finished sending: finish our side too (queued data first).
+                    self->close_requested_ = true;
+                    return self->maybe_shutdown();
+                }
+                if (ec)
+                    return self->finish(
+                        make_error(ec, "read from " + self->remote_.to_string() + " failed"));
+                sdk::byte_buffer chunk(self->read_buffer_.begin(), self->read_buffer_.begin() + n);
+                if (auto ev = self->events_.lock()) ev->on_received(std::move(chunk), {});
+                if (self->state_ == state::done) return;
+                self->read();
+            } catch (...) {
+                self->finish(internal_error("read"));
+            }
+        });
+}
+
+void tcp_flow::close() noexcept {
+    try {
+        if (state_ == state::done || close_requested_) return;
+        close_requested_ = true;
+        if (state_ == state::idle) {
+            state_ = state::connecting; // so finish() below is not skipped by a late start()
+            defer([this] { finish({}); });
+            return;
+        }
+        if (state_ == state::open) defer([this] { maybe_shutdown(); });
+        // connecting: maybe_shutdown() runs once the connection is open.
+    } catch (...) {
+        abort();
+    }
+}
+
+void tcp_flow::maybe_shutdown() {
+    if (state_ != state::open || !close_requested_ || send_shut_ || writing_ || !queue_.empty())
+        return;
+    boost::system::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    send_shut_ = true;
+    if (ec) return finish(make_error(ec, "shutdown towards " + remote_.to_string() + " failed"));
+    if (peer_eof_) return finish({});
+    grace_timer_.expires_after(close_grace);
+    grace_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& e) {
+        if (e || self->state_ == state::done) return;
+        self->settings_.write_log(sdk::log_level::debug,
+                                  "peer " + self->remote_.to_string() +
+                                      " did not finish within the close grace period; closing");
+        self->finish({});
+    });
+}
+
+void tcp_flow::abort() noexcept {
+    const bool was_done = state_ == state::done;
+    state_ = state::done;
+    aborted_ = true;
+    events_.reset();
+    if (was_done) return;
+    boost::system::error_code ec;
+    if (socket_.is_open()) {
+        // An abort resets the connection instead of a graceful FIN.
+        socket_.set_option(asio::socket_base::linger(true, 0), ec);
+        socket_.close(ec);
+    }
+    grace_timer_.cancel(ec);
+    queue_.clear();
+    queued_bytes_ = 0;
+}
+
+void tcp_flow::finish(const sdk::flow_error& e) {
+    if (state_ == state::done) return;
+    state_ = state::done;
+    auto ev = events_.lock();
+    events_.reset();
+    boost::system::error_code ec;
+    socket_.close(ec);
+    grace_timer_.cancel(ec);
+    std::vector<std::uint64_t> unsent;
+    for (const auto& p : queue_)
+        unsent.push_back(p.id);
+    queue_.clear();
+    queued_bytes_ = 0;
+    if (!ev) return;
+    if (e)
+        for (auto id : unsent)
+            if (!aborted_) ev->on_send_error(id, e);
+    if (!aborted_) ev->on_closed(e);
+}
+
+sdk::flow_info tcp_flow::info() const noexcept {
+    sdk::flow_info i;
+    i.kind = sdk::edge::stream;
+    i.local = local_;
+    i.remote = remote_;
+    return i;
+}
+
+} // namespace post::plugins::tcp

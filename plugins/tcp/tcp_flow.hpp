@@ -1,0 +1,76 @@
+// One TCP connection seen as a stream flow.
+#pragma once
+
+#include "tcp_common.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <memory>
+
+namespace post::plugins::tcp {
+
+class tcp_flow final : public sdk::flow, public std::enable_shared_from_this<tcp_flow> {
+public:
+    /// Active side: connects to `p.remote` (after binding `p.local` when set) on start().
+    tcp_flow(const boost::asio::any_io_executor& ex, tcp_settings settings, sdk::open_params p);
+    /// Passive side: wraps a socket the acceptor accepted.
+    tcp_flow(boost::asio::ip::tcp::socket socket, tcp_settings settings);
+
+    void set_events(std::weak_ptr<sdk::flow_events> events) noexcept override;
+    void start() noexcept override;
+    void send(sdk::byte_buffer data, const sdk::send_meta& meta) noexcept override;
+    void close() noexcept override;
+    void abort() noexcept override;
+    sdk::flow_info info() const noexcept override;
+    std::size_t queued_bytes() const noexcept override { return queued_bytes_; }
+
+    /// Apply nodelay / keep-alive / notsent-lowat to a connected socket. Failures are logged,
+    /// not fatal: the connection works without them.
+    static void apply_socket_options(boost::asio::ip::tcp::socket& s, const tcp_settings& st);
+
+private:
+    enum class state : std::uint8_t { idle, connecting, open, done };
+
+    struct pending_send {
+        sdk::byte_buffer data;
+        std::uint64_t id;
+    };
+
+    void connect();
+    void on_connected(const boost::system::error_code& ec);
+    void become_open();
+    void read();
+    void write();
+    void maybe_shutdown();
+    /// Terminal: closes the socket and reports on_closed(e) (unless aborted).
+    void finish(const sdk::flow_error& e);
+    /// Run `f` later on the executor, so no event reaches the upper side from inside its call.
+    template <class F> void defer(F f);
+
+    boost::asio::ip::tcp::socket socket_;
+    boost::asio::steady_timer grace_timer_;
+    tcp_settings settings_;
+    sdk::open_params params_;
+    std::weak_ptr<sdk::flow_events> events_;
+    state state_ = state::idle;
+
+    std::deque<pending_send> queue_;
+    std::size_t in_flight_ = 0; ///< Entries at the front of queue_ being written now.
+    std::size_t queued_bytes_ = 0;
+    bool writing_ = false;
+
+    bool close_requested_ = false; ///< close() called, or the peer finished sending.
+    bool send_shut_ = false;       ///< Our FIN is out.
+    bool peer_eof_ = false;
+    bool aborted_ = false; ///< No events at all after abort(), even from inside finish().
+
+    std::array<std::byte, 64 * 1024> read_buffer_;
+    sdk::endpoint local_;
+    sdk::endpoint remote_;
+};
+
+} // namespace post::plugins::tcp

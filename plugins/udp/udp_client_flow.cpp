@@ -1,0 +1,208 @@
+#include "udp_client_flow.hpp"
+
+#include <boost/asio/post.hpp>
+
+namespace post::plugins::udp {
+
+namespace asio = boost::asio;
+using asio::ip::udp;
+
+udp_client_flow::udp_client_flow(const asio::any_io_executor& ex, udp_settings settings,
+                                 sdk::open_params p)
+    : socket_(ex)
+    , settings_(settings)
+    , params_(std::move(p))
+    , max_message_size_(settings_.limit_for(params_.remote.address))
+    , receive_buffer_(receive_buffer_size) {}
+
+template <class F> void udp_client_flow::defer(F f) {
+    asio::post(socket_.get_executor(), [self = shared_from_this(), f = std::move(f)]() mutable {
+        try {
+            f();
+        } catch (...) {
+            self->finish(
+                {std::make_error_code(std::errc::state_not_recoverable), "udp: internal error"});
+        }
+    });
+}
+
+void udp_client_flow::set_events(std::weak_ptr<sdk::flow_events> events) noexcept {
+    events_ = std::move(events);
+}
+
+void udp_client_flow::start() noexcept {
+    if (state_ != state::idle || close_requested_) return;
+    try {
+        state_ = state::open;
+        defer([this] { open_socket(); });
+    } catch (...) {
+        state_ = state::done;
+    }
+}
+
+void udp_client_flow::open_socket() {
+    if (state_ != state::open) return;
+    const udp::endpoint remote = to_asio(params_.remote);
+    boost::system::error_code ec;
+    socket_.open(remote.protocol(), ec);
+    if (ec)
+        return finish(make_error(ec, "udp socket for " + params_.remote.to_string() + " failed"));
+    if (params_.local) {
+        if (settings_.reuse_address) socket_.set_option(udp::socket::reuse_address(true), ec);
+        socket_.bind(to_asio(*params_.local), ec);
+        if (ec)
+            return finish(make_error(ec, "udp bind to " + params_.local->to_string() + " failed"));
+    }
+    // Connecting a UDP socket only records the default peer: it does not block, and it makes
+    // the kernel report ICMP errors for that peer (ECONNREFUSED) on this socket.
+    socket_.connect(remote, ec);
+    if (ec)
+        return finish(make_error(ec, "udp connect to " + params_.remote.to_string() + " failed"));
+    local_ = to_sdk(socket_.local_endpoint(ec));
+    if (auto ev = events_.lock()) ev->on_ready();
+    if (state_ != state::open) return;
+    receive();
+    write();
+}
+
+void udp_client_flow::receive() {
+    socket_.async_receive(asio::buffer(receive_buffer_), [self = shared_from_this()](
+                                                             const boost::system::error_code& ec,
+                                                             std::size_t n) {
+        try {
+            if (self->state_ != state::open) return;
+            if (ec == asio::error::connection_refused)
+                return self->finish(make_error(ec, "udp peer " + self->params_.remote.to_string() +
+                                                       " is unreachable"));
+            if (ec)
+                return self->finish(make_error(
+                    ec, "udp receive from " + self->params_.remote.to_string() + " failed"));
+            sdk::byte_buffer d(self->receive_buffer_.begin(), self->receive_buffer_.begin() + n);
+            sdk::receive_meta meta;
+            meta.from = self->params_.remote;
+            if (auto ev = self->events_.lock()) ev->on_received(std::move(d), meta);
+            if (self->state_ == state::open) self->receive();
+        } catch (...) {
+            self->finish({std::make_error_code(std::errc::state_not_recoverable),
+                          "udp: internal error while receiving"});
+        }
+    });
+}
+
+void udp_client_flow::send(sdk::byte_buffer data, const sdk::send_meta& meta) noexcept {
+    try {
+        if (state_ == state::done) return;
+        if (close_requested_ || data.size() > max_message_size_) {
+            sdk::flow_error e = close_requested_
+                                    ? sdk::flow_error{std::make_error_code(std::errc::broken_pipe),
+                                                      "udp: send after close()"}
+                                    : oversize_error(data.size(), max_message_size_);
+            defer([this, id = meta.id, e = std::move(e)] {
+                if (state_ == state::done) return;
+                if (auto ev = events_.lock()) ev->on_send_error(id, e);
+            });
+            return;
+        }
+        queued_bytes_ += data.size();
+        queue_.push_back({std::move(data), meta.id});
+        write();
+    } catch (...) {
+        // Allocation failure: the unit is lost; end the flow (reported later, not from here).
+        try {
+            defer([this] {
+                finish({std::make_error_code(std::errc::not_enough_memory), "udp: out of memory"});
+            });
+        } catch (...) {
+        }
+    }
+}
+
+void udp_client_flow::write() {
+    // Until open_socket() has run the socket is closed; the queue waits for it.
+    if (writing_ || queue_.empty() || state_ != state::open || !socket_.is_open()) return;
+    writing_ = true;
+    socket_.async_send(asio::buffer(queue_.front().data), [self = shared_from_this()](
+                                                              const boost::system::error_code& ec,
+                                                              std::size_t) {
+        try {
+            self->writing_ = false;
+            if (self->state_ != state::open) return;
+            if (ec == asio::error::connection_refused)
+                return self->finish(make_error(ec, "udp peer " + self->params_.remote.to_string() +
+                                                       " is unreachable"));
+            auto sent = std::move(self->queue_.front());
+            self->queue_.pop_front();
+            self->queued_bytes_ -= sent.data.size();
+            self->write();
+            if (auto ev = self->events_.lock()) {
+                if (ec)
+                    ev->on_send_error(sent.id, make_error(ec, "udp send to " +
+                                                                  self->params_.remote.to_string() +
+                                                                  " failed"));
+                else
+                    ev->on_sent(sent.id);
+            }
+            if (self->state_ == state::open && self->close_requested_ && !self->writing_ &&
+                self->queue_.empty())
+                self->finish({});
+        } catch (...) {
+            self->finish({std::make_error_code(std::errc::state_not_recoverable),
+                          "udp: internal error while sending"});
+        }
+    });
+}
+
+void udp_client_flow::close() noexcept {
+    if (state_ == state::done || close_requested_) return;
+    close_requested_ = true;
+    try {
+        // Datagrams already queued still go out; then the flow closes.
+        defer([this] {
+            if (state_ == state::done) return;
+            if (state_ == state::idle || (!writing_ && queue_.empty())) finish({});
+        });
+    } catch (...) {
+        abort();
+    }
+}
+
+void udp_client_flow::abort() noexcept {
+    aborted_ = true;
+    state_ = state::done;
+    events_.reset();
+    boost::system::error_code ec;
+    socket_.close(ec);
+    queue_.clear();
+    queued_bytes_ = 0;
+}
+
+void udp_client_flow::finish(const sdk::flow_error& e) {
+    if (finished_ || aborted_) return;
+    finished_ = true;
+    state_ = state::done;
+    auto ev = events_.lock();
+    events_.reset();
+    boost::system::error_code ec;
+    socket_.close(ec);
+    std::vector<std::uint64_t> unsent;
+    for (const auto& p : queue_)
+        unsent.push_back(p.id);
+    queue_.clear();
+    queued_bytes_ = 0;
+    if (!ev) return;
+    if (e)
+        for (auto id : unsent)
+            if (!aborted_) ev->on_send_error(id, e);
+    if (!aborted_) ev->on_closed(e);
+}
+
+sdk::flow_info udp_client_flow::info() const noexcept {
+    sdk::flow_info i;
+    i.kind = sdk::edge::datagram;
+    i.local = local_;
+    i.remote = params_.remote;
+    i.max_message_size = max_message_size_;
+    return i;
+}
+
+} // namespace post::plugins::udp

@@ -1,0 +1,59 @@
+// An active UDP flow: a connected socket exchanging datagrams with one remote.
+#pragma once
+
+#include "udp_common.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <vector>
+
+namespace post::plugins::udp {
+
+class udp_client_flow final : public sdk::flow,
+                              public std::enable_shared_from_this<udp_client_flow> {
+public:
+    udp_client_flow(const boost::asio::any_io_executor& ex, udp_settings settings,
+                    sdk::open_params p);
+
+    void set_events(std::weak_ptr<sdk::flow_events> events) noexcept override;
+    void start() noexcept override;
+    void send(sdk::byte_buffer data, const sdk::send_meta& meta) noexcept override;
+    void close() noexcept override;
+    void abort() noexcept override;
+    sdk::flow_info info() const noexcept override;
+    std::size_t queued_bytes() const noexcept override { return queued_bytes_; }
+
+private:
+    enum class state : std::uint8_t { idle, open, done };
+
+    struct pending_send {
+        sdk::byte_buffer data;
+        std::uint64_t id;
+    };
+
+    void open_socket();
+    void receive();
+    void write();
+    void finish(const sdk::flow_error& e);
+    template <class F> void defer(F f);
+
+    boost::asio::ip::udp::socket socket_;
+    udp_settings settings_;
+    sdk::open_params params_;
+    std::weak_ptr<sdk::flow_events> events_;
+    state state_ = state::idle;
+    bool close_requested_ = false;
+    bool aborted_ = false;
+    bool finished_ = false; ///< on_closed was reported (or is being reported).
+    bool writing_ = false;
+    std::deque<pending_send> queue_;
+    std::size_t queued_bytes_ = 0;
+    std::size_t max_message_size_;
+    std::vector<std::byte> receive_buffer_;
+    sdk::endpoint local_;
+};
+
+} // namespace post::plugins::udp

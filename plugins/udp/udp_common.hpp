@@ -1,0 +1,76 @@
+// Settings and small helpers shared by the UDP flows, acceptor and layer.
+#pragma once
+
+#include <utility>
+
+#include <boost/asio/ip/udp.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <post/sdk.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+namespace post::plugins::udp {
+
+inline constexpr std::string_view layer_name = "udp";
+
+/// Largest UDP payload the IP layer can carry without jumbograms: IPv4's 16-bit total length
+/// counts its own 20-byte header and UDP's 8 (65535 - 28); IPv6's payload length excludes the
+/// fixed header, so only UDP's 8 bytes come off (65535 - 8).
+inline constexpr std::size_t max_udp_payload_v4 = 65507;
+inline constexpr std::size_t max_udp_payload_v6 = 65527;
+/// Receive buffer: room for the largest possible datagram.
+inline constexpr std::size_t receive_buffer_size = 65536;
+
+struct udp_settings {
+    std::size_t max_message_size = 0; ///< 0 = the path limit.
+    std::size_t max_peers = 1024;
+    bool reuse_address = true;
+    sdk::log_sink* log = nullptr;
+
+    void write_log(sdk::log_level level, std::string_view text) const noexcept {
+        if (log) log->log(level, layer_name, text);
+    }
+
+    /// The send limit for a flow of this address family. We do not query IP_MTU: Linux leaves
+    /// IP_MTU_DISCOVER at "want" for UDP and fragments locally, so the IP length limit is the
+    /// real one; a configured max-message-size can only lower it.
+    std::size_t limit_for(const boost::asio::ip::address& a) const noexcept {
+        const std::size_t path = a.is_v6() ? max_udp_payload_v6 : max_udp_payload_v4;
+        return max_message_size == 0 ? path : std::min(max_message_size, path);
+    }
+};
+
+inline std::error_code to_std(const boost::system::error_code& ec) noexcept {
+    if (!ec) return {};
+    if (ec.category() == boost::system::system_category())
+        return {ec.value(), std::system_category()};
+    if (ec.category() == boost::system::generic_category())
+        return {ec.value(), std::generic_category()};
+    return std::make_error_code(std::errc::io_error);
+}
+
+inline boost::asio::ip::udp::endpoint to_asio(const sdk::endpoint& e) {
+    return {e.address, e.port};
+}
+
+inline sdk::endpoint to_sdk(const boost::asio::ip::udp::endpoint& e) {
+    return {e.address(), e.port()};
+}
+
+inline sdk::flow_error make_error(const boost::system::error_code& ec, std::string what) {
+    return {to_std(ec), std::move(what) + ": " + ec.message()};
+}
+
+inline sdk::flow_error oversize_error(std::size_t size, std::size_t limit) {
+    return {std::make_error_code(std::errc::message_size),
+            "message of " + std::to_string(size) +
+                " bytes exceeds the path's maximum datagram size of " + std::to_string(limit) +
+                " bytes"};
+}
+
+} // namespace post::plugins::udp

@@ -1,0 +1,26 @@
+# Kernel tests: URL parsing, the plugin loader (with deliberately broken plugins), and carriers
+# over the real TCP/UDP/framer plugins on loopback.
+set(POST_BAD_PLUGIN_DIR ${PROJECT_BINARY_DIR}/tests/bad-plugins)
+foreach(bad wrong_abi no_descriptor unknown_feature)
+  add_library(post_test_${bad} MODULE unit/bad_plugins/${bad}.cpp)
+  target_link_libraries(post_test_${bad} PRIVATE PostSockets::sdk)
+  set_target_properties(post_test_${bad} PROPERTIES PREFIX "lib" OUTPUT_NAME post-${bad}
+    LIBRARY_OUTPUT_DIRECTORY ${POST_BAD_PLUGIN_DIR} CXX_VISIBILITY_PRESET hidden)
+endforeach()
+
+post_add_boost_test(test_url SOURCES unit/test_url.cpp LIBRARIES PostSockets::kernel)
+post_add_boost_test(test_registry SOURCES unit/test_registry.cpp LIBRARIES PostSockets::kernel)
+target_compile_definitions(test_registry PRIVATE POST_BAD_PLUGIN_DIR="${POST_BAD_PLUGIN_DIR}"
+  POST_PLUGIN_DIR="${POST_PLUGIN_OUTPUT_DIR}")
+add_dependencies(test_registry post_test_wrong_abi post_test_no_descriptor
+  post_test_unknown_feature)
+
+post_add_boost_test(test_carrier SOURCES integration/test_carrier.cpp
+  LIBRARIES PostSockets::kernel TIMEOUT 120)
+target_compile_definitions(test_carrier PRIVATE POST_PLUGIN_DIR="${POST_PLUGIN_OUTPUT_DIR}")
+foreach(p tcp udp framing)
+  if(TARGET post_plugin_${p})
+    add_dependencies(test_registry post_plugin_${p})
+    add_dependencies(test_carrier post_plugin_${p})
+  endif()
+endforeach()
