@@ -130,11 +130,11 @@ BOOST_AUTO_TEST_CASE(duplicate_plugin_is_refused_and_first_wins) {
 }
 
 BOOST_AUTO_TEST_CASE(created_layers_keep_their_library) {
+    boost::asio::io_context io; // outlives the layer, which holds its executor
     std::shared_ptr<post::sdk::layer> layer;
     {
         post::plugin_registry r;
         r.load_directory(POST_PLUGIN_DIR);
-        boost::asio::io_context io;
         post::sdk::layer_context ctx;
         ctx.executor = io.get_executor();
         static quiet_log log;
