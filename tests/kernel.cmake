@@ -24,3 +24,12 @@ foreach(p tcp udp framing)
     add_dependencies(test_carrier post_plugin_${p})
   endif()
 endforeach()
+
+post_add_boost_test(test_conformance SOURCES integration/test_conformance.cpp
+  LIBRARIES PostSockets::kernel TIMEOUT 120)
+target_compile_definitions(test_conformance PRIVATE POST_PLUGIN_DIR="${POST_PLUGIN_OUTPUT_DIR}")
+foreach(p tcp udp framing)
+  if(TARGET post_plugin_${p})
+    add_dependencies(test_conformance post_plugin_${p})
+  endif()
+endforeach()
