@@ -42,17 +42,18 @@ void framer_flow::send(sdk::byte_buffer data, const sdk::send_meta& meta) noexce
             });
             return;
         }
-        // One lower send per message: header and payload in one buffer, so a stream layer
-        // writes them together.
-        sdk::byte_buffer frame(frame_header_size + data.size());
+        // Header and payload go down as two units: the payload moves without a copy, and the
+        // stream layer gathers both into one write. Only the payload's completion is reported.
         const auto header = encode_frame_header(static_cast<std::uint32_t>(data.size()));
-        std::memcpy(frame.data(), header.data(), header.size());
-        if (!data.empty()) std::memcpy(frame.data() + frame_header_size, data.data(), data.size());
+        sdk::byte_buffer head(header.begin(), header.end());
+        const std::size_t size = frame_header_size + data.size();
         sdk::send_meta lower_meta = meta;
+        lower_meta.id = next_lower_id_++; // the header's id is never looked up
+        lower_->send(std::move(head), lower_meta);
         lower_meta.id = next_lower_id_++;
-        in_flight_.push_back({lower_meta.id, meta.id, frame.size()});
-        queued_bytes_ += frame.size();
-        lower_->send(std::move(frame), lower_meta);
+        in_flight_.push_back({lower_meta.id, meta.id, size});
+        queued_bytes_ += size;
+        lower_->send(std::move(data), lower_meta);
     } catch (...) {
         // Out of memory: the stream would lose a message in the middle, so end it. The report
         // is posted: no event reaches the upper side from inside its own call.

@@ -330,3 +330,20 @@ BOOST_FIXTURE_TEST_CASE(async_accept_and_trace_events, fixture) {
     BOOST_TEST(has(post::trace_event::kind::attempt_won));
     BOOST_TEST(has(post::trace_event::kind::accepted));
 }
+
+BOOST_FIXTURE_TEST_CASE(host_names_resolve_through_the_resolver, fixture) {
+    std::string resolved;
+    ctx.on_trace([&](const post::trace_event& e) {
+        if (e.what == post::trace_event::kind::resolved) resolved = e.detail;
+    });
+    auto l = echo_listener(ctx, ":0");
+    auto port = port_of(l, false);
+    auto c = post::initiate(ctx, post::remote::from_url("tcp://localhost:" + std::to_string(port)));
+    std::string reply;
+    c.on_ready([&] { c.send(post::message(std::string_view("by name"))); });
+    c.on_received([&](post::message m) { reply = std::string(m.text()); });
+    run_until(io, [&] { return !reply.empty(); });
+    BOOST_TEST(reply == "by name");
+    BOOST_TEST(resolved.find("127.0.0.1") != std::string::npos, resolved);
+    BOOST_TEST(c.path()->remote.address.is_loopback());
+}
