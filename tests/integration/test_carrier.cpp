@@ -85,8 +85,15 @@ void exchange(fixture& f, const std::string& url, const post::policy& p,
             c.send(post::message(std::string_view(text)));
     });
     c.on_received([&](post::message m) { got.emplace_back(m.text()); });
+    std::vector<post::message_id> sent;
+    c.on_sent([&](post::message_id id) { sent.push_back(id); });
     c.on_error([](const post::error& e) { BOOST_FAIL("carrier error: " << e.to_string()); });
-    run_until(f.io, [&] { return got.size() == 3; });
+    run_until(f.io, [&] { return got.size() == 3 && sent.size() == 3; });
+    BOOST_TEST(sent == (std::vector<post::message_id>{1, 2, 3}), boost::test_tools::per_element());
+    auto transient = c.transient();
+    BOOST_REQUIRE(transient);
+    BOOST_TEST(transient->stack == expected_stack, boost::test_tools::per_element());
+    BOOST_TEST((transient->ready >= transient->started));
     BOOST_TEST(ready);
     BOOST_TEST(got == (std::vector<std::string>{"one", "two", "three"}),
                boost::test_tools::per_element());
