@@ -1,0 +1,11 @@
+# End-to-end tests of the `post` tool: real processes on loopback (tests/cli/*.sh).
+set(POST_CLI_TESTS tcp_exchange echo udp json file count refused plugins policy demo bench)
+foreach(test ${POST_CLI_TESTS})
+  add_test(NAME cli_${test}
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cli/${test}.sh $<TARGET_FILE:post>)
+  set_tests_properties(cli_${test} PROPERTIES
+    TIMEOUT 90
+    LABELS cli
+    ENVIRONMENT "POST_SOURCE_DIR=${PROJECT_SOURCE_DIR};POST_BINARY_DIR=${PROJECT_BINARY_DIR}")
+endforeach()
+set_tests_properties(cli_bench PROPERTIES TIMEOUT 150)

@@ -1,0 +1,15 @@
+# `post bench tcp --json` produces one JSON object with every documented field.
+source "$(dirname "$0")/lib.sh" "$@"
+
+timeout 100 "$POST" bench tcp --json --seconds 0.3 >"$TMP/bench.json" || fail "bench exited $?"
+python3 - "$TMP/bench.json" <<'PY'
+import json, math, sys
+doc = json.load(open(sys.argv[1]))
+for key in ("throughput_gbps", "rtt_p50_us", "rtt_p99_us", "connections_per_s"):
+    for side in ("post", "asio", "ratio"):
+        v = doc[key][side]
+        assert isinstance(v, (int, float)) and math.isfinite(v) and v > 0, (key, side, v)
+assert isinstance(doc["plugin_load_ms"], (int, float)) and doc["plugin_load_ms"] >= 0, doc
+print(json.dumps(doc))
+PY
+pass "bench json"

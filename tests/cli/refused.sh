@@ -1,0 +1,14 @@
+# Connecting to a closed port fails with exit code 1 and the reason on stderr.
+source "$(dirname "$0")/lib.sh" "$@"
+
+for attempt in 1 2 3 4 5; do
+    port=$(random_port)
+    # Make sure nothing listens there (bash's /dev/tcp connects or fails at once on loopback).
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+done
+rc=0
+timeout 15 "$POST" connect "tcp://127.0.0.1:$port" </dev/null >"$TMP/out" 2>"$TMP/err" || rc=$?
+[[ $rc == 1 ]] || fail "expected exit code 1, got $rc: $(cat "$TMP/err")"
+grep -qi "refused" "$TMP/err" || fail "no reason on stderr: $(cat "$TMP/err")"
+grep -q "127.0.0.1:$port" "$TMP/err" || fail "the failed attempt is not listed: $(cat "$TMP/err")"
+pass "connection refused: $(head -3 "$TMP/err")"

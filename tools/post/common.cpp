@@ -1,0 +1,119 @@
+#include "common.hpp"
+
+#include <fmt/core.h>
+
+#include <boost/asio/ip/address.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <stdexcept>
+#include <system_error>
+
+namespace post_tool {
+
+post::context_options context_options_for(const global_options& g) {
+    post::context_options o;
+    if (!g.config_file.empty()) o.config_file = g.config_file;
+    return o;
+}
+
+void trace_to_stderr(post::context& ctx) {
+    // Times are relative to the first trace, so that a run reads as a timeline.
+    auto start = std::make_shared<std::optional<std::chrono::steady_clock::time_point>>();
+    ctx.on_trace([start](const post::trace_event& e) {
+        if (!*start) *start = e.when;
+        auto us = std::chrono::duration_cast<std::chrono::microseconds>(e.when - **start).count();
+        err_line(fmt::format("trace +{:.3f}ms {} {}{}{}", us / 1000.0, post::to_string(e.what),
+                             e.remote,
+                             e.stack.empty() ? "" : " [" + join_stack(e.stack, ", ") + "]",
+                             e.detail.empty() ? "" : ": " + e.detail));
+    });
+}
+
+post::stack_constraint constraint_for_scheme(std::string_view scheme) {
+    if (scheme.empty()) return {};
+    if (scheme == "tcp") return {{"tcp"}, "URL scheme tcp://"};
+    if (scheme == "udp") return {{"udp"}, "URL scheme udp://"};
+    throw std::invalid_argument(
+        fmt::format("unsupported URL scheme '{}://' (use tcp://, udp:// or HOST:PORT)", scheme));
+}
+
+post::policy policy_for(const std::string& policy_file, std::string_view scheme) {
+    if (!policy_file.empty()) return post::policy::load_file(policy_file);
+    post::policy p = post::policy::defaults();
+    if (scheme == "udp") {
+        // The default policy requires what a stream transport gives (reliability, order,
+        // congestion control), which no datagram stack provides: an explicit udp:// asks for
+        // datagrams, so those requirements become no-preference instead of failing selection.
+        // Only message boundaries stay required.
+        for (auto& [name, rule] : p.selection) {
+            if (rule.level != post::preference::require || name == "preserve-msg-boundaries")
+                continue;
+            rule.level = post::preference::no_preference;
+            rule.where = {"<built-in default policy, relaxed for udp://>", 0, 0};
+        }
+        p.name = "default (relaxed for udp://)";
+    }
+    return p;
+}
+
+void pin_stacks(post::context& ctx, post::policy& p, const post::stack_constraint& constraint) {
+    if (constraint.must_contain.empty()) return;
+    auto result = post::select_stacks(ctx.effective(p), ctx.plugins().catalog(), constraint);
+    p.stacks.clear();
+    for (const auto& c : result.candidates)
+        p.stacks.push_back({c.layers, {"<" + constraint.origin + ">", 0, 0}});
+}
+
+std::filesystem::path policies_dir() {
+    std::error_code ec;
+    auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+    if (!ec) {
+        auto dir = exe.parent_path().parent_path() / "share" / "post" / "policies";
+        if (std::filesystem::is_directory(dir, ec)) return dir;
+    }
+    return POST_SOURCE_POLICY_DIR;
+}
+
+std::string join_stack(const std::vector<std::string>& layers, std::string_view sep) {
+    std::string s;
+    for (const auto& l : layers) {
+        if (!s.empty()) s += sep;
+        s += l;
+    }
+    return s;
+}
+
+namespace {
+void write_line(std::FILE* f, std::string_view text) {
+    std::fwrite(text.data(), 1, text.size(), f);
+    std::fputc('\n', f);
+    std::fflush(f);
+}
+} // namespace
+
+void out_line(std::string_view text) {
+    write_line(stdout, text);
+}
+void err_line(std::string_view text) {
+    write_line(stderr, text);
+}
+
+post::local local_from_url(const post::url& u) {
+    post::local l;
+    l.port = u.port;
+    if (u.host.empty() || u.host == "*") return l;
+    if (u.host == "localhost") {
+        l.address = boost::asio::ip::make_address("127.0.0.1");
+        return l;
+    }
+    boost::system::error_code ec;
+    auto a = boost::asio::ip::make_address(u.host, ec);
+    if (ec)
+        throw std::invalid_argument(
+            fmt::format("'{}' is not a literal address; listen needs one (or localhost)", u.host));
+    l.address = a;
+    return l;
+}
+
+} // namespace post_tool

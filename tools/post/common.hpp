@@ -1,0 +1,69 @@
+// What the subcommands of `post` share: global options, building a context, turning a URL into
+// a policy and a stack constraint, and printing lines that tests and scripts can read at once.
+#pragma once
+
+#include <utility>
+// <utility> before Asio (see docs: g++ 12 with Boost 1.74).
+#include <post.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace post_tool {
+
+/// Options every subcommand accepts (`post -v listen ...` or `post listen ... -v`).
+struct global_options {
+    std::string config_file; ///< --config: host configuration; empty = the kernel's default.
+    bool verbose = false;    ///< -v: trace events to stderr.
+};
+
+/// Each subcommand registers itself and, when parsed, leaves the function that runs it here.
+using runner = std::function<int()>;
+
+void add_listen_connect(CLI::App& app, const global_options& g, runner& run);
+void add_plugins(CLI::App& app, const global_options& g, runner& run);
+void add_policy(CLI::App& app, const global_options& g, runner& run);
+void add_bench(CLI::App& app, const global_options& g, runner& run);
+void add_demo(CLI::App& app, const global_options& g, runner& run);
+
+/// Context options from the global flags.
+post::context_options context_options_for(const global_options& g);
+
+/// Print every trace event of `ctx` to stderr, one line each.
+void trace_to_stderr(post::context& ctx);
+
+/// The constraint a URL scheme puts on the stack: tcp:// needs tcp, udp:// needs udp, no scheme
+/// leaves it to the policy. Throws std::invalid_argument for other schemes.
+post::stack_constraint constraint_for_scheme(std::string_view scheme);
+
+/// The policy to use for `scheme` when the user gave `policy_file` (may be empty). Without a
+/// file: post::policy::defaults(), except that udp:// relaxes reliability to no-preference,
+/// because the default requires it and no datagram stack provides it.
+post::policy policy_for(const std::string& policy_file, std::string_view scheme);
+
+/// Restrict `p` to the stacks that satisfy `constraint` (so that the kernel's choice honours the
+/// URL scheme): selects with the context's merged policy and pins the result as explicit stacks.
+/// Throws post::policy_error when nothing is left.
+void pin_stacks(post::context& ctx, post::policy& p, const post::stack_constraint& constraint);
+
+/// The folder of shipped policies: <exe>/../share/post/policies, else the source tree's.
+std::filesystem::path policies_dir();
+
+/// "framer/tcp"
+std::string join_stack(const std::vector<std::string>& layers, std::string_view sep = "/");
+
+/// Write one line (a newline is appended) to stdout or stderr and flush, so that a reader on the
+/// other end of a pipe sees it immediately.
+void out_line(std::string_view text);
+void err_line(std::string_view text);
+
+/// A literal address or "localhost" to a local endpoint; throws std::invalid_argument.
+post::local local_from_url(const post::url& u);
+
+} // namespace post_tool

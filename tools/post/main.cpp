@@ -1,0 +1,55 @@
+// post: the command line face of Post Sockets. Each subcommand lives in its own file and
+// registers itself here; main only parses, runs, and turns stray exceptions into messages.
+#include "common.hpp"
+
+#include <fmt/core.h>
+
+#include <csignal>
+#include <exception>
+
+int main(int argc, char** argv) {
+    // A reader that goes away (`post listen | head`) must not kill us mid-write; sockets report
+    // EPIPE as an error instead.
+    std::signal(SIGPIPE, SIG_IGN);
+
+    CLI::App app{"post: send and receive messages over protocol stacks chosen by policy"};
+    app.require_subcommand(1);
+    // Global options may appear before or after the subcommand.
+    app.fallthrough();
+
+    post_tool::global_options g;
+    app.add_option("--config", g.config_file,
+                   "Host configuration file (default: POST_CONFIG, "
+                   "then etc/post/post.yaml next to the program)")
+        ->check(CLI::ExistingFile);
+    app.add_flag("-v,--verbose", g.verbose, "Print trace events (establishment, racing) to stderr");
+
+    post_tool::runner run;
+    post_tool::add_listen_connect(app, g, run);
+    post_tool::add_plugins(app, g, run);
+    post_tool::add_policy(app, g, run);
+    post_tool::add_bench(app, g, run);
+    post_tool::add_demo(app, g, run);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        // --help exits 0; any usage error exits 2, as is customary, whatever CLI11's own code.
+        return app.exit(e) == 0 ? 0 : 2;
+    }
+    if (!run) {
+        // A command group (`post policy`) without its subcommand.
+        post_tool::err_line(app.help());
+        return 2;
+    }
+    try {
+        return run();
+    } catch (const post::policy_error& e) {
+        // One "file:line:col: message" per line, as the loader produced them.
+        post_tool::err_line(e.what());
+        return 1;
+    } catch (const std::exception& e) {
+        post_tool::err_line(fmt::format("post: error: {}", e.what()));
+        return 1;
+    }
+}
