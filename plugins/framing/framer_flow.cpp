@@ -9,6 +9,11 @@
 
 namespace post::plugins::framing {
 
+namespace {
+/// Below this payload size copying into one buffer is cheaper than a second unit.
+constexpr std::size_t copy_threshold = 16 * 1024;
+} // namespace
+
 framer_flow::framer_flow(boost::asio::any_io_executor ex, std::shared_ptr<sdk::flow> lower,
                          std::uint64_t max_message_size, sdk::log_sink* log)
     : executor_(std::move(ex))
@@ -42,14 +47,22 @@ void framer_flow::send(sdk::byte_buffer data, const sdk::send_meta& meta) noexce
             });
             return;
         }
-        // Header and payload go down as two units: the payload moves without a copy, and the
-        // stream layer gathers both into one write. Only the payload's completion is reported.
         const auto header = encode_frame_header(static_cast<std::uint32_t>(data.size()));
-        sdk::byte_buffer head(header.begin(), header.end());
         const std::size_t size = frame_header_size + data.size();
         sdk::send_meta lower_meta = meta;
-        lower_meta.id = next_lower_id_++; // the header's id is never looked up
-        lower_->send(std::move(head), lower_meta);
+        if (data.size() < copy_threshold) {
+            // Small: one buffer, so the stream layer writes header and payload in one segment
+            // (a lone 4-byte header would cost the peer an extra wake-up per message).
+            sdk::byte_buffer frame(size);
+            std::memcpy(frame.data(), header.data(), header.size());
+            if (!data.empty())
+                std::memcpy(frame.data() + frame_header_size, data.data(), data.size());
+            data = std::move(frame);
+        } else {
+            // Large: the payload moves down without a copy; the stream layer gathers the two.
+            lower_meta.id = next_lower_id_++; // the header's id is never looked up
+            lower_->send(sdk::byte_buffer(header.begin(), header.end()), lower_meta);
+        }
         lower_meta.id = next_lower_id_++;
         in_flight_.push_back({lower_meta.id, meta.id, size});
         queued_bytes_ += size;

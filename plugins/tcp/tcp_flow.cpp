@@ -209,7 +209,7 @@ void tcp_flow::write() {
 
 void tcp_flow::read() {
     socket_.async_read_some(
-        asio::buffer(read_buffer_),
+        asio::buffer(read_buffer_.get(), read_buffer_size),
         [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
             try {
                 if (self->state_ == state::done) return;
@@ -223,7 +223,7 @@ void tcp_flow::read() {
                 if (ec)
                     return self->finish(
                         make_error(ec, "read from " + self->remote_.to_string() + " failed"));
-                sdk::byte_buffer chunk(self->read_buffer_.begin(), self->read_buffer_.begin() + n);
+                sdk::byte_buffer chunk(self->read_buffer_.get(), self->read_buffer_.get() + n);
                 if (auto ev = self->events_.lock()) ev->on_received(std::move(chunk), {});
                 if (self->state_ == state::done) return;
                 self->read();
