@@ -57,14 +57,6 @@ post::policy policy_for(const std::string& policy_file, std::string_view scheme)
     return p;
 }
 
-void pin_stacks(post::context& ctx, post::policy& p, const post::stack_constraint& constraint) {
-    if (constraint.must_contain.empty()) return;
-    auto result = post::select_stacks(ctx.effective(p), ctx.plugins().catalog(), constraint);
-    p.stacks.clear();
-    for (const auto& c : result.candidates)
-        p.stacks.push_back({c.layers, {"<" + constraint.origin + ">", 0, 0}});
-}
-
 std::filesystem::path policies_dir() {
     std::error_code ec;
     auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);

@@ -47,11 +47,6 @@ post::stack_constraint constraint_for_scheme(std::string_view scheme);
 /// because the default requires it and no datagram stack provides it.
 post::policy policy_for(const std::string& policy_file, std::string_view scheme);
 
-/// Restrict `p` to the stacks that satisfy `constraint` (so that the kernel's choice honours the
-/// URL scheme): selects with the context's merged policy and pins the result as explicit stacks.
-/// Throws post::policy_error when nothing is left.
-void pin_stacks(post::context& ctx, post::policy& p, const post::stack_constraint& constraint);
-
 /// The folder of shipped policies: <exe>/../share/post/policies, else the source tree's.
 std::filesystem::path policies_dir();
 

@@ -227,8 +227,6 @@ int run_demo(const global_options& g) {
     auto tcp_url = "tcp://" + tcp_eps.front().to_string();
     auto udp_url = "udp://" + udp_eps.front().to_string();
     out_line(fmt::format("== exchanging (listeners on {} and {})", tcp_url, udp_url));
-    pin_stacks(ctx, reliable, need_tcp);
-    pin_stacks(ctx, datagram, need_udp);
 
     asio::steady_timer deadline(io, demo_timeout);
     deadline.async_wait([&](boost::system::error_code ec) {

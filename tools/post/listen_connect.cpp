@@ -254,7 +254,7 @@ int run_connect(const global_options& g, const connect_options& o) {
     std::string why;
     auto u = post::url::parse(o.url, &why);
     if (!u) throw std::invalid_argument(fmt::format("bad URL '{}': {}", o.url, why));
-    const auto constraint = constraint_for_scheme(u->scheme);
+    constraint_for_scheme(u->scheme); // refuses schemes the tool does not know
     const auto r = post::remote::from_url(o.url);
 
     std::vector<std::byte> file_payload;
@@ -281,7 +281,6 @@ int run_connect(const global_options& g, const connect_options& o) {
     post::context ctx(io, context_options_for(g));
     if (g.verbose || o.trace) trace_to_stderr(ctx);
     auto pol = policy_for(o.policy_file, u->scheme);
-    pin_stacks(ctx, pol, constraint);
 
     post::carrier c = post::initiate(ctx, r, pol);
 

@@ -3,7 +3,13 @@
 //
 // Threads: every handler and completion runs on the context's executor (completion tokens
 // with an associated executor run there instead). Set handlers before the executor runs, or
-// from a handler.
+// from a handler. No handler runs inside the call that caused it (send, close, ...).
+//
+// Ending: a carrier ends exactly once, with on_closed (a clean close, by either side, or
+// abort()) or with on_error (establishment failed, or the connection broke) — never both, as
+// RFC 9622's Closed and ConnectionError events. After that, pending async operations complete
+// with errc::closed. The context keeps a carrier alive until it ends, so an application need
+// not hold a handle for its handlers to keep running.
 #pragma once
 
 #include <post/association.hpp>

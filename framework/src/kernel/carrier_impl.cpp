@@ -88,8 +88,10 @@ message_id carrier_impl::send(message m,
                               unique_function<void(boost::system::error_code, message_id)> done) {
     message_id id = next_id_++;
     m.set_id(id);
-    asio::dispatch(ctx_->executor, [self = shared_from_this(),
-                                    p = pending_send{std::move(m), std::move(done)}]() mutable {
+    // Posted, never run inline: no send event can reach the application before send() has
+    // returned the message's id.
+    asio::post(ctx_->executor, [self = shared_from_this(),
+                                p = pending_send{std::move(m), std::move(done)}]() mutable {
         switch (self->state_.load()) {
         case carrier_state::establishing:
             self->waiting_.push_back(std::move(p));
@@ -164,7 +166,8 @@ void carrier_impl::wait_ready(unique_function<void(boost::system::error_code)> h
 }
 
 void carrier_impl::close() {
-    asio::dispatch(ctx_->executor, [self = shared_from_this()] {
+    // Posted like send(), so a close() never overtakes a message sent before it.
+    asio::post(ctx_->executor, [self = shared_from_this()] {
         switch (self->state_.load()) {
         case carrier_state::establishing:
             self->close_requested_ = true;
@@ -180,7 +183,7 @@ void carrier_impl::close() {
 }
 
 void carrier_impl::abort() {
-    asio::dispatch(ctx_->executor, [self = shared_from_this()] {
+    asio::post(ctx_->executor, [self = shared_from_this()] {
         if (self->state_ == carrier_state::closed) return;
         if (self->race_) self->race_->cancel();
         self->race_.reset();
@@ -191,7 +194,7 @@ void carrier_impl::abort() {
 
 void carrier_impl::set_received_handler(std::function<void(message)> h) {
     on_received = std::move(h);
-    asio::dispatch(ctx_->executor, [self = shared_from_this()] {
+    asio::post(ctx_->executor, [self = shared_from_this()] {
         while (self->on_received && !self->inbox_.empty()) {
             auto m = std::move(self->inbox_.front());
             self->inbox_.pop_front();
