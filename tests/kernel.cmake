@@ -33,3 +33,13 @@ foreach(p tcp udp framing)
     add_dependencies(test_conformance post_plugin_${p})
   endif()
 endforeach()
+
+# The README's embedding example, built and run as a test so the README stays true.
+add_executable(example_hello ${PROJECT_SOURCE_DIR}/docs/examples/hello.cpp)
+target_link_libraries(example_hello PRIVATE PostSockets::kernel)
+set_target_properties(example_hello PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests)
+add_test(NAME example_hello COMMAND example_hello)
+set_tests_properties(example_hello PROPERTIES TIMEOUT 30 PASS_REGULAR_EXPRESSION "hello \\(over framer tcp\\)")
+
+post_add_boost_test(test_association SOURCES unit/test_association.cpp
+  LIBRARIES PostSockets::kernel)

@@ -7,6 +7,7 @@
 #include <boost/system/error_code.hpp>
 
 #include <post/sdk.hpp>
+#include <post/sdk/asio.hpp>
 
 #include <chrono>
 #include <string>
@@ -31,27 +32,16 @@ struct tcp_settings {
     }
 };
 
-/// Asio reports errno values in the Boost system category; the SDK speaks std::error_code.
-/// Errors of other categories (Asio's misc errors) keep their text in the reason only.
-inline std::error_code to_std(const boost::system::error_code& ec) noexcept {
-    if (!ec) return {};
-    if (ec.category() == boost::system::system_category())
-        return {ec.value(), std::system_category()};
-    if (ec.category() == boost::system::generic_category())
-        return {ec.value(), std::generic_category()};
-    return std::make_error_code(std::errc::io_error);
-}
+// Shared conversions from the SDK (post/sdk/asio.hpp), bound to tcp.
+using sdk::to_sdk;
+using sdk::to_std;
 
 inline boost::asio::ip::tcp::endpoint to_asio(const sdk::endpoint& e) {
-    return {e.address, e.port};
-}
-
-inline sdk::endpoint to_sdk(const boost::asio::ip::tcp::endpoint& e) {
-    return {e.address(), e.port()};
+    return sdk::to_asio<boost::asio::ip::tcp>(e);
 }
 
 inline sdk::flow_error make_error(const boost::system::error_code& ec, std::string what) {
-    return {to_std(ec), std::move(what) + ": " + ec.message()};
+    return sdk::make_flow_error(ec, std::move(what));
 }
 
 } // namespace post::plugins::tcp

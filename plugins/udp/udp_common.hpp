@@ -7,6 +7,7 @@
 #include <boost/system/error_code.hpp>
 
 #include <post/sdk.hpp>
+#include <post/sdk/asio.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -45,25 +46,16 @@ struct udp_settings {
     }
 };
 
-inline std::error_code to_std(const boost::system::error_code& ec) noexcept {
-    if (!ec) return {};
-    if (ec.category() == boost::system::system_category())
-        return {ec.value(), std::system_category()};
-    if (ec.category() == boost::system::generic_category())
-        return {ec.value(), std::generic_category()};
-    return std::make_error_code(std::errc::io_error);
-}
+// Shared conversions from the SDK (post/sdk/asio.hpp), bound to udp.
+using sdk::to_sdk;
+using sdk::to_std;
 
 inline boost::asio::ip::udp::endpoint to_asio(const sdk::endpoint& e) {
-    return {e.address, e.port};
-}
-
-inline sdk::endpoint to_sdk(const boost::asio::ip::udp::endpoint& e) {
-    return {e.address(), e.port()};
+    return sdk::to_asio<boost::asio::ip::udp>(e);
 }
 
 inline sdk::flow_error make_error(const boost::system::error_code& ec, std::string what) {
-    return {to_std(ec), std::move(what) + ": " + ec.message()};
+    return sdk::make_flow_error(ec, std::move(what));
 }
 
 inline sdk::flow_error oversize_error(std::size_t size, std::size_t limit) {

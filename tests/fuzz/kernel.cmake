@@ -2,6 +2,7 @@ post_add_fuzzer(fuzz_url SOURCES fuzz_url.cpp ${PROJECT_SOURCE_DIR}/framework/sr
   LIBRARIES PostSockets::sdk)
 post_add_fuzzer(fuzz_descriptor SOURCES fuzz_descriptor.cpp
   ${PROJECT_SOURCE_DIR}/framework/src/kernel/plugin_registry.cpp
+  ${PROJECT_SOURCE_DIR}/framework/src/kernel/elf_check.cpp
   LIBRARIES PostSockets::sdk ${CMAKE_DL_LIBS})
 post_add_fuzzer(fuzz_elf_check SOURCES fuzz_elf_check.cpp
   ${PROJECT_SOURCE_DIR}/framework/src/kernel/elf_check.cpp LIBRARIES PostSockets::sdk)

@@ -78,7 +78,7 @@ std::string join_stack(const std::vector<std::string>& layers, std::string_view 
 
 namespace {
 void write_line(std::FILE* f, std::string_view text) {
-    std::fwrite(text.data(), 1, text.size(), f);
+    if (!text.empty()) std::fwrite(text.data(), 1, text.size(), f); // data() may be null
     std::fputc('\n', f);
     std::fflush(f);
 }

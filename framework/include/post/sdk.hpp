@@ -2,6 +2,7 @@
 #pragma once
 
 #include <post/sdk/abi.hpp>
+#include <post/sdk/asio.hpp>
 #include <post/sdk/edge.hpp>
 #include <post/sdk/features.hpp>
 #include <post/sdk/flow.hpp>

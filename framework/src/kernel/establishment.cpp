@@ -235,13 +235,7 @@ void establishment::check_exhausted() {
 
 void establishment::fail(error e) {
     if (done_) return;
-    done_ = true;
-    attempt_timer_.cancel();
-    deadline_.cancel();
-    resolver_.cancel();
-    for (auto& r : running_)
-        r->abort();
-    running_.clear();
+    cancel();
     if (auto owner = owner_.lock()) owner->race_failed(std::move(e));
 }
 
