@@ -2,7 +2,7 @@
 // Input layout: byte 0 picks max-message-size, byte 1 seeds the split points, the rest is the
 // byte stream. The stream is decoded once whole and once in pieces; both must agree, and every
 // invariant of the decoder must hold after every piece.
-//   Seed corpus: tests/fuzz/corpus/frame/
+//   Seed corpus: tests/fuzz/corpus/frame_decoder/
 #include "frame_decoder.hpp"
 
 #include <cstddef>
