@@ -86,6 +86,8 @@ private:
 
     void become_active(std::shared_ptr<transient_impl> t);
     void transmit(pending_send p);
+    /// Report a send failure from a later turn of the executor, never inside send().
+    void fail_send(pending_send p, error e);
     void finish(const error& e, bool report);
     void deliver(message m);
     void complete_send(message_id id, const error& e);
