@@ -44,3 +44,19 @@ echo hello | timeout 10 "$POST" connect "$LURL" --count 1 >"$TMP/reply" || fail 
 [[ $(cat "$TMP/reply") == hello ]] || fail "no echo with a corrupt plugin present"
 stop_listener
 pass "exchange works with a corrupt plugin on the path"
+
+# POST_PLUGIN_PATH takes precedence over the configured path: a copy of the udp plugin found
+# there is the one loaded, and the build's own copy is refused as a duplicate.
+mkdir "$TMP/mine"
+cp "$POST_BINARY_DIR/lib/post/plugins/libpost-udp.so" "$TMP/mine/"
+POST_PLUGIN_PATH=$TMP/mine timeout 10 "$POST" plugins --json >"$TMP/precedence.json" ||
+    fail "post plugins exited $? with POST_PLUGIN_PATH"
+python3 - "$TMP/precedence.json" "$TMP/mine/libpost-udp.so" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+udp = [p for p in doc["plugins"] if p["name"] == "udp"]
+assert len(udp) == 1 and udp[0]["file"] == sys.argv[2], udp
+dup = [r for r in doc["refused"] if r["file"].endswith("libpost-udp.so") and r["file"] != sys.argv[2]]
+assert dup and "already loaded" in dup[0]["reason"], doc["refused"]
+PY
+pass "POST_PLUGIN_PATH takes precedence"
