@@ -90,7 +90,12 @@ bool plugin_registry::load_file(const fs::path& file) {
     }
     boost::system::error_code ec;
     auto lib = std::make_shared<boost::dll::shared_library>();
-    lib->load(boost::dll::fs::path(file.string()), boost::dll::load_mode::rtld_now, ec);
+    // RTLD_NODELETE: a plugin is never unmapped once loaded. Every object from it keeps its
+    // library referenced, but handlers an io_context still holds (to be destroyed with it) may
+    // point into its code after the last object is gone.
+    const auto mode =
+        boost::dll::load_mode::rtld_now | static_cast<boost::dll::load_mode::type>(RTLD_NODELETE);
+    lib->load(boost::dll::fs::path(file.string()), mode, ec);
     if (ec || !lib->is_loaded()) {
         refused_.push_back({file, "not a loadable shared object: " + dlopen_reason(file)});
         account();
