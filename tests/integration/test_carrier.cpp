@@ -5,6 +5,8 @@
 
 #include <utility>
 
+#include "loopback_support.hpp"
+
 #include <post.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -22,47 +24,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
-post::context_options test_options() {
-    post::context_options o;
-    o.use_environment = false;
-    o.plugin_path = {POST_PLUGIN_DIR};
-    return o;
-}
-
-post::policy datagram_policy() {
-    return post::policy::parse("version: 1\nname: dgram\nselection:\n  reliability: prohibit\n",
-                               "dgram.yaml");
-}
-
-bool have_ipv6_loopback() {
-    asio::io_context io;
-    asio::ip::tcp::acceptor a(io);
-    boost::system::error_code ec;
-    a.open(asio::ip::tcp::v6(), ec);
-    if (!ec) a.bind({asio::ip::make_address("::1"), 0}, ec);
-    return !ec;
-}
-
-std::uint16_t port_of(const post::listener& l, bool v6) {
-    for (const auto& e : l.local_endpoints())
-        if (e.address.is_v6() == v6) return e.port;
-    return 0;
-}
-
-/// Run `io` until `done` or 10 s pass; fail the test on a timeout instead of hanging.
-template <class Pred> void run_until(asio::io_context& io, Pred done) {
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!done() && std::chrono::steady_clock::now() < deadline) {
-        io.run_for(20ms);
-        if (io.stopped()) io.restart();
-    }
-    BOOST_REQUIRE_MESSAGE(done(), "timed out waiting for the carrier");
-}
-
-struct fixture {
-    asio::io_context io;
-    post::context ctx{io, test_options()};
-};
+using post::test::datagram_policy;
+using post::test::have_ipv6_loopback;
+using post::test::port_of;
+using post::test::run_until;
+using fixture = post::test::loopback_fixture;
 
 /// A listener that echoes every message back on the carrier it came from.
 post::listener echo_listener(post::context& ctx, const std::string& where,
@@ -168,7 +134,7 @@ BOOST_FIXTURE_TEST_CASE(large_messages_arrive_whole, fixture) {
 
 BOOST_AUTO_TEST_CASE(use_future_completion_tokens) {
     asio::io_context io;
-    post::context ctx(io, test_options());
+    post::context ctx(io, post::test::loopback_options());
     auto l = echo_listener(ctx, "127.0.0.1:0");
     auto port = port_of(l, false);
     auto guard = asio::make_work_guard(io);

@@ -7,6 +7,8 @@
 
 #include <utility>
 
+#include "loopback_support.hpp"
+
 #include <post.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -15,13 +17,6 @@ namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
 namespace {
-
-post::context_options options() {
-    post::context_options o;
-    o.use_environment = false;
-    o.plugin_path = {POST_PLUGIN_DIR};
-    return o;
-}
 
 /// The smallest stack (top first) in which `l` can carry messages, using the base layers.
 std::vector<std::string> smallest_stack(const post::layer_info& l) {
@@ -51,20 +46,11 @@ std::string yaml_stack(const std::vector<std::string>& s) {
     return out + "]";
 }
 
-template <class Pred> bool run_until(asio::io_context& io, Pred done) {
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!done() && std::chrono::steady_clock::now() < deadline) {
-        io.run_for(20ms);
-        if (io.stopped()) io.restart();
-    }
-    return done();
-}
-
 } // namespace
 
 BOOST_AUTO_TEST_CASE(every_layer_declares_a_consistent_schema) {
     asio::io_context io;
-    post::context ctx(io, options());
+    post::context ctx(io, post::test::loopback_options());
     BOOST_REQUIRE(!ctx.plugins().plugins().empty());
     for (const auto& l : ctx.plugins().catalog()) {
         BOOST_TEST_CONTEXT("layer " << l.name) {
@@ -82,7 +68,7 @@ BOOST_AUTO_TEST_CASE(every_layer_declares_a_consistent_schema) {
 
 BOOST_AUTO_TEST_CASE(every_layer_carries_messages_in_its_smallest_stack) {
     asio::io_context io;
-    post::context ctx(io, options());
+    post::context ctx(io, post::test::loopback_options());
     for (const auto& l : ctx.plugins().catalog()) {
         auto stack = smallest_stack(l);
         BOOST_TEST_CONTEXT("stack " << yaml_stack(stack)) {
@@ -109,7 +95,7 @@ BOOST_AUTO_TEST_CASE(every_layer_carries_messages_in_its_smallest_stack) {
             });
             c.on_error([&](const post::error& e) { failure = e; });
             c.on_closed([&] { closed = true; });
-            bool ok = run_until(io, [&] { return closed || failure; });
+            bool ok = post::test::run_for_condition(io, [&] { return closed || failure; });
             BOOST_TEST(ok);
             BOOST_TEST(!failure, (failure ? failure->to_string() : std::string()));
             BOOST_TEST(got == (std::vector<std::string>{"first", "second"}),

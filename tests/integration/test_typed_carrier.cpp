@@ -6,6 +6,8 @@
 
 #include <utility>
 
+#include "loopback_support.hpp"
+
 #include <post.hpp>
 #include <post/codecs/json.hpp>
 #include <post/codecs/newline.hpp>
@@ -40,38 +42,13 @@ struct response {
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(response, ok, value, error)
 
-post::context_options test_options() {
-    post::context_options o;
-    o.use_environment = false;
-    o.plugin_path = {POST_PLUGIN_DIR};
-    return o;
-}
-
-post::policy datagram_policy() {
-    return post::policy::parse("version: 1\nname: dgram\nselection:\n  reliability: prohibit\n",
-                               "dgram.yaml");
-}
+using post::test::datagram_policy;
+using post::test::run_until;
+using fixture = post::test::loopback_fixture;
 
 std::uint16_t port_of(const post::listener& l) {
-    for (const auto& e : l.local_endpoints())
-        if (e.address.is_v4()) return e.port;
-    return 0;
+    return post::test::port_of(l);
 }
-
-/// Run `io` until `done` or 10 s pass; fail the test on a timeout instead of hanging.
-template <class Pred> void run_until(asio::io_context& io, Pred done) {
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!done() && std::chrono::steady_clock::now() < deadline) {
-        io.run_for(20ms);
-        if (io.stopped()) io.restart();
-    }
-    BOOST_REQUIRE_MESSAGE(done(), "timed out waiting for the carrier");
-}
-
-struct fixture {
-    asio::io_context io;
-    post::context ctx{io, test_options()};
-};
 
 /// A key/value server speaking JSON requests and responses through typed carriers.
 post::listener kv_server(post::context& ctx, std::map<std::string, int>& store,
@@ -150,7 +127,7 @@ BOOST_FIXTURE_TEST_CASE(json_request_response_over_udp, fixture) {
 
 BOOST_AUTO_TEST_CASE(raw_exchange_with_use_future) {
     asio::io_context io;
-    post::context ctx(io, test_options());
+    post::context ctx(io, post::test::loopback_options());
     auto l = echo_listener(ctx);
     auto port = port_of(l);
     auto guard = asio::make_work_guard(io);
