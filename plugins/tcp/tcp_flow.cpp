@@ -297,11 +297,7 @@ void tcp_flow::finish(const sdk::flow_error& e) {
         unsent.push_back(p.id);
     queue_.clear();
     queued_bytes_ = 0;
-    if (!ev) return;
-    if (e)
-        for (auto id : unsent)
-            if (!aborted_) ev->on_send_error(id, e);
-    if (!aborted_) ev->on_closed(e);
+    if (ev) sdk::report_end(*ev, e, unsent, [this] { return !aborted_; });
 }
 
 sdk::flow_info tcp_flow::info() const noexcept {

@@ -17,17 +17,7 @@ public:
     std::shared_ptr<sdk::flow> open(std::shared_ptr<sdk::flow> lower, const sdk::open_params& p,
                                     sdk::flow_error& err) noexcept override {
         try {
-            if (lower) {
-                err = {std::make_error_code(std::errc::invalid_argument),
-                       "udp is a bottom layer and takes no lower flow"};
-                return nullptr;
-            }
-            if (p.remote.port == 0 || p.remote.address.is_unspecified()) {
-                err = {std::make_error_code(std::errc::invalid_argument),
-                       "udp: cannot send to " + p.remote.to_string() +
-                           ": the remote needs an address and a port"};
-                return nullptr;
-            }
+            if (!sdk::check_bottom_open(lower, p, "udp", err)) return nullptr;
             return std::make_shared<udp_client_flow>(executor_, settings_, p);
         } catch (const std::exception& e) {
             err = {std::make_error_code(std::errc::not_enough_memory), e.what()};

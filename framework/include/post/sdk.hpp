@@ -6,5 +6,6 @@
 #include <post/sdk/edge.hpp>
 #include <post/sdk/features.hpp>
 #include <post/sdk/flow.hpp>
+#include <post/sdk/flow_support.hpp>
 #include <post/sdk/layer.hpp>
 #include <post/sdk/options.hpp>
