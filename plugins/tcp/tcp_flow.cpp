@@ -303,6 +303,7 @@ void tcp_flow::finish(const sdk::flow_error& e) {
 sdk::flow_info tcp_flow::info() const noexcept {
     sdk::flow_info i;
     i.kind = sdk::edge::stream;
+    i.capabilities = sdk::cap_ordered;
     i.local = local_;
     i.remote = remote_;
     return i;

@@ -34,6 +34,17 @@ class carrier_impl;
 }
 
 enum class carrier_state { establishing, active, dormant, closing, closed };
+
+/// Which send events and message properties the carrier's stack honours beyond what the
+/// kernel scheduler does for every stack (see docs/messages.md).
+struct send_capabilities {
+    bool sent = true;               ///< Always: the stack has taken the whole message.
+    bool acked = false;             ///< The peer's application side confirmed receipt.
+    bool expires_in_flight = false; ///< A message can expire mid-way (the peer drops the rest).
+    bool interleaving = false;      ///< An urgent message overtakes one already being sent.
+    bool ordered = false;           ///< Messages arrive in the order they were sent.
+    bool partial_delivery = false;  ///< Parts of very large messages can be received.
+};
 std::string_view to_string(carrier_state s) noexcept;
 
 class carrier {
@@ -49,7 +60,13 @@ public:
     /// With no on_received handler, received messages wait for async_receive.
     carrier& on_received(std::function<void(message)> h);
     carrier& on_sent(std::function<void(message_id)> h);
+    /// Ends a message that could not be sent: errc::antecedent_failed, errc::invalid_argument,
+    /// errc::message_too_large, errc::closed... Expiry has its own event.
     carrier& on_send_error(std::function<void(message_id, const error&)> h);
+    /// The message's lifetime ran out before it was (completely) sent; it was dropped.
+    carrier& on_expired(std::function<void(message_id)> h);
+    /// The peer's application side received the message (stacks with capabilities().acked).
+    carrier& on_acked(std::function<void(message_id)> h);
     carrier& on_closed(std::function<void()> h);
     carrier& on_error(std::function<void(const error&)> h);
 
@@ -58,7 +75,8 @@ public:
     message_id send(message m);
 
     /// Completion signature: void(boost::system::error_code, message_id). Completes when the
-    /// stack has taken the whole message (`sent`).
+    /// stack has taken the whole message (`sent`), or with errc::expired when its lifetime ran
+    /// out first, or with another error.
     template <class CompletionToken> auto async_send(message m, CompletionToken&& token) {
         return boost::asio::async_initiate<CompletionToken,
                                            void(boost::system::error_code, message_id)>(
@@ -103,6 +121,8 @@ public:
     std::optional<post::path> path() const;
     std::optional<transient_info> transient() const;
     std::shared_ptr<post::association> association() const;
+    /// What the stack reports and honours (all false while establishing, except `sent`).
+    send_capabilities capabilities() const;
     /// The largest message the stack accepts; 0 = unlimited.
     std::size_t max_message_size() const;
     /// The last error event, if any.

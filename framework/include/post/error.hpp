@@ -22,6 +22,9 @@ enum class errc {
     cancelled = 9,
     not_supported = 10, ///< The stack cannot do this (e.g. send on a sink).
     policy_invalid = 11,
+    expired = 12,           ///< The message's lifetime ran out before it could be delivered.
+    antecedent_failed = 13, ///< An antecedent of the message expired or failed.
+    invalid_argument = 14,  ///< E.g. an unknown or cyclic antecedent.
 };
 
 const boost::system::error_category& error_category() noexcept;

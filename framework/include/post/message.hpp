@@ -50,6 +50,16 @@ public:
     message_id id() const noexcept { return id_; }
     void set_id(message_id id) noexcept { id_ = id; }
 
+    /// Partial delivery (opt-in, for very large messages; RFC 9622 ReceivedPartial): this is a
+    /// part of the message with id(); parts arrive in order and the last has
+    /// end_of_message(). Whole messages have partial() == false.
+    bool partial() const noexcept { return partial_; }
+    bool end_of_message() const noexcept { return end_of_message_; }
+    void set_partial(bool partial, bool end_of_message) noexcept {
+        partial_ = partial;
+        end_of_message_ = end_of_message;
+    }
+
     /// For messages received by a responder or a datagram listener: who sent it.
     const std::optional<sdk::endpoint>& sender() const noexcept { return sender_; }
     void set_sender(sdk::endpoint e) { sender_ = e; }
@@ -58,6 +68,8 @@ private:
     std::vector<std::byte> payload_;
     message_properties properties_;
     message_id id_ = 0;
+    bool partial_ = false;
+    bool end_of_message_ = true;
     std::optional<sdk::endpoint> sender_;
 };
 

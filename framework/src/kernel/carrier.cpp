@@ -31,6 +31,14 @@ carrier& carrier::on_send_error(std::function<void(message_id, const error&)> h)
     checked(impl_).on_send_error = std::move(h);
     return *this;
 }
+carrier& carrier::on_expired(std::function<void(message_id)> h) {
+    checked(impl_).on_expired = std::move(h);
+    return *this;
+}
+carrier& carrier::on_acked(std::function<void(message_id)> h) {
+    checked(impl_).on_acked = std::move(h);
+    return *this;
+}
 carrier& carrier::on_closed(std::function<void()> h) {
     checked(impl_).on_closed = std::move(h);
     return *this;
@@ -78,6 +86,9 @@ std::shared_ptr<post::association> carrier::association() const {
 }
 std::size_t carrier::max_message_size() const {
     return checked(impl_).max_message_size();
+}
+send_capabilities carrier::capabilities() const {
+    return checked(impl_).capabilities();
 }
 std::optional<error> carrier::last_error() const {
     return checked(impl_).last_error();

@@ -13,13 +13,18 @@ namespace asio = boost::asio;
 namespace {
 /// Messages a peer can make us hold while the application does not read: bounded.
 constexpr std::size_t max_inbox_bytes = 64u << 20;
+/// For stacks that do not interleave, how much may wait inside the stack before the scheduler
+/// stops handing messages down: enough to keep a socket busy, small enough that a more urgent
+/// message sent later is not stuck behind much.
+constexpr std::size_t stack_window_bytes = 64u << 10;
 } // namespace
 
 carrier_impl::carrier_impl(std::shared_ptr<context_state> ctx, std::shared_ptr<association> assoc,
                            merged_policy policy)
     : ctx_(std::move(ctx))
     , association_(std::move(assoc))
-    , policy_(std::move(policy)) {}
+    , policy_(std::move(policy))
+    , expiry_timer_(ctx_->executor) {}
 
 carrier_impl::~carrier_impl() {
     if (race_) race_->cancel();
@@ -73,12 +78,8 @@ void carrier_impl::become_active(std::shared_ptr<transient_impl> t) {
     for (auto& w : waiters)
         w({});
     if (on_ready) on_ready();
-    // Messages sent while establishing go out now, in order.
-    while (!waiting_.empty() && state_ == carrier_state::active) {
-        auto p = std::move(waiting_.front());
-        waiting_.pop_front();
-        transmit(std::move(p));
-    }
+    // Messages sent while establishing go out now, most urgent first.
+    if (state_ == carrier_state::active) pump();
     if (close_requested_ && state_ == carrier_state::active) close();
 }
 
@@ -91,20 +92,105 @@ message_id carrier_impl::send(message m,
     // Dispatched (inline on the executor's thread: no extra trip through the scheduler on the
     // latency path) and in order with close(). No event runs inside send() all the same:
     // stacks post theirs, and fail_send() posts ours.
-    asio::dispatch(ctx_->executor, [self = shared_from_this(),
-                                    p = pending_send{std::move(m), std::move(done)}]() mutable {
-        switch (self->state_.load()) {
-        case carrier_state::establishing:
-            self->waiting_.push_back(std::move(p));
-            break;
-        case carrier_state::active:
-            self->transmit(std::move(p));
-            break;
-        default:
-            self->fail_send(std::move(p), {make_error_code(errc::closed), "carrier is closed"});
-        }
-    });
+    // The lifetime counts from the send call.
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    if (const auto& life = m.properties().lifetime)
+        deadline = std::chrono::steady_clock::now() + *life;
+    asio::dispatch(ctx_->executor,
+                   [self = shared_from_this(),
+                    p = pending_send{std::move(m), std::move(done), deadline}]() mutable {
+                       self->accept_send(std::move(p));
+                   });
     return id;
+}
+
+void carrier_impl::accept_send(pending_send p) {
+    switch (state_.load()) {
+    case carrier_state::establishing:
+    case carrier_state::active:
+        break;
+    default:
+        fail_send(std::move(p), {make_error_code(errc::closed), "carrier is closed"});
+        return;
+    }
+    if (auto bad = scheduler_.check(p.msg)) {
+        fail_send(std::move(p), std::move(*bad));
+        return;
+    }
+    if (p.msg.properties().niceness < 0) {
+        fail_send(std::move(p), {make_error_code(errc::invalid_argument),
+                                 "niceness must be 0 (most urgent) or more, got " +
+                                     std::to_string(p.msg.properties().niceness)});
+        return;
+    }
+    scheduler_.enqueue(std::move(p));
+    pump();
+}
+
+void carrier_impl::pump() {
+    const auto now = std::chrono::steady_clock::now();
+    for (auto& e : scheduler_.take_expired(now))
+        expire_later(std::move(e));
+    // A failure can doom the successors of the failed message in turn.
+    for (auto doomed = scheduler_.take_doomed(); !doomed.empty();
+         doomed = scheduler_.take_doomed()) {
+        for (auto& [e, why] : doomed)
+            fail_send(std::move(e), std::move(why));
+    }
+    const auto sending = [this] {
+        return state_ == carrier_state::active || state_ == carrier_state::closing;
+    };
+    while (sending() && stack_has_room()) {
+        auto next = scheduler_.pop_ready();
+        if (!next) break;
+        if (next->deadline && *next->deadline <= now) {
+            scheduler_.record(next->msg.id(), message_scheduler::outcome::expired);
+            expire_later(std::move(*next));
+            continue;
+        }
+        transmit(std::move(*next));
+    }
+    // A graceful close waits until the stack has every message, then closes the stack (which
+    // sends what it holds before it ends).
+    if (state_ == carrier_state::closing && scheduler_.empty() && !stack_closed_) {
+        stack_closed_ = true;
+        active_->top().close();
+    }
+    arm_expiry_timer();
+}
+
+bool carrier_impl::stack_has_room() const {
+    if (!active_) return false;
+    auto& top = active_->top();
+    if (top.info().capabilities & sdk::cap_interleaves) return true;
+    return top.queued_bytes() < stack_window_bytes;
+}
+
+void carrier_impl::arm_expiry_timer() {
+    const auto next = scheduler_.next_deadline();
+    if (next == timer_deadline_) return;
+    timer_deadline_ = next;
+    if (!next) {
+        expiry_timer_.cancel();
+        return;
+    }
+    expiry_timer_.expires_at(*next);
+    expiry_timer_.async_wait([weak = weak_from_this(), at = *next](boost::system::error_code ec) {
+        auto self = weak.lock();
+        if (ec || !self || self->timer_deadline_ != at) return;
+        self->timer_deadline_.reset();
+        if (self->state_ == carrier_state::establishing || self->state_ == carrier_state::active ||
+            self->state_ == carrier_state::closing)
+            self->pump();
+    });
+}
+
+void carrier_impl::expire_later(pending_send p) {
+    asio::post(ctx_->executor, [self = shared_from_this(), p = std::move(p)]() mutable {
+        const auto id = p.msg.id();
+        if (p.done) p.done(make_error_code(errc::expired), id);
+        if (self->on_expired) self->on_expired(id);
+    });
 }
 
 void carrier_impl::fail_send(pending_send p, error e) {
@@ -120,6 +206,7 @@ void carrier_impl::transmit(pending_send p) {
     const std::size_t limit = active_->top().info().max_message_size;
     if (limit != 0 && p.msg.size() > limit) {
         const auto size = p.msg.size();
+        scheduler_.record(id, message_scheduler::outcome::failed);
         fail_send(std::move(p),
                   {make_error_code(errc::message_too_large),
                    "message of " + std::to_string(size) + " bytes exceeds the limit of " +
@@ -130,7 +217,7 @@ void carrier_impl::transmit(pending_send p) {
     sdk::send_meta meta;
     meta.id = id;
     meta.niceness = props.niceness;
-    if (props.lifetime) meta.deadline = std::chrono::steady_clock::now() + *props.lifetime;
+    meta.deadline = p.deadline;
     meta.immediate = props.immediate;
     meta.idempotent = props.idempotent;
     meta.properties = props.extra;
@@ -143,11 +230,12 @@ void carrier_impl::transmit(pending_send p) {
 
 void carrier_impl::receive(unique_function<void(boost::system::error_code, message)> h) {
     asio::dispatch(ctx_->executor, [self = shared_from_this(), h = std::move(h)]() mutable {
+        self->drain_inbox(); // drops what expired while waiting
         if (!self->inbox_.empty()) {
-            auto m = std::move(self->inbox_.front());
+            auto r = std::move(self->inbox_.front());
             self->inbox_.pop_front();
-            self->inbox_bytes_ -= m.size();
-            h({}, std::move(m));
+            self->inbox_bytes_ -= r.msg.size();
+            h({}, std::move(r.msg));
         } else if (self->state_ == carrier_state::closed) {
             h(make_error_code(errc::closed), message{});
         } else {
@@ -180,7 +268,7 @@ void carrier_impl::close() {
             break;
         case carrier_state::active:
             self->state_ = carrier_state::closing;
-            self->active_->top().close();
+            self->pump();
             break;
         default:
             break;
@@ -200,14 +288,23 @@ void carrier_impl::abort() {
 
 void carrier_impl::set_received_handler(std::function<void(message)> h) {
     on_received = std::move(h);
-    asio::post(ctx_->executor, [self = shared_from_this()] {
-        while (self->on_received && !self->inbox_.empty()) {
-            auto m = std::move(self->inbox_.front());
-            self->inbox_.pop_front();
-            self->inbox_bytes_ -= m.size();
-            self->on_received(std::move(m));
-        }
+    asio::post(ctx_->executor, [self = shared_from_this()] { self->drain_inbox(); });
+}
+
+void carrier_impl::drain_inbox() {
+    const auto now = std::chrono::steady_clock::now();
+    // A message is never handed over after its lifetime: those that ran out while waiting go.
+    std::erase_if(inbox_, [&](const received& r) {
+        if (!r.deadline || *r.deadline > now) return false;
+        inbox_bytes_ -= r.msg.size();
+        return true;
     });
+    while (on_received && !inbox_.empty()) {
+        auto r = std::move(inbox_.front());
+        inbox_.pop_front();
+        inbox_bytes_ -= r.msg.size();
+        on_received(std::move(r.msg));
+    }
 }
 
 // ---- events from the transient ----
@@ -223,25 +320,35 @@ void carrier_impl::transient_ready(transient_impl& t) {
 void carrier_impl::transient_received(transient_impl& t, sdk::byte_buffer data,
                                       const sdk::receive_meta& meta) {
     if (active_.get() != &t) return;
+    if (meta.deadline && *meta.deadline <= std::chrono::steady_clock::now()) return;
     message m(std::move(data));
-    m.set_id(next_id_++);
+    if (meta.partial) {
+        // Every part of one message carries that message's id.
+        auto [it, fresh] = partial_ids_.try_emplace(meta.unit, 0);
+        if (fresh) it->second = next_id_++;
+        m.set_id(it->second);
+        m.set_partial(true, meta.end_of_message);
+        if (meta.end_of_message) partial_ids_.erase(it);
+    } else {
+        m.set_id(next_id_++);
+    }
     if (meta.from) m.set_sender(*meta.from);
-    deliver(std::move(m));
+    deliver({std::move(m), meta.deadline});
 }
 
-void carrier_impl::deliver(message m) {
+void carrier_impl::deliver(received r) {
     if (!receivers_.empty()) {
         auto h = std::move(receivers_.front());
         receivers_.pop_front();
-        h({}, std::move(m));
+        h({}, std::move(r.msg));
         return;
     }
     if (on_received) {
-        on_received(std::move(m));
+        on_received(std::move(r.msg));
         return;
     }
-    inbox_bytes_ += m.size();
-    inbox_.push_back(std::move(m));
+    inbox_bytes_ += r.msg.size();
+    inbox_.push_back(std::move(r));
     if (inbox_bytes_ > max_inbox_bytes) {
         active_->abort();
         finish({make_error_code(errc::protocol_error),
@@ -256,22 +363,41 @@ void carrier_impl::complete_send(message_id id, const error& e) {
     if (it == in_flight_.end()) return;
     auto done = std::move(it->second);
     in_flight_.erase(it);
+    const bool expired = e.code == make_error_code(errc::expired);
+    scheduler_.record(id, !e        ? message_scheduler::outcome::sent
+                          : expired ? message_scheduler::outcome::expired
+                                    : message_scheduler::outcome::failed);
     if (done) done(e.code, id);
-    if (e) {
+    if (expired) {
+        if (on_expired) on_expired(id);
+    } else if (e) {
         if (on_send_error) on_send_error(id, e);
     } else if (on_sent) {
         on_sent(id);
     }
+    // The stack has room again, and successors of this message may go (or fail) now.
+    if (state_ == carrier_state::active || state_ == carrier_state::closing) pump();
 }
 
 void carrier_impl::transient_sent(transient_impl& t, std::uint64_t id) {
     if (active_.get() == &t) complete_send(id, {});
 }
 
+void carrier_impl::transient_expired(transient_impl& t, std::uint64_t id) {
+    if (active_.get() == &t) complete_send(id, {make_error_code(errc::expired), "message expired"});
+}
+
+void carrier_impl::transient_acked(transient_impl& t, std::uint64_t id) {
+    if (active_.get() != &t) return;
+    scheduler_.record(id, message_scheduler::outcome::acked);
+    if (on_acked) on_acked(id);
+}
+
 void carrier_impl::transient_send_error(transient_impl& t, std::uint64_t id,
                                         const sdk::flow_error& e) {
     if (active_.get() != &t) return;
     auto code = e.code == std::errc::message_size ? make_error_code(errc::message_too_large)
+                : e.code == std::errc::timed_out  ? make_error_code(errc::expired)
                                                   : make_error_code(errc::protocol_error);
     complete_send(id, {code, e.reason.empty() ? e.code.message() : e.reason});
 }
@@ -309,9 +435,14 @@ void carrier_impl::finish(const error& e, bool report) {
     }
     for (auto& w : std::exchange(ready_waiters_, {}))
         w(code);
-    for (auto& p : std::exchange(waiting_, {})) {
+    expiry_timer_.cancel();
+    timer_deadline_.reset();
+    for (auto& p : scheduler_.take_all()) {
         if (p.done) p.done(code, p.msg.id());
-        if (on_send_error) on_send_error(p.msg.id(), {code, "carrier closed before ready"});
+        if (on_send_error)
+            on_send_error(p.msg.id(),
+                          {code, was_establishing ? "carrier closed before ready"
+                                                  : "carrier closed before it was sent"});
     }
     for (auto& [id, done] : std::exchange(in_flight_, {})) {
         if (done) done(make_error_code(errc::closed), id);
@@ -339,6 +470,8 @@ void carrier_impl::clear_handlers() {
     on_received = nullptr;
     on_sent = nullptr;
     on_send_error = nullptr;
+    on_expired = nullptr;
+    on_acked = nullptr;
     on_closed = nullptr;
     on_error = nullptr;
 }
@@ -349,7 +482,8 @@ void carrier_impl::shutdown() noexcept {
     if (active_) active_->abort();
     state_ = carrier_state::closed;
     clear_handlers();
-    waiting_.clear();
+    expiry_timer_.cancel();
+    scheduler_.take_all();
     in_flight_.clear();
     receivers_.clear();
     ready_waiters_.clear();
@@ -378,6 +512,19 @@ std::size_t carrier_impl::max_message_size() const {
     std::lock_guard lock(inspect_mutex_);
     if (!active_ || state_ == carrier_state::establishing) return 0;
     return active_->info().path.max_message_size;
+}
+
+send_capabilities carrier_impl::capabilities() const {
+    std::lock_guard lock(inspect_mutex_);
+    send_capabilities c;
+    if (!active_ || state_ == carrier_state::establishing) return c;
+    const auto bits = active_->top().info().capabilities;
+    c.acked = bits & sdk::cap_acked;
+    c.expires_in_flight = bits & sdk::cap_expires_in_flight;
+    c.interleaving = bits & sdk::cap_interleaves;
+    c.ordered = bits & sdk::cap_ordered;
+    c.partial_delivery = bits & sdk::cap_partial;
+    return c;
 }
 
 std::optional<error> carrier_impl::last_error() const {

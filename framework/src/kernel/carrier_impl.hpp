@@ -3,10 +3,13 @@
 #pragma once
 
 #include "context_state.hpp"
+#include "message_scheduler.hpp"
 #include "transient_impl.hpp"
 
 #include <post/carrier.hpp>
 #include <post/remote.hpp>
+
+#include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
 #include <deque>
@@ -52,6 +55,8 @@ public:
     std::function<void(message)> on_received;
     std::function<void(message_id)> on_sent;
     std::function<void(message_id, const error&)> on_send_error;
+    std::function<void(message_id)> on_expired;
+    std::function<void(message_id)> on_acked;
     std::function<void()> on_closed;
     std::function<void(const error&)> on_error;
 
@@ -62,6 +67,7 @@ public:
     std::optional<transient_info> transient() const;
     std::shared_ptr<association> assoc() const { return association_; }
     std::size_t max_message_size() const;
+    send_capabilities capabilities() const;
     std::optional<error> last_error() const;
     boost::asio::any_io_executor executor() const { return ctx_->executor; }
     context_state& ctx() { return *ctx_; }
@@ -76,20 +82,33 @@ public:
     void transient_sent(transient_impl& t, std::uint64_t id) override;
     void transient_send_error(transient_impl& t, std::uint64_t id,
                               const sdk::flow_error& e) override;
+    void transient_expired(transient_impl& t, std::uint64_t id) override;
+    void transient_acked(transient_impl& t, std::uint64_t id) override;
     void transient_closed(transient_impl& t, const sdk::flow_error& e) override;
 
 private:
-    struct pending_send {
+    using pending_send = message_scheduler::entry;
+    struct received {
         message msg;
-        unique_function<void(boost::system::error_code, message_id)> done;
+        std::optional<std::chrono::steady_clock::time_point> deadline;
     };
 
     void become_active(std::shared_ptr<transient_impl> t);
+    /// Take a message sent by the application (on the executor).
+    void accept_send(pending_send p);
+    /// Expire and fail what must be, hand down what may go, re-arm the expiry timer.
+    void pump();
+    /// Whether the stack should be given another message now.
+    bool stack_has_room() const;
     void transmit(pending_send p);
     /// Report a send failure from a later turn of the executor, never inside send().
     void fail_send(pending_send p, error e);
+    void expire_later(pending_send p);
+    void arm_expiry_timer();
     void finish(const error& e, bool report);
-    void deliver(message m);
+    void deliver(received r);
+    /// Hand queued received messages to the application while it has a way to take them.
+    void drain_inbox();
     void complete_send(message_id id, const error& e);
     void clear_handlers();
 
@@ -103,15 +122,21 @@ private:
     std::shared_ptr<transient_impl> active_;
     std::function<void(std::shared_ptr<carrier_impl>, const error&)> established_;
 
-    std::deque<pending_send> waiting_; ///< Sent before ready.
+    message_scheduler scheduler_; ///< Messages not yet handed to the stack.
+    boost::asio::steady_timer expiry_timer_;
+    std::optional<std::chrono::steady_clock::time_point> timer_deadline_;
+    /// Handed to the stack, not yet sent/expired/failed.
     std::map<message_id, unique_function<void(boost::system::error_code, message_id)>> in_flight_;
-    std::deque<message> inbox_;
+    std::deque<received> inbox_;
+    /// Partial delivery: the message id given to each unit of the stack still in progress.
+    std::map<std::uint64_t, message_id> partial_ids_;
     std::size_t inbox_bytes_ = 0;
     std::deque<unique_function<void(boost::system::error_code, message)>> receivers_;
     std::vector<unique_function<void(boost::system::error_code)>> ready_waiters_;
     std::optional<error> last_error_;
     mutable std::mutex inspect_mutex_; ///< Guards active_ info and last_error_ for inspection.
     bool close_requested_ = false;
+    bool stack_closed_ = false; ///< top().close() was called.
 };
 
 } // namespace post::detail

@@ -34,6 +34,12 @@ public:
             return "not supported by this stack";
         case errc::policy_invalid:
             return "invalid policy";
+        case errc::expired:
+            return "message expired";
+        case errc::antecedent_failed:
+            return "an antecedent of the message failed";
+        case errc::invalid_argument:
+            return "invalid argument";
         }
         return "unknown post error";
     }

@@ -22,6 +22,8 @@ public:
     virtual void transient_sent(transient_impl& t, std::uint64_t id) = 0;
     virtual void transient_send_error(transient_impl& t, std::uint64_t id,
                                       const sdk::flow_error& e) = 0;
+    virtual void transient_expired(transient_impl& t, std::uint64_t id) = 0;
+    virtual void transient_acked(transient_impl& t, std::uint64_t id) = 0;
     virtual void transient_closed(transient_impl& t, const sdk::flow_error& e) = 0;
 };
 
@@ -72,6 +74,12 @@ public:
     }
     void on_send_error(std::uint64_t id, const sdk::flow_error& e) noexcept override {
         if (auto o = owner_.lock()) o->transient_send_error(*this, id, e);
+    }
+    void on_expired(std::uint64_t id) noexcept override {
+        if (auto o = owner_.lock()) o->transient_expired(*this, id);
+    }
+    void on_acked(std::uint64_t id) noexcept override {
+        if (auto o = owner_.lock()) o->transient_acked(*this, id);
     }
     void on_closed(const sdk::flow_error& e) noexcept override {
         if (finished_) return;

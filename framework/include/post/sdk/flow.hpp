@@ -53,7 +53,30 @@ struct send_meta {
 
 struct receive_meta {
     std::optional<endpoint> from; ///< For datagram flows shared by several remotes.
-    bool partial = false;         ///< A part of a larger message (explicit opt-in only).
+    /// A part of a larger message (explicit opt-in only): parts of one message share `unit`
+    /// and arrive in order; `end_of_message` marks the last. Parts of different messages may
+    /// interleave.
+    bool partial = false;
+    bool end_of_message = true;
+    std::uint64_t unit = 0;
+    /// When the sender's lifetime for this message runs out, as far as this side can tell.
+    /// The kernel never delivers the message to the application after it.
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+};
+
+/// What a flow can report and do for the units sent on it (flow_info::capabilities).
+enum flow_capability : std::uint32_t {
+    /// on_acked: the peer's application side has received the unit.
+    cap_acked = 1u << 0,
+    /// A unit whose deadline passes while it is being sent stops mid-way (on_expired).
+    cap_expires_in_flight = 1u << 1,
+    /// Units are interleaved by niceness: an urgent one overtakes one already in progress, so
+    /// the kernel may hand down everything at once.
+    cap_interleaves = 1u << 2,
+    /// The flow delivers ordered and reliably (what was on_sent first is received first).
+    cap_ordered = 1u << 3,
+    /// Can deliver parts of very large messages (receive_meta::partial) when configured.
+    cap_partial = 1u << 4,
 };
 
 struct flow_info {
@@ -61,6 +84,7 @@ struct flow_info {
     endpoint local;
     endpoint remote;
     std::size_t max_message_size = 0; ///< Largest unit a send accepts; 0 = unlimited.
+    std::uint32_t capabilities = 0;   ///< flow_capability bits.
 };
 
 class flow;
@@ -76,6 +100,13 @@ public:
     /// The unit sent with this id has left this flow (handed to the layer below or the OS).
     virtual void on_sent(std::uint64_t id) noexcept = 0;
     virtual void on_send_error(std::uint64_t id, const flow_error& e) noexcept = 0;
+    /// The unit's deadline passed before it was completely sent; it was dropped (and a peer
+    /// that had part of it discards that part). Ends the unit like on_sent or on_send_error.
+    /// The default reports it as a send error with std::errc::timed_out.
+    virtual void on_expired(std::uint64_t id) noexcept;
+    /// After on_sent, for flows with cap_acked: the peer's application side has the unit.
+    /// Layers in the middle forward it.
+    virtual void on_acked(std::uint64_t) noexcept {}
     /// The flow is finished. An empty error means it closed cleanly. Called at most once.
     virtual void on_closed(const flow_error& e) noexcept = 0;
     /// A multistreaming flow received a new peer-initiated flow (QUIC/SCTP stream). The default
@@ -106,6 +137,10 @@ public:
     /// Others return nullptr, and the kernel opens a new stack instead.
     virtual std::shared_ptr<flow> fork() noexcept { return nullptr; }
 };
+
+inline void flow_events::on_expired(std::uint64_t id) noexcept {
+    on_send_error(id, {std::make_error_code(std::errc::timed_out), "message expired"});
+}
 
 inline void flow_events::on_incoming_flow(std::shared_ptr<flow> incoming) noexcept {
     if (incoming) incoming->abort();

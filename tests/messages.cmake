@@ -1,0 +1,15 @@
+# Message properties: the kernel's scheduler alone, and honoured end to end on TCP and UDP.
+post_add_boost_test(test_message_scheduler
+  SOURCES unit/test_message_scheduler.cpp ${PROJECT_SOURCE_DIR}/framework/src/kernel/message_scheduler.cpp
+  LIBRARIES PostSockets::kernel LABELS unit)
+target_include_directories(test_message_scheduler PRIVATE ${PROJECT_SOURCE_DIR}/framework/src/kernel)
+
+post_add_boost_test(test_message_properties SOURCES integration/test_message_properties.cpp
+  LIBRARIES PostSockets::kernel LABELS integration TIMEOUT 120)
+target_compile_definitions(test_message_properties PRIVATE
+  POST_PLUGIN_DIR="${POST_PLUGIN_OUTPUT_DIR}")
+foreach(p tcp udp framing)
+  if(TARGET post_plugin_${p})
+    add_dependencies(test_message_properties post_plugin_${p})
+  endif()
+endforeach()
