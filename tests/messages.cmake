@@ -13,3 +13,13 @@ foreach(p tcp udp framing)
     add_dependencies(test_message_properties post_plugin_${p})
   endif()
 endforeach()
+
+# Carrier kinds (source, sink, responder), fork() and dormant carriers.
+post_add_boost_test(test_carrier_kinds SOURCES integration/test_carrier_kinds.cpp
+  LIBRARIES PostSockets::kernel LABELS integration TIMEOUT 120)
+target_compile_definitions(test_carrier_kinds PRIVATE POST_PLUGIN_DIR="${POST_PLUGIN_OUTPUT_DIR}")
+foreach(p tcp udp framing)
+  if(TARGET post_plugin_${p})
+    add_dependencies(test_carrier_kinds post_plugin_${p})
+  endif()
+endforeach()

@@ -5,6 +5,11 @@
 // with an associated executor run there instead). Set handlers before the executor runs, or
 // from a handler. No handler runs inside the call that caused it (send, close, ...).
 //
+// Dormancy: with `connection: { dormant: true }` in the policy, an initiated carrier whose
+// connection goes away (peer close or failure) becomes dormant instead of ending: it keeps its
+// association, handlers and queued messages, and the next send re-establishes it (on_ready
+// runs again). Messages the stack had not finished sending fail with errc::closed.
+//
 // Ending: a carrier ends exactly once, with on_closed (a clean close, by either side, or
 // abort()) or with on_error (establishment failed, or the connection broke) — never both, as
 // RFC 9622's Closed and ConnectionError events. After that, pending async operations complete
@@ -109,6 +114,11 @@ public:
             },
             token);
     }
+
+    /// Another carrier to the same remote, on the same association and policy: a new stream
+    /// where the stack multistreams (SCTP, QUIC), else a new connection. Only initiated carriers
+    /// can fork; on an accepted one the new carrier fails with errc::not_supported.
+    carrier fork() const;
 
     /// Graceful close after queued messages are sent; on_closed follows.
     void close();

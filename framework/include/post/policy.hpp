@@ -75,6 +75,10 @@ struct connection_settings {
     std::chrono::milliseconds timeout{10000};
     std::optional<std::chrono::milliseconds> keep_alive;
     std::size_t max_message_size = 16u << 20; ///< Largest message accepted from a peer.
+    /// When the connection of an initiated carrier goes away, the carrier becomes dormant
+    /// (keeping its association, handlers and queued messages) and re-establishes on the next
+    /// send, instead of ending.
+    bool dormant = false;
 };
 
 /// A stack as written in a policy, top layer first.

@@ -63,6 +63,10 @@ void carrier::ready_with(detail::unique_function<void(boost::system::error_code)
     checked(impl_).wait_ready(std::move(h));
 }
 
+carrier carrier::fork() const {
+    return carrier(checked(impl_).fork());
+}
+
 void carrier::close() {
     checked(impl_).close();
 }

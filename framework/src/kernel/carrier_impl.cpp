@@ -33,6 +33,8 @@ carrier_impl::~carrier_impl() {
 
 void carrier_impl::start_initiate(const remote& r, std::vector<candidate_stack> candidates) {
     ctx_->keep(shared_from_this());
+    remote_ = r;
+    candidates_ = candidates;
     race_ = std::make_shared<establishment>(weak_from_this(), ctx_, r, std::move(candidates));
     asio::post(ctx_->executor, [race = race_] { race->start(); });
 }
@@ -50,6 +52,45 @@ void carrier_impl::adopt(std::shared_ptr<transient_impl> t,
     active_ = std::move(t);
     active_->set_owner(weak_from_this());
     active_->top().start();
+}
+
+std::shared_ptr<carrier_impl> carrier_impl::fork() {
+    auto twin = std::make_shared<carrier_impl>(ctx_, association_, policy_);
+    if (remote_)
+        twin->start_initiate(*remote_, candidates_);
+    else
+        twin->fail_now({make_error_code(errc::not_supported),
+                        "fork() needs a carrier that was initiated: an accepted carrier does not "
+                        "know how to reach its peer again"});
+    return twin;
+}
+
+void carrier_impl::become_dormant(const sdk::flow_error& why) {
+    state_ = carrier_state::dormant;
+    {
+        std::lock_guard lock(inspect_mutex_);
+        active_.reset();
+    }
+    // What the stack had not finished sending is lost with the connection; the scheduler's
+    // queue is kept for the next one.
+    for (auto& [id, done] : std::exchange(in_flight_, {})) {
+        scheduler_.record(id, message_scheduler::outcome::failed);
+        error e{make_error_code(errc::closed),
+                "the connection went away before the message was sent"};
+        if (done) done(e.code, id);
+        if (on_send_error) on_send_error(id, e);
+    }
+    stack_closed_ = false;
+    ctx_->emit(trace_event{trace_event::kind::closed, std::chrono::steady_clock::now(),
+                           association_ ? association_->key() : std::string{}, stack(),
+                           "dormant: " + (why ? why.reason : std::string("peer closed"))});
+    if (!scheduler_.empty()) reactivate();
+}
+
+void carrier_impl::reactivate() {
+    state_ = carrier_state::establishing;
+    race_ = std::make_shared<establishment>(weak_from_this(), ctx_, *remote_, candidates_);
+    asio::post(ctx_->executor, [race = race_] { race->start(); });
 }
 
 void carrier_impl::race_won(std::shared_ptr<transient_impl> winner) {
@@ -108,6 +149,7 @@ void carrier_impl::accept_send(pending_send p) {
     switch (state_.load()) {
     case carrier_state::establishing:
     case carrier_state::active:
+    case carrier_state::dormant:
         break;
     default:
         fail_send(std::move(p), {make_error_code(errc::closed), "carrier is closed"});
@@ -124,6 +166,7 @@ void carrier_impl::accept_send(pending_send p) {
         return;
     }
     scheduler_.enqueue(std::move(p));
+    if (state_ == carrier_state::dormant) reactivate();
     pump();
 }
 
@@ -248,6 +291,7 @@ void carrier_impl::wait_ready(unique_function<void(boost::system::error_code)> h
     asio::dispatch(ctx_->executor, [self = shared_from_this(), h = std::move(h)]() mutable {
         switch (self->state_.load()) {
         case carrier_state::establishing:
+        case carrier_state::dormant: // ready again once the next send re-establishes it
             self->ready_waiters_.push_back(std::move(h));
             break;
         case carrier_state::closed:
@@ -265,6 +309,9 @@ void carrier_impl::close() {
         switch (self->state_.load()) {
         case carrier_state::establishing:
             self->close_requested_ = true;
+            break;
+        case carrier_state::dormant:
+            self->finish({}, false);
             break;
         case carrier_state::active:
             self->state_ = carrier_state::closing;
@@ -408,6 +455,10 @@ void carrier_impl::transient_closed(transient_impl& t, const sdk::flow_error& e)
         return;
     }
     if (active_.get() != &t) return;
+    if (policy_.effective.connection.dormant && remote_ && state_ == carrier_state::active) {
+        become_dormant(e);
+        return;
+    }
     if (!e) {
         finish({}, false);
         return;

@@ -41,6 +41,11 @@ public:
     void race_won(std::shared_ptr<transient_impl> winner);
     void race_failed(error e);
 
+    /// Another carrier to the same remote on the same association (a new connection: the
+    /// stacks so far do not multistream). Passive carriers cannot: the result fails with
+    /// errc::not_supported.
+    std::shared_ptr<carrier_impl> fork();
+
     // ---- public operations (any thread; they hop onto the executor) ----
     message_id send(message m, unique_function<void(boost::system::error_code, message_id)> done);
     void receive(unique_function<void(boost::system::error_code, message)> h);
@@ -94,6 +99,10 @@ private:
     };
 
     void become_active(std::shared_ptr<transient_impl> t);
+    /// The connection went away and the policy allows dormancy: keep everything but the
+    /// transient; the next send re-establishes.
+    void become_dormant(const sdk::flow_error& why);
+    void reactivate();
     /// Take a message sent by the application (on the executor).
     void accept_send(pending_send p);
     /// Expire and fail what must be, hand down what may go, re-arm the expiry timer.
@@ -118,6 +127,8 @@ private:
     std::atomic<carrier_state> state_{carrier_state::establishing};
     std::atomic<message_id> next_id_{1};
 
+    std::optional<remote> remote_; ///< Set for initiated carriers (fork, reactivation).
+    std::vector<candidate_stack> candidates_;
     std::shared_ptr<establishment> race_;
     std::shared_ptr<transient_impl> active_;
     std::function<void(std::shared_ptr<carrier_impl>, const error&)> established_;

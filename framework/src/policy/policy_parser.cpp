@@ -14,7 +14,8 @@ const std::vector<std::string_view> top_keys{"version", "name",      "descriptio
                                              "stacks",  "protocols", "racing",      "connection"};
 const std::vector<std::string_view> racing_keys{"attempt-delay", "resolution-delay", "stack-delay",
                                                 "prefer-family", "max-attempts"};
-const std::vector<std::string_view> connection_keys{"timeout", "keep-alive", "max-message-size"};
+const std::vector<std::string_view> connection_keys{"timeout", "keep-alive", "max-message-size",
+                                                    "dormant"};
 const std::vector<std::string_view> interface_keys{"require", "prefer", "avoid", "prohibit"};
 
 std::vector<std::string_view> selection_keys() {
@@ -216,6 +217,13 @@ void parse_connection(const YAML::Node& node, policy& p, diagnostics_sink& sink)
                 else
                     c.keep_alive = *d;
             }
+        } else if (e.name == "dormant") {
+            auto text = expect_scalar(e.value, "connection.dormant", sink);
+            if (!text) continue;
+            if (auto b = parse_boolean(*text))
+                c.dormant = *b;
+            else
+                sink.error(e.value, "connection.dormant must be true or false, got '" + *text + "'");
         } else { // max-message-size
             auto text = expect_scalar(e.value, "connection.max-message-size", sink);
             if (!text) continue;
