@@ -124,6 +124,20 @@ BOOST_AUTO_TEST_CASE(keep_alive_off_and_size_suffixes) {
     BOOST_TEST(p.connection.max_message_size == 1500u);
 }
 
+BOOST_AUTO_TEST_CASE(dormant_is_a_boolean) {
+    BOOST_TEST(!post::policy::defaults().connection.dormant);
+    auto p = post::policy::parse("version: 1\nconnection: { dormant: true }\n");
+    BOOST_TEST(p.connection.dormant);
+    try {
+        post::policy::parse("version: 1\nconnection: { dormant: sometimes }\n", "d.yaml");
+        BOOST_FAIL("accepted dormant: sometimes");
+    } catch (const post::policy_error& e) {
+        BOOST_TEST(std::string(e.what()).find("d.yaml:2:24: connection.dormant must be true or "
+                                              "false") != std::string::npos,
+                   e.what());
+    }
+}
+
 BOOST_AUTO_TEST_CASE(defaults_are_a_reliable_message_transport) {
     auto p = post::policy::defaults();
     BOOST_TEST(p.selection.at("reliability").level == post::preference::require);
