@@ -141,6 +141,11 @@ struct layer_info {
 struct stack_constraint {
     std::vector<std::string> must_contain;
     std::string origin; ///< For messages: "URL scheme tcp://".
+    /// Ask for byte-stream stacks (a carrier to be morphed into a post::stream): the top layer
+    /// must offer a `stream` edge ([tcp], later [tls, tcp]) instead of messages or datagrams,
+    /// for explicit and derived stacks alike. A byte stream has no message boundaries by
+    /// definition, so the preserve-msg-boundaries rule does not apply to such stacks.
+    bool stream_top = false;
 };
 
 struct candidate_stack {
@@ -165,6 +170,10 @@ struct selection_result {
 /// as "framer needs stream below it but udp offers datagram") and layer options against each
 /// layer's schema. Throws policy_error with locations.
 void validate(const merged_policy& p, const std::vector<layer_info>& catalog);
+/// As above, judging the top of each stack as `constraint` asks (a stream edge when
+/// constraint.stream_top is set).
+void validate(const merged_policy& p, const std::vector<layer_info>& catalog,
+              const stack_constraint& constraint);
 
 /// Rank candidate stacks. Throws policy_error when nothing is left; when the reason is a
 /// system rule overriding an application rule, the error names both.

@@ -1,10 +1,12 @@
-// The entry points: initiate and listen.
+// The entry points: initiate, initiate_stream and listen.
 #include <utility>
 
 #include "carrier_impl.hpp"
 #include "listener_impl.hpp"
+#include "stream_state.hpp"
 
 #include <post/context.hpp>
+#include <post/stream.hpp>
 
 namespace post {
 
@@ -18,14 +20,18 @@ stack_constraint constraint_for(const remote& r) {
     return c;
 }
 
-carrier initiate(context& ctx, const remote& r, const policy& p) {
+namespace {
+
+/// Start a carrier over the candidates that `constraint` leaves (policy errors end it at once).
+carrier start_carrier(context& ctx, const remote& r, const policy& p,
+                      const stack_constraint& constraint) {
     const auto& state = detail::kernel_access::state(ctx);
     auto merged = ctx.effective(p);
     auto impl = std::make_shared<detail::carrier_impl>(state, ctx.association_for(r), merged);
     try {
         auto catalog = state->registry.catalog();
-        validate(merged, catalog);
-        auto selected = select_stacks(merged, catalog, constraint_for(r));
+        validate(merged, catalog, constraint);
+        auto selected = select_stacks(merged, catalog, constraint);
         impl->start_initiate(r, std::move(selected.candidates));
     } catch (const policy_error& e) {
         bool none = std::string_view(e.what()).find("no candidate") != std::string_view::npos;
@@ -35,11 +41,23 @@ carrier initiate(context& ctx, const remote& r, const policy& p) {
     return carrier(impl);
 }
 
+} // namespace
+
+carrier initiate(context& ctx, const remote& r, const policy& p) {
+    return start_carrier(ctx, r, p, constraint_for(r));
+}
+
+stream initiate_stream(context& ctx, const remote& r, const policy& p) {
+    auto constraint = constraint_for(r);
+    constraint.stream_top = true;
+    return detail::stream_for_new_carrier(start_carrier(ctx, r, p, constraint));
+}
+
 listener listen(context& ctx, const local& l, const policy& p, const stack_constraint& constraint) {
     const auto& state = detail::kernel_access::state(ctx);
     auto merged = ctx.effective(p);
     auto catalog = state->registry.catalog();
-    validate(merged, catalog);
+    validate(merged, catalog, constraint);
     auto selected = select_stacks(merged, catalog, constraint);
     auto impl = std::make_shared<detail::listener_impl>(state, merged);
     impl->open(l, selected.candidates);

@@ -23,6 +23,16 @@ bool offers_messages(sdk::edge e) {
     return e == sdk::edge::message || e == sdk::edge::datagram;
 }
 
+/// What the top of a stack must offer: messages or datagrams for a message carrier, a byte
+/// stream for a carrier that will be morphed into a post::stream.
+bool acceptable_top(sdk::edge e, bool stream_top) {
+    return stream_top ? e == sdk::edge::stream : offers_messages(e);
+}
+
+/// The rule that a byte stream cannot honour by its nature: it is left out of the selection of
+/// stream stacks instead of excluding every one of them.
+constexpr std::string_view boundaries_feature = "preserve-msg-boundaries";
+
 std::string edge_name(sdk::edge e) {
     return std::string(sdk::to_string(e));
 }
@@ -30,7 +40,8 @@ std::string edge_name(sdk::edge e) {
 /// Everything wrong with how the loaded layers of a stack fit together. Pairs involving a
 /// layer that is not loaded cannot be judged and are skipped.
 std::vector<std::string> structure_problems(const std::vector<std::string>& layers,
-                                            const std::vector<layer_info>& catalog) {
+                                            const std::vector<layer_info>& catalog,
+                                            bool stream_top) {
     std::vector<std::string> problems;
     for (std::size_t i = 0; i + 1 < layers.size(); ++i) {
         auto* upper = find_layer(catalog, layers[i]);
@@ -53,7 +64,12 @@ std::vector<std::string> structure_problems(const std::vector<std::string>& laye
                            " edge below it, but it is the bottom layer");
     }
     if (auto* top = layers.empty() ? nullptr : find_layer(catalog, layers.front());
-        top && !offers_messages(top->upper)) {
+        top && stream_top && top->upper != sdk::edge::stream) {
+        // A stream carrier's wire is the bytes of its top layer: a layer above the last
+        // stream edge (a framer) would frame them, so the stack cannot carry a plain stream.
+        problems.push_back("the top layer " + top->name + " offers a " + edge_name(top->upper) +
+                           " edge, but a byte-stream carrier needs a stream edge at the top");
+    } else if (top && !stream_top && !offers_messages(top->upper)) {
         std::string fix;
         for (const auto& l : catalog)
             if (l.lower == top->upper && offers_messages(l.upper)) {
@@ -69,9 +85,9 @@ std::vector<std::string> structure_problems(const std::vector<std::string>& laye
 /// Every stack the loaded layers can form: built bottom-up from layers that talk to the
 /// operating system, each layer at most once, up to max_derived_depth layers.
 void derive(std::vector<const layer_info*>& bottom_up, const std::vector<const layer_info*>& layers,
-            std::vector<std::vector<std::string>>& out) {
+            bool stream_top, std::vector<std::vector<std::string>>& out) {
     const auto* top = bottom_up.back();
-    if (offers_messages(top->upper)) {
+    if (acceptable_top(top->upper, stream_top)) {
         std::vector<std::string> names;
         for (auto it = bottom_up.rbegin(); it != bottom_up.rend(); ++it)
             names.push_back((*it)->name);
@@ -82,12 +98,13 @@ void derive(std::vector<const layer_info*>& bottom_up, const std::vector<const l
         if (l->lower != top->upper) continue;
         if (std::find(bottom_up.begin(), bottom_up.end(), l) != bottom_up.end()) continue;
         bottom_up.push_back(l);
-        derive(bottom_up, layers, out);
+        derive(bottom_up, layers, stream_top, out);
         bottom_up.pop_back();
     }
 }
 
-std::vector<std::vector<std::string>> derived_stacks(const std::vector<layer_info>& catalog) {
+std::vector<std::vector<std::string>> derived_stacks(const std::vector<layer_info>& catalog,
+                                                     bool stream_top) {
     // One entry per name (the first plugin to declare it wins), in name order so that the
     // result does not depend on plugin load order.
     std::vector<const layer_info*> layers;
@@ -101,7 +118,7 @@ std::vector<std::vector<std::string>> derived_stacks(const std::vector<layer_inf
     for (const auto* l : layers) {
         if (l->lower != sdk::edge::none) continue;
         std::vector<const layer_info*> bottom_up{l};
-        derive(bottom_up, layers, out);
+        derive(bottom_up, layers, stream_top, out);
     }
     std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
         if (a.size() != b.size()) return a.size() < b.size();
@@ -159,7 +176,7 @@ evaluation evaluate(const std::vector<std::string>& layers, bool is_explicit, co
         exclude(std::move(reason));
     }
     if (is_explicit) {
-        auto problems = structure_problems(layers, catalog);
+        auto problems = structure_problems(layers, catalog, constraint.stream_top);
         if (!problems.empty()) exclude(problems.front());
     }
     for (const auto& needed : constraint.must_contain) {
@@ -184,6 +201,12 @@ evaluation evaluate(const std::vector<std::string>& layers, bool is_explicit, co
         broken.push_back(std::move(reason));
     };
     for (const auto& [property, rule] : p.selection) {
+        if (constraint.stream_top && property == boundaries_feature) {
+            if (rule.level != preference::no_preference)
+                ev.candidate.notes.push_back(std::string(to_string(rule.level)) + " " + property +
+                                             ": not applicable to a byte stream");
+            continue;
+        }
         if (rule.level == preference::require && !present(property)) {
             auto who = responsible_layer(layers, property, catalog);
             broken_rule(
@@ -230,7 +253,7 @@ selection_result run_selection(const policy& p, const std::vector<layer_info>& c
         for (const auto& spec : p.stacks)
             consider(spec.layers, true, spec.where);
     } else {
-        for (const auto& layers : derived_stacks(catalog))
+        for (const auto& layers : derived_stacks(catalog, constraint.stream_top))
             consider(layers, false, {});
     }
     // Stable: equal scores keep the policy's order (or fewer layers first, for derived ones).
@@ -279,10 +302,15 @@ std::map<std::string, bool> compose_features(const std::vector<std::string>& sta
 }
 
 void validate(const merged_policy& p, const std::vector<layer_info>& catalog) {
+    validate(p, catalog, stack_constraint{});
+}
+
+void validate(const merged_policy& p, const std::vector<layer_info>& catalog,
+              const stack_constraint& constraint) {
     const auto& eff = p.effective;
     diagnostics_sink sink(eff.where.file);
     for (const auto& spec : eff.stacks) {
-        for (const auto& problem : structure_problems(spec.layers, catalog))
+        for (const auto& problem : structure_problems(spec.layers, catalog, constraint.stream_top))
             sink.error(spec.where, "stack " + stack_name(spec.layers) + ": " + problem);
     }
     // Options of layers that are not loaded cannot be checked; they are used only if the
