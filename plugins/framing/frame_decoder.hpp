@@ -1,4 +1,4 @@
-// The length-prefix wire format of the `framer` layer: each message is a 4-byte big-endian
+// The wire format of the `length-prefix` layer: each message is a 4-byte big-endian
 // length followed by that many payload bytes. The decoder is sans-I/O (bytes in, messages out)
 // so tests and the fuzzer drive it without sockets.
 #pragma once

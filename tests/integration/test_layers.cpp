@@ -1,4 +1,4 @@
-// The tcp, udp and framer layers, created from their (static) plugin descriptors and driven
+// The tcp, udp and length-prefix layers, created from their (static) plugin descriptors and driven
 // over real loopback sockets.
 #define BOOST_TEST_MODULE plugin layers
 #include <utility>
@@ -235,12 +235,29 @@ BOOST_AUTO_TEST_CASE(listen_failure_reports_the_endpoint) {
 
 BOOST_AUTO_TEST_SUITE_END()
 
-BOOST_AUTO_TEST_SUITE(framer_over_tcp)
+/// The framing plugin provides two layers: pick one by name.
+std::unique_ptr<sdk::layer> make_framing_layer(asio::io_context& io, const char* name,
+                                               sdk::options opts = {}) {
+    const auto* d = post_plugin_framing();
+    BOOST_REQUIRE(d != nullptr);
+    for (std::size_t i = 0; i < d->layer_count; ++i) {
+        if (std::string_view(d->layers[i].name) != name) continue;
+        sdk::layer_context ctx{io.get_executor(), std::move(opts), nullptr};
+        sdk::flow_error err;
+        auto l = d->layers[i].create(ctx, err);
+        BOOST_REQUIRE_MESSAGE(l, "create failed: " << err.reason);
+        return l;
+    }
+    BOOST_FAIL("no layer " << name);
+    return nullptr;
+}
+
+BOOST_AUTO_TEST_SUITE(length_prefix_over_tcp)
 
 BOOST_AUTO_TEST_CASE(messages_arrive_intact_and_in_order) {
     asio::io_context io;
     auto tcp = make_layer(post_plugin_tcp(), io);
-    auto framer = make_layer(post_plugin_framing(), io);
+    auto framer = make_framing_layer(io, "length-prefix");
     auto server = std::make_shared<acceptor_recorder>();
     server->wrap = [&](std::shared_ptr<sdk::flow> lower) {
         sdk::flow_error err;
@@ -288,7 +305,7 @@ BOOST_AUTO_TEST_CASE(oversized_send_is_refused_and_the_flow_goes_on) {
     auto tcp = make_layer(post_plugin_tcp(), io);
     sdk::options opts;
     opts.set("max-message-size", std::int64_t{1000});
-    auto framer = make_layer(post_plugin_framing(), io, opts);
+    auto framer = make_framing_layer(io, "length-prefix", opts);
     auto server = std::make_shared<acceptor_recorder>();
     server->wrap = [&](std::shared_ptr<sdk::flow> lower) {
         sdk::flow_error err;
@@ -316,7 +333,7 @@ BOOST_AUTO_TEST_CASE(oversized_send_is_refused_and_the_flow_goes_on) {
 flow_recorder garbage_into_framer(const sdk::byte_buffer& wire, bool shutdown_after) {
     asio::io_context io;
     auto tcp = make_layer(post_plugin_tcp(), io);
-    auto framer = make_layer(post_plugin_framing(), io);
+    auto framer = make_framing_layer(io, "length-prefix");
     auto server = std::make_shared<acceptor_recorder>();
     server->wrap = [&](std::shared_ptr<sdk::flow> lower) {
         sdk::flow_error err;
@@ -359,7 +376,7 @@ BOOST_AUTO_TEST_CASE(stream_ending_inside_a_frame_is_a_protocol_error) {
 
 BOOST_AUTO_TEST_CASE(framer_needs_a_lower_flow) {
     asio::io_context io;
-    auto framer = make_layer(post_plugin_framing(), io);
+    auto framer = make_framing_layer(io, "length-prefix");
     sdk::flow_error err;
     BOOST_TEST(!framer->open(nullptr, {}, err));
     BOOST_TEST(err.code == std::errc::invalid_argument);

@@ -1,4 +1,4 @@
-#include "framer_flow.hpp"
+#include "length_prefix_flow.hpp"
 
 #include <utility>
 
@@ -14,26 +14,27 @@ namespace {
 constexpr std::size_t copy_threshold = 16 * 1024;
 } // namespace
 
-framer_flow::framer_flow(boost::asio::any_io_executor ex, std::shared_ptr<sdk::flow> lower,
-                         std::uint64_t max_message_size, sdk::log_sink* log)
+length_prefix_flow::length_prefix_flow(boost::asio::any_io_executor ex,
+                                       std::shared_ptr<sdk::flow> lower,
+                                       std::uint64_t max_message_size, sdk::log_sink* log)
     : executor_(std::move(ex))
     , lower_(std::move(lower))
     , log_(log)
     , decoder_(max_message_size) {}
 
-void framer_flow::attach() {
+void length_prefix_flow::attach() {
     lower_->set_events(std::static_pointer_cast<sdk::flow_events>(shared_from_this()));
 }
 
-void framer_flow::set_events(std::weak_ptr<sdk::flow_events> events) noexcept {
+void length_prefix_flow::set_events(std::weak_ptr<sdk::flow_events> events) noexcept {
     events_ = std::move(events);
 }
 
-void framer_flow::start() noexcept {
+void length_prefix_flow::start() noexcept {
     if (!done_) lower_->start();
 }
 
-void framer_flow::send(sdk::byte_buffer data, const sdk::send_meta& meta) noexcept {
+void length_prefix_flow::send(sdk::byte_buffer data, const sdk::send_meta& meta) noexcept {
     if (done_) return;
     try {
         const std::uint64_t limit = decoder_.max_message_size();
@@ -74,7 +75,7 @@ void framer_flow::send(sdk::byte_buffer data, const sdk::send_meta& meta) noexce
         try {
             boost::asio::post(executor_, [self = shared_from_this()] {
                 self->finish({std::make_error_code(std::errc::not_enough_memory),
-                              "framer: out of memory while sending"});
+                              "length-prefix: out of memory while sending"});
             });
         } catch (...) {
             done_ = true;
@@ -82,11 +83,11 @@ void framer_flow::send(sdk::byte_buffer data, const sdk::send_meta& meta) noexce
     }
 }
 
-void framer_flow::close() noexcept {
+void length_prefix_flow::close() noexcept {
     if (!done_) lower_->close();
 }
 
-void framer_flow::abort() noexcept {
+void length_prefix_flow::abort() noexcept {
     done_ = true;
     events_.reset();
     in_flight_.clear();
@@ -94,19 +95,19 @@ void framer_flow::abort() noexcept {
     lower_->abort();
 }
 
-sdk::flow_info framer_flow::info() const noexcept {
+sdk::flow_info length_prefix_flow::info() const noexcept {
     sdk::flow_info i = lower_->info();
     i.kind = sdk::edge::message;
     i.max_message_size = static_cast<std::size_t>(decoder_.max_message_size());
     return i;
 }
 
-void framer_flow::on_ready() noexcept {
+void length_prefix_flow::on_ready() noexcept {
     if (done_) return;
     if (auto ev = events_.lock()) ev->on_ready();
 }
 
-void framer_flow::on_received(sdk::byte_buffer data, const sdk::receive_meta&) noexcept {
+void length_prefix_flow::on_received(sdk::byte_buffer data, const sdk::receive_meta&) noexcept {
     if (done_) return;
     try {
         std::vector<frame_buffer> messages;
@@ -119,17 +120,17 @@ void framer_flow::on_received(sdk::byte_buffer data, const sdk::receive_meta&) n
         if (!ok && !done_) {
             lower_->abort();
             finish({std::make_error_code(std::errc::protocol_error),
-                    "framer: malformed frame from " + lower_->info().remote.to_string() + ": " +
-                        decoder_.error()});
+                    "length-prefix: malformed frame from " + lower_->info().remote.to_string() +
+                        ": " + decoder_.error()});
         }
     } catch (...) {
         lower_->abort();
         finish({std::make_error_code(std::errc::not_enough_memory),
-                "framer: out of memory while receiving"});
+                "length-prefix: out of memory while receiving"});
     }
 }
 
-bool framer_flow::take(std::uint64_t lower_id, in_flight& out) {
+bool length_prefix_flow::take(std::uint64_t lower_id, in_flight& out) {
     auto it = std::find_if(in_flight_.begin(), in_flight_.end(),
                            [&](const in_flight& f) { return f.lower_id == lower_id; });
     if (it == in_flight_.end()) return false;
@@ -139,36 +140,36 @@ bool framer_flow::take(std::uint64_t lower_id, in_flight& out) {
     return true;
 }
 
-void framer_flow::on_sent(std::uint64_t id) noexcept {
+void length_prefix_flow::on_sent(std::uint64_t id) noexcept {
     in_flight f;
     if (done_ || !take(id, f)) return;
     if (auto ev = events_.lock()) ev->on_sent(f.upper_id);
 }
 
-void framer_flow::on_send_error(std::uint64_t id, const sdk::flow_error& e) noexcept {
+void length_prefix_flow::on_send_error(std::uint64_t id, const sdk::flow_error& e) noexcept {
     in_flight f;
     if (done_ || !take(id, f)) return;
     if (auto ev = events_.lock()) ev->on_send_error(f.upper_id, e);
 }
 
-void framer_flow::on_closed(const sdk::flow_error& e) noexcept {
+void length_prefix_flow::on_closed(const sdk::flow_error& e) noexcept {
     if (!e && decoder_.mid_frame()) {
         return finish({std::make_error_code(std::errc::protocol_error),
-                       "framer: the stream ended inside a frame (" +
+                       "length-prefix: the stream ended inside a frame (" +
                            std::to_string(decoder_.buffered()) +
                            " bytes of an unfinished frame received)"});
     }
     finish(e);
 }
 
-void framer_flow::finish(const sdk::flow_error& e) {
+void length_prefix_flow::finish(const sdk::flow_error& e) {
     if (done_) return;
     done_ = true;
     auto ev = events_.lock();
     events_.reset();
     in_flight_.clear();
     queued_bytes_ = 0;
-    if (e && log_) log_->log(sdk::log_level::debug, "framer", e.reason);
+    if (e && log_) log_->log(sdk::log_level::debug, "length-prefix", e.reason);
     if (ev) ev->on_closed(e);
 }
 

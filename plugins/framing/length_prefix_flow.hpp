@@ -13,12 +13,12 @@
 
 namespace post::plugins::framing {
 
-class framer_flow final : public sdk::flow,
-                          public sdk::flow_events,
-                          public std::enable_shared_from_this<framer_flow> {
+class length_prefix_flow final : public sdk::flow,
+                                 public sdk::flow_events,
+                                 public std::enable_shared_from_this<length_prefix_flow> {
 public:
-    framer_flow(boost::asio::any_io_executor ex, std::shared_ptr<sdk::flow> lower,
-                std::uint64_t max_message_size, sdk::log_sink* log);
+    length_prefix_flow(boost::asio::any_io_executor ex, std::shared_ptr<sdk::flow> lower,
+                       std::uint64_t max_message_size, sdk::log_sink* log);
 
     /// Register with the lower flow; call once right after construction.
     void attach();
