@@ -103,6 +103,29 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(derivation)
 
+// Two framers over one connection are not raced against each other when stacks are derived;
+// the lower-ranked one is reported, and an explicit stack can still name it.
+BOOST_AUTO_TEST_CASE(derived_stacks_do_not_race_two_framers_over_one_connection) {
+    auto catalog = post_test::test_catalog();
+    post::layer_info other{"length-prefix",         "framing", "", post::sdk::edge::message,
+                           post::sdk::edge::stream, {},        {}};
+    other.features["preserve-msg-boundaries"] = post::sdk::feature_effect::provides;
+    catalog.push_back(other);
+    auto r = post::select_stacks(app_only("version: 1\n"), catalog);
+    const auto got = candidate_layers(r);
+    BOOST_TEST((std::find(got.begin(), got.end(), layers{"framer", "tcp"}) != got.end()));
+    BOOST_TEST((std::find(got.begin(), got.end(), layers{"length-prefix", "tcp"}) == got.end()));
+    bool reported = false;
+    for (const auto& e : r.excluded)
+        if (e.layers == layers{"length-prefix", "tcp"})
+            reported = e.reason.find("the same connection as [framer, tcp]") != std::string::npos;
+    BOOST_TEST(reported);
+    auto explicit_stack =
+        post::select_stacks(app_only("version: 1\nstacks: [[length-prefix, tcp]]\n"), catalog);
+    const auto explicit_got = candidate_layers(explicit_stack);
+    BOOST_TEST((explicit_got == std::vector<layers>{{"length-prefix", "tcp"}}));
+}
+
 BOOST_AUTO_TEST_CASE(derived_stacks_are_framer_tcp_and_udp_never_framer_udp) {
     auto r = post::select_stacks(app_only("version: 1\n"), post_test::test_catalog());
     // No preferences: fewer layers first, then name order.

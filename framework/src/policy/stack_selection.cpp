@@ -233,6 +233,34 @@ evaluation evaluate(const std::vector<std::string>& layers, bool is_explicit, co
     return ev;
 }
 
+/// Derived stacks race different ways through the network, not different framings of one
+/// connection: two framers over the same lower stack ([framer, tcp] and [length-prefix, tcp])
+/// would let the race pick a wire format the peer may not speak. Keep the best-ranked one; a
+/// policy that wants another names it in `stacks:`.
+void drop_alternative_framers(selection_result& result) {
+    std::vector<candidate_stack> kept;
+    for (auto& c : result.candidates) {
+        const auto below = [](const candidate_stack& s) {
+            return std::vector<std::string>(s.layers.begin() + 1, s.layers.end());
+        };
+        auto same = std::find_if(kept.begin(), kept.end(), [&](const candidate_stack& k) {
+            return k.layers.size() == c.layers.size() && c.layers.size() > 1 &&
+                   below(k) == below(c);
+        });
+        if (same == kept.end()) {
+            kept.push_back(std::move(c));
+        } else {
+            result.excluded.push_back(
+                {c.layers,
+                 "the same connection as [" + join(same->layers, ", ") +
+                     "], which ranks higher: derived stacks do not race two framings of one "
+                     "connection (list it under stacks: to use it)",
+                 {}});
+        }
+    }
+    result.candidates = std::move(kept);
+}
+
 /// Selection without throwing; `origins` gets, per excluded stack, where the stack was
 /// written (explicit stacks only).
 selection_result run_selection(const policy& p, const std::vector<layer_info>& catalog,
@@ -260,6 +288,7 @@ selection_result run_selection(const policy& p, const std::vector<layer_info>& c
     std::stable_sort(
         result.candidates.begin(), result.candidates.end(),
         [](const candidate_stack& a, const candidate_stack& b) { return a.score > b.score; });
+    if (p.stacks.empty()) drop_alternative_framers(result);
     return result;
 }
 
