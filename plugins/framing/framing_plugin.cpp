@@ -3,6 +3,7 @@
 #include "length_prefix_flow.hpp"
 #include "post_frame_flow.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 
@@ -117,6 +118,8 @@ std::unique_ptr<sdk::layer> create_length_prefix(const sdk::layer_context& ctx,
     }
 }
 
+constexpr std::int64_t default_send_window = 65536;
+
 std::unique_ptr<sdk::layer> create_post_frame(const sdk::layer_context& ctx,
                                               sdk::flow_error& err) noexcept {
     try {
@@ -136,6 +139,10 @@ std::unique_ptr<sdk::layer> create_post_frame(const sdk::layer_context& ctx,
                             v, err))
             return nullptr;
         s.chunk_size = static_cast<std::size_t>(v);
+        if (!integer_option(ctx, "framer", "send-window", default_send_window, 1, 1 << 30, v, err))
+            return nullptr;
+        // At least one chunk, or nothing could ever go down.
+        s.send_window = std::max(static_cast<std::size_t>(v), s.chunk_size);
         s.acks = ctx.opts.get_or<bool>("acks", true);
         const auto fallback = ctx.opts.get_or<std::string>("fallback", "error");
         if (fallback != "error" && fallback != "raw") {
@@ -178,6 +185,11 @@ constexpr sdk::option_spec post_frame_options[] = {
      "Largest chunk of a message in one frame, in bytes: an urgent message waits for at most "
      "about two of them",
      "16384", 1, static_cast<std::int64_t>(post_frame::max_chunk_size)},
+    {"send-window", sdk::option_type::integer,
+     "Bytes handed to the layer below and not yet sent: larger moves bulk data faster, smaller "
+     "lets an urgent message overtake sooner (on a slow link set it, and tcp notsent-lowat, to "
+     "a few chunks)",
+     "65536", 1, 1 << 30},
     {"partial-delivery", sdk::option_type::integer,
      "Deliver messages longer than this many bytes in parts as they arrive; 0 = always whole", "0",
      0, std::numeric_limits<std::int64_t>::max()},

@@ -27,12 +27,13 @@ post_frame_flow::post_frame_flow(asio::any_io_executor ex, std::shared_ptr<sdk::
     , log_(log)
     , side_(side)
     , settings_(settings)
-    // Two chunks below us: enough to keep the stream busy while the next chunk is chosen,
-    // little enough that an urgent message waits for at most that much.
-    , window_(2 * settings.chunk_size)
+    // Enough below us to keep the stream busy while the next chunks are chosen; an urgent
+    // message waits for at most this much (plus what the kernel holds: tcp notsent-lowat).
+    , window_(settings.send_window)
     , matcher_(side == sdk::role::client ? pf::responder_preface : pf::initiator_preface)
     , decoder_(settings.limits)
     , timer_(executor_)
+    , ack_timer_(executor_)
     , preface_out_(side == sdk::role::client) {}
 
 void post_frame_flow::attach() {
@@ -92,10 +93,12 @@ void post_frame_flow::send(sdk::byte_buffer data, const sdk::send_meta& meta) no
         m.data = std::move(data);
         scheduler_.push(std::move(m));
         if (meta.deadline && mode_ != mode::raw) arm_timer(*meta.deadline);
-        if (meta.immediate)
+        // With the stream idle nothing is gained by waiting: send now. With it busy, the message
+        // waits anyway, so coalesce it with whatever else this executor turn sends.
+        if (meta.immediate || lower_bytes_ == 0)
             pump(true);
         else
-            schedule_flush(); // coalesce with whatever else this executor turn sends
+            schedule_flush();
     } catch (...) {
         lower_->abort();
         try {
@@ -113,6 +116,20 @@ void post_frame_flow::schedule_flush() {
     asio::post(executor_, [self = shared_from_this()] {
         self->flush_posted_ = false;
         self->pump(false);
+    });
+}
+
+void post_frame_flow::schedule_ack() {
+    // A reply sent in this executor turn carries the ACK (pump takes control frames along);
+    // otherwise a receiver of bulk data would write one small frame per message it reads.
+    if (flush_posted_ || ack_timer_armed_) return;
+    ack_timer_armed_ = true;
+    ack_timer_.expires_after(ack_delay);
+    ack_timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+        auto self = weak.lock();
+        if (!self) return;
+        self->ack_timer_armed_ = false;
+        if (!ec && !self->control_.empty()) self->pump(false);
     });
 }
 
@@ -269,6 +286,7 @@ void post_frame_flow::abort() noexcept {
     events_.reset();
     boost::system::error_code ec;
     timer_.cancel(ec);
+    ack_timer_.cancel(ec);
     scheduler_.clear();
     lower_sends_.clear();
     awaiting_ack_.clear();
@@ -356,14 +374,15 @@ void post_frame_flow::handle_decoded(pf::decoded& d, pf::clock::time_point now) 
     switch (d.what) {
     case kind::message: {
         const bool late = d.deadline && *d.deadline < now;
+        // Queued before delivering, so that a reply sent from the handler carries it.
+        if (d.ack_requested) {
+            pf::append_ack(control_, d.id, late);
+            schedule_ack();
+        }
         if (!late) {
             sdk::receive_meta meta;
             meta.deadline = d.deadline;
             deliver(std::move(d.data), meta);
-        }
-        if (d.ack_requested && !done_) {
-            pf::append_ack(control_, d.id, late);
-            schedule_flush(); // with the reply the upper side may send in this turn
         }
         break;
     }
@@ -376,7 +395,7 @@ void post_frame_flow::handle_decoded(pf::decoded& d, pf::clock::time_point now) 
         deliver(std::move(d.data), meta);
         if (d.end && d.ack_requested && !done_) {
             pf::append_ack(control_, d.id, d.deadline && *d.deadline < now);
-            schedule_flush();
+            schedule_ack();
         }
         break;
     }
@@ -464,6 +483,7 @@ void post_frame_flow::not_post_frame(sdk::byte_buffer first_bytes, bool ended) {
     mode_ = mode::raw;
     boost::system::error_code ec;
     timer_.cancel(ec);
+    ack_timer_.cancel(ec);
     if (log_)
         log_->log(sdk::log_level::warning, "framer",
                   what + "; falling back to a raw byte stream (fallback: raw)");
@@ -503,6 +523,7 @@ void post_frame_flow::finish(const sdk::flow_error& e) {
     events_.reset();
     boost::system::error_code ec;
     timer_.cancel(ec);
+    ack_timer_.cancel(ec);
     std::vector<std::uint64_t> unsent;
     try {
         for (const auto& s : lower_sends_)

@@ -21,6 +21,7 @@ namespace post::plugins::framing {
 struct post_frame_settings {
     post_frame::decoder_limits limits;
     std::size_t chunk_size = 16 * 1024;
+    std::size_t send_window = 256 * 1024; ///< Bytes below us not yet reported sent.
     bool acks = true;
     bool fallback_raw = false; ///< false: a peer that does not speak post-frame is an error
 };
@@ -106,6 +107,9 @@ private:
     post_frame::decoder decoder_;
     post_frame::scheduler scheduler_;
     boost::asio::steady_timer timer_;
+    /// Coalesces ACKs that have no data to ride on (see schedule_ack).
+    boost::asio::steady_timer ack_timer_;
+    bool ack_timer_armed_ = false;
     std::optional<post_frame::clock::time_point> timer_at_;
 
     bool preface_out_;                   ///< our preface goes in front of the next lower send
@@ -121,6 +125,9 @@ private:
 
     bool lower_ready_ = false;
     bool flush_posted_ = false;
+    /// ACK frames wait at most this long for data going the other way to carry them.
+    static constexpr std::chrono::microseconds ack_delay{500};
+    void schedule_ack();
     bool close_requested_ = false;
     bool lower_closing_ = false;
     bool done_ = false;

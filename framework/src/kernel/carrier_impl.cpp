@@ -16,7 +16,7 @@ constexpr std::size_t max_inbox_bytes = 64u << 20;
 /// For stacks that do not interleave, how much may wait inside the stack before the scheduler
 /// stops handing messages down: enough to keep a socket busy, small enough that a more urgent
 /// message sent later is not stuck behind much.
-constexpr std::size_t stack_window_bytes = 64u << 10;
+constexpr std::size_t stack_window_bytes = 256u << 10;
 } // namespace
 
 carrier_impl::carrier_impl(std::shared_ptr<context_state> ctx, std::shared_ptr<association> assoc,
