@@ -7,19 +7,8 @@ post_add_boost_test(test_stream SOURCES integration/test_stream.cpp
   LIBRARIES PostSockets::kernel Threads::Threads TIMEOUT 120)
 target_compile_definitions(test_stream PRIVATE POST_PLUGIN_DIR="${POST_PLUGIN_OUTPUT_DIR}")
 
-# The stream mode of the tool on its own (the same source files `post` compiles), so that the
-# CLI test runs before `post connect --stream` is wired; the test uses `post` once it is.
-add_executable(post_stream_probe ${CMAKE_CURRENT_SOURCE_DIR}/cli/stream_probe.cpp
-  ${PROJECT_SOURCE_DIR}/tools/post/stream_cmd.cpp ${PROJECT_SOURCE_DIR}/tools/post/common.cpp)
-target_link_libraries(post_stream_probe PRIVATE PostSockets::kernel CLI11::CLI11 fmt::fmt
-  Threads::Threads)
-target_compile_definitions(post_stream_probe PRIVATE
-  POST_SOURCE_POLICY_DIR="${PROJECT_SOURCE_DIR}/policies")
-set_target_properties(post_stream_probe PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests)
-
 add_test(NAME cli_stream
-         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cli/stream.sh $<TARGET_FILE:post>
-                 $<TARGET_FILE:post_stream_probe>)
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cli/stream.sh $<TARGET_FILE:post>)
 set_tests_properties(cli_stream PROPERTIES
   TIMEOUT 90
   LABELS cli
@@ -28,6 +17,5 @@ set_tests_properties(cli_stream PROPERTIES
 foreach(p tcp framing)
   if(TARGET post_plugin_${p})
     add_dependencies(test_stream post_plugin_${p})
-    add_dependencies(post_stream_probe post_plugin_${p})
   endif()
 endforeach()

@@ -1,20 +1,10 @@
 # `post connect --stream` and `post listen --stream`: plain bytes both ways, so the peer can be
-# socat. Run as `bash stream.sh path/to/post [path/to/post_stream_probe]`: until the tool has
-# the --stream flag, the probe (the same stream_cmd.cpp, on its own) stands in for it.
+# socat. Run as `bash stream.sh path/to/post`.
 source "$(dirname "$0")/lib.sh" "$@"
-PROBE=${2:-}
 
-if "$POST" connect --help 2>&1 | grep -q -- '--stream'; then
-    CONNECT=("$POST" connect --stream)
-    LISTEN=("$POST" listen --stream)
-    echo "note: testing $POST connect/listen --stream"
-elif [[ -x $PROBE ]]; then
-    CONNECT=("$PROBE" connect)
-    LISTEN=("$PROBE" listen)
-    echo "note: $POST has no --stream flag yet; testing $PROBE"
-else
-    fail "neither '$POST connect --stream' nor a probe binary is available"
-fi
+"$POST" connect --help 2>&1 | grep -q -- '--stream' || fail "post connect has no --stream flag"
+CONNECT=("$POST" connect --stream)
+LISTEN=("$POST" listen --stream)
 command -v socat >/dev/null || { echo "note: socat not installed, skipped"; exit 0; }
 
 # start_stream_listener STDIN_FILE STDOUT_FILE: a stream listener on a free port (retrying when

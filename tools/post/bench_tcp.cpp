@@ -685,6 +685,7 @@ void add_bench(CLI::App& app, const global_options& g, runner& run) {
     t->add_option("--seconds", o->seconds, "Duration of the bulk run (default 2)")
         ->check(CLI::Range(0.05, 60.0));
     t->callback([&g, &run, o] { run = [&g, o] { return run_bench(g, *o); }; });
+    add_bench_hol(*b, g, run);
 }
 
 } // namespace post_tool

@@ -25,4 +25,17 @@ nlohmann::json carrier_event(const char* name, const post::carrier& c) {
     return j;
 }
 
+nlohmann::json send_event(const char* name, const post::carrier& c, post::message_id id) {
+    auto j = carrier_event(name, c);
+    j["id"] = id;
+    return j;
+}
+
+void add_properties(nlohmann::json& j, const post::message_properties& p) {
+    j["niceness"] = p.niceness;
+    if (p.lifetime) j["lifetime_ms"] = p.lifetime->count();
+    if (p.immediate) j["immediate"] = true;
+    if (p.idempotent) j["idempotent"] = true;
+}
+
 } // namespace post_tool

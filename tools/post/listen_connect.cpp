@@ -1,11 +1,15 @@
 // `post listen` and `post connect`: netcat for messages. One line of stdin is one message; every
 // received message is printed on its own line (or as a JSON event).
 //
+// --niceness, --lifetime, --immediate and --idempotent set the properties of every message the
+// command sends (for listen: the --echo replies); --json reports each message's send events.
+//
 // Both run a single io_context on the main thread; every carrier handler runs there, so the
 // state below needs no locking. Only the stdin reader is another thread (reading a pipe, a file
 // or a terminal portably means blocking), and it hands lines over with asio::post.
 #include "common.hpp"
 #include "json_events.hpp"
+#include "stream_cmd.hpp"
 
 #include <fmt/core.h>
 
@@ -14,8 +18,10 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <cerrno>
+#include <charconv>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -26,17 +32,77 @@ namespace {
 
 using namespace std::chrono_literals;
 
+/// Message properties from the command line, applied to every message the command sends.
+struct property_options {
+    int niceness = 0;
+    std::string lifetime; ///< Checked by the parser (lifetime_validator); empty: no lifetime.
+    bool immediate = false, idempotent = false;
+
+    post::message_properties properties() const {
+        post::message_properties p;
+        p.niceness = niceness;
+        if (!lifetime.empty()) p.lifetime = post::parse_duration(lifetime);
+        p.immediate = immediate;
+        p.idempotent = idempotent;
+        return p;
+    }
+};
+
 struct listen_options {
     std::string url, policy_file;
-    bool echo = false, json = false;
+    bool echo = false, json = false, stream = false;
     long count = 0; ///< 0: until interrupted.
+    property_options props;
 };
 
 struct connect_options {
     std::string url, policy_file, file;
-    bool json = false, trace = false;
+    bool json = false, trace = false, stream = false;
     long count = 0; ///< 0: do not wait for replies.
+    property_options props;
 };
+
+/// The policy module's duration syntax (docs/policy.md#durations), so that `--lifetime` reads
+/// like a policy file; a bad value is a usage error (exit 2) naming the accepted forms.
+CLI::Validator lifetime_validator() {
+    return CLI::Validator(
+        [](std::string& text) -> std::string {
+            if (post::parse_duration(text)) return {};
+            return fmt::format("'{}' is not a duration: use a number and a unit (us, ms, s, m, h), "
+                               "e.g. 250ms or 2s, or 0",
+                               text);
+        },
+        "DURATION");
+}
+
+CLI::Validator niceness_validator() {
+    return CLI::Validator(
+        [](std::string& text) -> std::string {
+            int value = 0;
+            auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+            if (ec == std::errc() && end == text.data() + text.size() && value >= 0) return {};
+            return fmt::format("'{}' is not a niceness: use an integer from 0 (most urgent) to {}",
+                               text, std::numeric_limits<int>::max());
+        },
+        "N");
+}
+
+void add_property_options(CLI::App* app, property_options& p, const char* whose) {
+    app->add_option("--niceness", p.niceness,
+                    fmt::format("Niceness of {} (0 = most urgent, the default; larger yields to "
+                                "smaller)",
+                                whose))
+        ->check(niceness_validator());
+    app->add_option("--lifetime", p.lifetime,
+                    fmt::format("Lifetime of {}, e.g. 250ms or 2s: dropped, and reported expired, "
+                                "once it cannot arrive in time",
+                                whose))
+        ->check(lifetime_validator());
+    app->add_flag("--immediate", p.immediate,
+                  fmt::format("Send {} at once, never held back to be coalesced", whose));
+    app->add_flag("--idempotent", p.idempotent,
+                  fmt::format("Mark {} safe to replay (eligible for 0-RTT / Fast Open)", whose));
+}
 
 /// Reads stdin on its own thread and posts each line (without its newline) to the executor.
 /// shutdown() guarantees that nothing is posted afterwards, so the io_context can go away while
@@ -134,8 +200,13 @@ int run_listen(const global_options& g, const listen_options& o) {
     // Declared before the context so that it outlives every handler the context holds.
     struct state_t {
         std::map<const void*, post::carrier> carriers; ///< Accepted and not yet closed.
-        /// Echoes not yet reported sent: (carrier, message id) -> size.
-        std::map<std::pair<const void*, post::message_id>, std::size_t> echoes;
+        /// --json: echoes whose send events are still to come, (carrier, echo id) -> what the
+        /// events report about them.
+        struct echo_info {
+            std::size_t size;
+            post::message_id reply_to; ///< The id of the received message it answers.
+        };
+        std::map<std::pair<const void*, post::message_id>, echo_info> echoes;
         long received = 0;
         bool stopping = false;
         int rc = 0;
@@ -145,6 +216,7 @@ int run_listen(const global_options& g, const listen_options& o) {
     post::context ctx(io, context_options_for(g));
     if (g.verbose) trace_to_stderr(ctx);
     auto pol = policy_for(o.policy_file, u->scheme);
+    const auto props = o.props.properties();
 
     post::listener l;
     try {
@@ -187,30 +259,54 @@ int run_listen(const global_options& g, const listen_options& o) {
             print_received(m, c, o.json);
             if (o.echo && c) {
                 auto size = m.size();
-                auto id = c.send(post::message(std::move(m.payload())));
-                if (o.json) st.echoes[{c.impl().get(), id}] = size;
+                auto reply_to = m.id();
+                post::message reply(std::move(m.payload()));
+                reply.properties() = props;
+                auto id = c.send(std::move(reply));
+                if (o.json) st.echoes[{c.impl().get(), id}] = {size, reply_to};
             }
             if (o.count > 0 && ++st.received >= o.count) finish(0);
         });
-        c.on_sent([&, self, key](post::message_id id) {
-            if (!o.json) return;
-            auto j = carrier_event("sent", self());
-            j["id"] = id;
-            if (auto it = st.echoes.find({key, id}); it != st.echoes.end()) {
-                j["size"] = it->second;
-                st.echoes.erase(it);
+        // Send events of the echoes. An echo is forgotten after its last event: `acked` on
+        // stacks that report it, else `sent`; `expired` and `send-error` end it too.
+        auto echo_event = [&, self, key](const char* name, post::message_id id, bool last) {
+            auto c = self();
+            auto j = send_event(name, c, id);
+            auto it = st.echoes.find({key, id});
+            if (it != st.echoes.end()) {
+                j["size"] = it->second.size;
+                j["in_reply_to"] = it->second.reply_to;
+                if (last) st.echoes.erase(it);
             }
-            emit_json(j);
+            add_properties(j, props);
+            return j;
+        };
+        c.on_sent([&, self, echo_event](post::message_id id) {
+            if (!o.json) return;
+            auto c = self();
+            emit_json(echo_event("sent", id, !(c && c.capabilities().acked)));
         });
-        c.on_send_error([&, self](post::message_id id, const post::error& e) {
-            report_error(fmt::format("echo of message {} failed", id).c_str(), e.to_string(),
-                         self(), o.json);
+        c.on_acked([&, echo_event](post::message_id id) {
+            if (o.json) emit_json(echo_event("acked", id, true));
+        });
+        c.on_expired([&, echo_event](post::message_id id) {
+            err_line(
+                fmt::format("post: echo {} expired: its lifetime ran out before it was sent", id));
+            if (o.json) emit_json(echo_event("expired", id, true));
+        });
+        c.on_send_error([&, echo_event](post::message_id id, const post::error& e) {
+            err_line(fmt::format("post: echo {} failed: {}", id, e.to_string()));
+            if (!o.json) return;
+            auto j = echo_event("send-error", id, true);
+            j["reason"] = e.to_string();
+            emit_json(j);
         });
         // Forget a carrier after its last handler returns: erasing the last handle inside the
         // handler could destroy the handler while it runs.
         auto forget = [&, key] {
             boost::asio::post(io, [&, key] {
                 st.carriers.erase(key);
+                std::erase_if(st.echoes, [key](const auto& e) { return e.first.first == key; });
                 if (st.stopping && st.carriers.empty()) io.stop();
             });
         };
@@ -269,25 +365,52 @@ int run_connect(const global_options& g, const connect_options& o) {
 
     boost::asio::io_context io;
     struct state_t {
-        std::map<post::message_id, std::size_t> sizes; ///< Sent and not yet reported.
+        struct message_info {
+            std::uint64_t index; ///< 0 for the first message the command sends, then 1, 2, ...
+            std::size_t size;
+            bool left = false; ///< `sent`, `expired` or `send-error` came (counted in `done`).
+        };
+        /// Messages with send events still to come.
+        std::map<post::message_id, message_info> messages;
         std::uint64_t queued = 0, done = 0;
+        std::size_t awaiting_ack = 0; ///< Sent, and `acked` still to come (when wait_acks).
         long received = 0;
         bool ready = false, eof = false, closing = false;
+        /// --json on a stack that reports `acked`: stay until every sent message is acked, so
+        /// that the events are printed (a graceful close does not wait for acknowledgements).
+        bool wait_acks = false, ack_timer_armed = false;
         int rc = 0;
     } st;
     std::shared_ptr<line_pump> pump;
-    boost::asio::steady_timer grace(io);
+    boost::asio::steady_timer grace(io), ack_grace(io);
 
     post::context ctx(io, context_options_for(g));
     if (g.verbose || o.trace) trace_to_stderr(ctx);
     auto pol = policy_for(o.policy_file, u->scheme);
+    const auto props = o.props.properties();
 
     post::carrier c = post::initiate(ctx, r, pol);
 
     // Close once input is exhausted, every message has left, and the replies we wait for came.
-    auto maybe_close = [&] {
+    std::function<void()> maybe_close;
+    maybe_close = [&] {
         if (st.closing || !st.eof || st.done < st.queued) return;
         if (o.count > 0 && st.received < o.count) return;
+        if (st.awaiting_ack > 0) {
+            // A peer that never acknowledges must not keep us forever.
+            if (st.ack_timer_armed) return;
+            st.ack_timer_armed = true;
+            ack_grace.expires_after(5s);
+            ack_grace.async_wait([&](boost::system::error_code ec) {
+                if (ec) return;
+                err_line(fmt::format("post: {} sent messages not acknowledged in time",
+                                     st.awaiting_ack));
+                st.awaiting_ack = 0;
+                maybe_close();
+            });
+            return;
+        }
+        ack_grace.cancel();
         st.closing = true;
         c.close();
         grace.expires_after(5s);
@@ -298,11 +421,29 @@ int run_connect(const global_options& g, const connect_options& o) {
             io.stop();
         });
     };
+    std::uint64_t next_index = 0;
     auto send = [&](post::message m) {
+        m.properties() = props;
         auto size = m.size();
-        ++st.queued; // before send(): its error may be reported from inside the call
-        auto id = c.send(std::move(m));
-        if (st.done < st.queued) st.sizes[id] = size;
+        ++st.queued;
+        // No handler runs inside send() (carrier.hpp), so the record is there for every event.
+        st.messages[c.send(std::move(m))] = {next_index++, size};
+    };
+    // The JSON event of message `id`, with what we know of it.
+    auto message_event = [&](const char* name, post::message_id id) {
+        auto j = send_event(name, c, id);
+        if (auto it = st.messages.find(id); it != st.messages.end()) {
+            j["index"] = it->second.index;
+            j["size"] = it->second.size;
+        }
+        add_properties(j, props);
+        return j;
+    };
+    auto describe = [&](post::message_id id) {
+        auto it = st.messages.find(id);
+        return it == st.messages.end()
+                   ? fmt::format("message {}", id)
+                   : fmt::format("message {} ({} bytes)", it->second.index, it->second.size);
     };
 
     c.on_received([&](post::message m) {
@@ -311,25 +452,55 @@ int run_connect(const global_options& g, const connect_options& o) {
         maybe_close();
     });
     c.on_sent([&](post::message_id id) {
-        if (o.json) {
-            auto j = carrier_event("sent", c);
-            j["id"] = id;
-            if (auto it = st.sizes.find(id); it != st.sizes.end()) j["size"] = it->second;
-            emit_json(j);
+        if (o.json) emit_json(message_event("sent", id));
+        // The first of `sent`, `expired` and `send-error` counts a message as done; an unknown
+        // id was settled before and counts nothing.
+        if (auto it = st.messages.find(id); it != st.messages.end() && !it->second.left) {
+            it->second.left = true;
+            ++st.done;
+            if (st.wait_acks)
+                ++st.awaiting_ack;
+            else
+                st.messages.erase(it);
         }
-        st.sizes.erase(id);
-        ++st.done;
+        maybe_close();
+    });
+    c.on_acked([&](post::message_id id) {
+        if (o.json) emit_json(message_event("acked", id));
+        if (auto it = st.messages.find(id); it != st.messages.end()) {
+            if (it->second.left && st.awaiting_ack > 0) --st.awaiting_ack;
+            if (!it->second.left) ++st.done; // acked before sent: it left all the same
+            st.messages.erase(it);
+        }
+        maybe_close();
+    });
+    // Expiry and send errors end a message for good: it was (or will be) dropped, so the exit
+    // code says that not everything arrived.
+    auto drop = [&](post::message_id id) {
+        st.rc = 1;
+        auto it = st.messages.find(id);
+        if (it == st.messages.end()) return;
+        if (!it->second.left)
+            ++st.done;
+        else if (st.awaiting_ack > 0)
+            --st.awaiting_ack; // expired mid-way after `sent`: no `acked` will follow
+        st.messages.erase(it);
+    };
+    c.on_expired([&](post::message_id id) {
+        err_line(
+            fmt::format("post: {} expired: its lifetime ran out before it was sent", describe(id)));
+        if (o.json) emit_json(message_event("expired", id));
+        drop(id);
         maybe_close();
     });
     c.on_send_error([&](post::message_id id, const post::error& e) {
-        auto it = st.sizes.find(id);
-        std::string what = it == st.sizes.end()
-                               ? fmt::format("message {} not sent", id)
-                               : fmt::format("message {} ({} bytes) not sent", id, it->second);
-        report_error(what.c_str(), e.to_string(), c, o.json);
-        st.sizes.erase(id);
-        st.rc = 1;
-        ++st.done;
+        err_line(fmt::format("post: {} not sent: {}", describe(id), e.to_string()));
+        if (o.json) {
+            auto j = message_event("send-error", id);
+            j["reason"] = e.to_string();
+            emit_json(j);
+        }
+        drop(id);
         maybe_close();
     });
     // A carrier ends with either on_closed (clean) or on_error (with the reason), not both.
@@ -365,6 +536,7 @@ int run_connect(const global_options& g, const connect_options& o) {
             return;
         }
         st.ready = true;
+        st.wait_acks = o.json && c.capabilities().acked;
         if (o.json)
             emit_json(carrier_event("ready", c));
         else if (g.verbose || o.trace)
@@ -412,7 +584,18 @@ void add_listen_connect(CLI::App& app, const global_options& g, runner& run) {
     l->add_flag("--json", lo->json, "One JSON object per line per event");
     l->add_option("--count", lo->count, "Exit 0 after N received messages")
         ->check(CLI::PositiveNumber);
-    l->callback([&g, &run, lo] { run = [&g, lo] { return run_listen(g, *lo); }; });
+    add_property_options(l, lo->props, "each --echo reply");
+    l->add_flag("--stream", lo->stream,
+                "Accept one byte-stream carrier and copy it to stdout and stdin to it, like nc "
+                "(no message framing: any plain TCP peer works)")
+        ->excludes("--echo")
+        ->excludes("--json")
+        ->excludes("--count");
+    l->callback([&g, &run, lo] {
+        run = [&g, lo] {
+            return lo->stream ? run_stream_listen(g, lo->url, lo->policy_file) : run_listen(g, *lo);
+        };
+    });
 
     auto co = std::make_shared<connect_options>();
     auto* c = app.add_subcommand("connect", "Send each line of stdin as a message to URL");
@@ -427,7 +610,19 @@ void add_listen_connect(CLI::App& app, const global_options& g, runner& run) {
     c->add_option("--file", co->file, "Send this file as one message instead of reading stdin")
         ->check(CLI::ExistingFile);
     c->add_flag("--trace", co->trace, "Print establishment trace events to stderr");
-    c->callback([&g, &run, co] { run = [&g, co] { return run_connect(g, *co); }; });
+    add_property_options(c, co->props, "every message");
+    c->add_flag("--stream", co->stream,
+                "Morph the carrier into a byte stream and copy stdin to it and it to stdout, like "
+                "nc (no message framing: talks to socat, nc, or `post listen --stream`)")
+        ->excludes("--json")
+        ->excludes("--count")
+        ->excludes("--file");
+    c->callback([&g, &run, co] {
+        run = [&g, co] {
+            return co->stream ? run_stream_connect(g, co->url, co->policy_file)
+                              : run_connect(g, *co);
+        };
+    });
 }
 
 } // namespace post_tool
