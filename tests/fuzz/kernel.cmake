@@ -8,3 +8,7 @@ post_add_fuzzer(fuzz_elf_check SOURCES fuzz_elf_check.cpp
   ${PROJECT_SOURCE_DIR}/framework/src/kernel/elf_check.cpp LIBRARIES PostSockets::sdk)
 target_include_directories(fuzz_elf_check PRIVATE ${PROJECT_SOURCE_DIR}/framework/src/kernel)
 target_include_directories(fuzz_descriptor PRIVATE ${PROJECT_SOURCE_DIR}/framework/src/kernel)
+# The typed-message codecs (header-only).
+post_add_fuzzer(fuzz_codecs SOURCES fuzz_codecs.cpp LIBRARIES PostSockets::sdk)
+target_include_directories(fuzz_codecs PRIVATE ${PROJECT_SOURCE_DIR}/framework/include)
+target_link_libraries(fuzz_codecs PRIVATE nlohmann_json::nlohmann_json)
