@@ -9,8 +9,10 @@ namespace post::plugins::framing::post_frame {
 namespace {
 
 /// Large messages grow their buffer as bytes arrive, starting here: a header announcing
-/// max-message-size does not make us allocate it before the bytes come.
-constexpr std::size_t initial_reserve = 64 * 1024;
+/// max-message-size does not make us allocate it before the bytes come. Messages up to this
+/// size are received without reallocation and copying; the reservation is address space
+/// (untouched pages cost nothing) and at most max-in-flight of them exist at once.
+constexpr std::size_t initial_reserve = 1024 * 1024;
 
 void put_be(std::byte* p, std::uint64_t v, std::size_t n) noexcept {
     for (std::size_t i = 0; i < n; ++i)

@@ -79,10 +79,10 @@ template <class T> struct once_promise {
 
 // ---- the post side --------------------------------------------------------------------------
 
-post::policy bench_policy(const post::plugin_registry& reg) {
+post::policy bench_policy(const post::plugin_registry& reg, const std::string& framer) {
     post::policy p = post::policy::defaults();
     p.name = "bench";
-    p.stacks = {{{"framer", "tcp"}, {"<post bench>", 0, 0}}};
+    p.stacks = {{{framer, "tcp"}, {"<post bench>", 0, 0}}};
     // The baseline disables Nagle; give our tcp layer the same setting when it has one.
     if (const auto* tcp_layer = reg.find_layer("tcp"))
         for (const auto& o : tcp_layer->options)
@@ -561,6 +561,9 @@ T run_phase(boost::asio::io_context& io, std::chrono::duration<double> budget, c
 struct bench_options {
     double seconds = 2;
     bool json = false;
+    /// The message layer over tcp: framer (post-frame) or length-prefix (the baseline's own
+    /// wire format).
+    std::string framer = "framer";
 };
 
 std::string verdict(bool ok) {
@@ -579,7 +582,7 @@ int run_bench(const global_options& g, const bench_options& o) {
     const double plugin_load_ms = server_ctx.plugins().load_time().count() / 1000.0;
     if (g.verbose) trace_to_stderr(client_ctx);
 
-    auto policy = bench_policy(server_ctx.plugins());
+    auto policy = bench_policy(server_ctx.plugins(), o.framer);
     const post::stack_constraint need_tcp{{"tcp"}, "post bench tcp"};
     auto loopback = post::local{boost::asio::ip::make_address("127.0.0.1"), 0, {}};
     post::listener listener = post::listen(server_ctx, loopback, policy, need_tcp);
@@ -607,8 +610,8 @@ int run_bench(const global_options& g, const bench_options& o) {
 
     if (!o.json)
         err_line(fmt::format("post bench tcp: {:.1f} s bulk per side, {} round trips, {:.1f} s of "
-                             "connections; stack [framer, tcp] vs raw Asio",
-                             o.seconds, round_trip_count, connect_time.count()));
+                             "connections; stack [{}, tcp] vs raw Asio",
+                             o.seconds, round_trip_count, connect_time.count(), o.framer));
 
     pair_result tput, p50, p99, conns;
     auto& cio = client_thread.io;
@@ -650,7 +653,7 @@ int run_bench(const global_options& g, const bench_options& o) {
                          {"plugin_load_ms", plugin_load_ms},
                          {"seconds", o.seconds},
                          {"round_trips", round_trip_count},
-                         {"stack", {"framer", "tcp"}},
+                         {"stack", {o.framer, "tcp"}},
                          {"targets",
                           {{"throughput_ratio_min", 0.9},
                            {"rtt_p50_ratio_max", 1.2},
@@ -684,6 +687,10 @@ void add_bench(CLI::App& app, const global_options& g, runner& run) {
     t->add_flag("--json", o->json, "Print one JSON object");
     t->add_option("--seconds", o->seconds, "Duration of the bulk run (default 2)")
         ->check(CLI::Range(0.05, 60.0));
+    t->add_option("--framer", o->framer,
+                  "Message layer over tcp: framer (post-frame: chunks, priorities, acks) or "
+                  "length-prefix (the baseline's own wire format)")
+        ->check(CLI::IsMember({"framer", "length-prefix"}));
     t->callback([&g, &run, o] { run = [&g, o] { return run_bench(g, *o); }; });
     add_bench_hol(*b, g, run);
 }
