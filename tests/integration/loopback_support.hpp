@@ -11,6 +11,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
+#include <string>
 
 namespace post::test {
 
@@ -26,6 +27,19 @@ inline context_options loopback_options() {
 inline policy datagram_policy() {
     return policy::parse("version: 1\nname: dgram\nselection:\n  reliability: prohibit\n",
                          "dgram.yaml");
+}
+
+/// One stack family for tests that run the same case over TCP and UDP: the URL scheme (also the
+/// listener's stack constraint) and the policy that admits it.
+struct stack_case {
+    std::string scheme;
+    policy policy_;
+};
+inline stack_case tcp_case() {
+    return {"tcp", policy::defaults()};
+}
+inline stack_case udp_case() {
+    return {"udp", datagram_policy()};
 }
 
 /// Run `io` until `done()` or `limit` passes; true when done. Never hangs a test.

@@ -24,16 +24,9 @@ using fixture = post::test::loopback_fixture;
 
 namespace {
 
-struct stack_case {
-    std::string scheme;
-    post::policy policy;
-};
-stack_case tcp_case() {
-    return {"tcp", post::policy::defaults()};
-}
-stack_case udp_case() {
-    return {"udp", datagram_policy()};
-}
+using post::test::stack_case;
+using post::test::tcp_case;
+using post::test::udp_case;
 
 std::uint16_t first_port(const std::vector<post::sdk::endpoint>& eps) {
     for (const auto& e : eps)
@@ -47,7 +40,7 @@ post::remote url(const stack_case& sc, std::uint16_t port) {
 
 void responder_answers_each_sender(const stack_case& sc) {
     fixture f;
-    auto r = post::open_responder(f.ctx, post::local::parse("127.0.0.1:0"), sc.policy,
+    auto r = post::open_responder(f.ctx, post::local::parse("127.0.0.1:0"), sc.policy_,
                                   {{sc.scheme}, "test"});
     std::set<std::uint16_t> senders;
     r.on_received([&](post::message m, post::reply_to to) {
@@ -57,8 +50,8 @@ void responder_answers_each_sender(const stack_case& sc) {
     const auto port = first_port(r.local_endpoints());
     BOOST_REQUIRE(port != 0);
     std::vector<std::string> got_a, got_b;
-    auto a = post::initiate(f.ctx, url(sc, port), sc.policy);
-    auto b = post::initiate(f.ctx, url(sc, port), sc.policy);
+    auto a = post::initiate(f.ctx, url(sc, port), sc.policy_);
+    auto b = post::initiate(f.ctx, url(sc, port), sc.policy_);
     a.on_received([&](post::message m) { got_a.emplace_back(m.text()); });
     b.on_received([&](post::message m) { got_b.emplace_back(m.text()); });
     for (int i = 0; i < 3; ++i) {
@@ -77,12 +70,12 @@ void responder_answers_each_sender(const stack_case& sc) {
 
 void sink_collects_from_sources(const stack_case& sc) {
     fixture f;
-    auto s =
-        post::open_sink(f.ctx, post::local::parse("127.0.0.1:0"), sc.policy, {{sc.scheme}, "test"});
+    auto s = post::open_sink(f.ctx, post::local::parse("127.0.0.1:0"), sc.policy_,
+                             {{sc.scheme}, "test"});
     const auto port = first_port(s.local_endpoints());
     BOOST_REQUIRE(port != 0);
-    auto one = post::initiate_source(f.ctx, url(sc, port), sc.policy);
-    auto two = post::initiate_source(f.ctx, url(sc, port), sc.policy);
+    auto one = post::initiate_source(f.ctx, url(sc, port), sc.policy_);
+    auto two = post::initiate_source(f.ctx, url(sc, port), sc.policy_);
     one.send(post::message(std::string_view("from one")));
     two.send(post::message(std::string_view("from two")));
     // Received through the completion-token interface, not a handler.

@@ -24,18 +24,9 @@ using fixture = post::test::loopback_fixture;
 
 namespace {
 
-/// One stack family under test: how to listen and what URL reaches the listener.
-struct stack_case {
-    std::string scheme;
-    post::policy policy;
-};
-
-stack_case tcp_case() {
-    return {"tcp", post::policy::defaults()};
-}
-stack_case udp_case() {
-    return {"udp", datagram_policy()};
-}
+using post::test::stack_case;
+using post::test::tcp_case;
+using post::test::udp_case;
 
 /// A listener that records, in arrival order, the text of every message it receives.
 struct collector {
@@ -45,7 +36,7 @@ struct collector {
 
     collector(post::context& ctx, const stack_case& sc) {
         listener =
-            post::listen(ctx, post::local::parse("127.0.0.1:0"), sc.policy, {{sc.scheme}, "test"});
+            post::listen(ctx, post::local::parse("127.0.0.1:0"), sc.policy_, {{sc.scheme}, "test"});
         listener.on_carrier([this](post::carrier c) {
             c.on_received([this](post::message m) {
                 sizes.push_back(m.size());
@@ -82,7 +73,7 @@ struct events {
 void niceness_orders_messages(const stack_case& sc) {
     fixture f;
     collector col(f.ctx, sc);
-    auto c = post::initiate(f.ctx, post::remote::from_url(col.url(sc)), sc.policy);
+    auto c = post::initiate(f.ctx, post::remote::from_url(col.url(sc)), sc.policy_);
     // Sent while establishing: they wait in the scheduler and go out most urgent first.
     c.send(text("n5", 5));
     c.send(text("a0", 0));
@@ -97,7 +88,7 @@ void niceness_orders_messages(const stack_case& sc) {
 void zero_lifetime_expires_before_sending(const stack_case& sc) {
     fixture f;
     collector col(f.ctx, sc);
-    auto c = post::initiate(f.ctx, post::remote::from_url(col.url(sc)), sc.policy);
+    auto c = post::initiate(f.ctx, post::remote::from_url(col.url(sc)), sc.policy_);
     events ev;
     ev.watch(c);
     run_until(f.io, [&] { return c.state() == post::carrier_state::active; });
@@ -120,7 +111,7 @@ void zero_lifetime_expires_before_sending(const stack_case& sc) {
 void antecedents(const stack_case& sc) {
     fixture f;
     collector col(f.ctx, sc);
-    auto c = post::initiate(f.ctx, post::remote::from_url(col.url(sc)), sc.policy);
+    auto c = post::initiate(f.ctx, post::remote::from_url(col.url(sc)), sc.policy_);
     events ev;
     ev.watch(c);
     // Success: B is more urgent than A but must follow it; C is unrelated and goes first.
@@ -167,7 +158,7 @@ void antecedents(const stack_case& sc) {
 void capabilities(const stack_case& sc, bool ordered) {
     fixture f;
     collector col(f.ctx, sc);
-    auto c = post::initiate(f.ctx, post::remote::from_url(col.url(sc)), sc.policy);
+    auto c = post::initiate(f.ctx, post::remote::from_url(col.url(sc)), sc.policy_);
     const auto before = c.capabilities();
     BOOST_TEST(before.sent);
     BOOST_TEST(!before.ordered);
@@ -213,7 +204,7 @@ BOOST_AUTO_TEST_CASE(udp_capabilities) {
 BOOST_FIXTURE_TEST_CASE(tcp_lifetime_expires_behind_bulk, fixture) {
     const auto sc = tcp_case();
     collector col(ctx, sc);
-    auto c = post::initiate(ctx, post::remote::from_url(col.url(sc)), sc.policy);
+    auto c = post::initiate(ctx, post::remote::from_url(col.url(sc)), sc.policy_);
     events ev;
     ev.watch(c);
     run_until(io, [&] { return c.state() == post::carrier_state::active; });
@@ -235,7 +226,7 @@ BOOST_FIXTURE_TEST_CASE(tcp_lifetime_expires_behind_bulk, fixture) {
 BOOST_FIXTURE_TEST_CASE(negative_niceness_is_rejected, fixture) {
     const auto sc = tcp_case();
     collector col(ctx, sc);
-    auto c = post::initiate(ctx, post::remote::from_url(col.url(sc)), sc.policy);
+    auto c = post::initiate(ctx, post::remote::from_url(col.url(sc)), sc.policy_);
     events ev;
     ev.watch(c);
     const auto id = c.send(text("x", -1));
@@ -247,7 +238,7 @@ BOOST_FIXTURE_TEST_CASE(negative_niceness_is_rejected, fixture) {
 BOOST_FIXTURE_TEST_CASE(graceful_close_sends_everything_queued, fixture) {
     const auto sc = tcp_case();
     collector col(ctx, sc);
-    auto c = post::initiate(ctx, post::remote::from_url(col.url(sc)), sc.policy);
+    auto c = post::initiate(ctx, post::remote::from_url(col.url(sc)), sc.policy_);
     events ev;
     ev.watch(c);
     bool closed = false;

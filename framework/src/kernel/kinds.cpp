@@ -39,6 +39,24 @@ public:
     listener& get_listener() { return listener_; }
 
 protected:
+    /// Accept carriers and hand each message they receive to `handle(self, message, carrier)`;
+    /// a carrier is forgotten when it ends. Holds `self` weakly: the listener may outlive it.
+    template <class Self, class Handle> void accept_into(std::weak_ptr<Self> weak, Handle handle) {
+        listener_.on_carrier([weak, handle](carrier c) {
+            auto self = weak.lock();
+            if (!self) return c.abort();
+            self->track(c);
+            c.on_received([weak, handle, c](message m) {
+                if (auto s = weak.lock()) handle(*s, std::move(m), c);
+            });
+            auto forget = [weak, c] {
+                if (auto s = weak.lock()) s->untrack(c);
+            };
+            c.on_closed(forget);
+            c.on_error([forget](const error&) { forget(); });
+        });
+    }
+
     listener listener_;
     std::map<const void*, carrier> carriers_;
 };
@@ -50,23 +68,10 @@ public:
     using kind_base::kind_base;
 
     void start() {
-        listener_.on_carrier([weak = weak_from_this()](carrier c) {
-            auto self = weak.lock();
-            if (!self) return c.abort();
-            self->track(c);
-            const auto from =
-                c.path() ? std::optional<sdk::endpoint>(c.path()->remote) : std::nullopt;
-            c.on_received([weak, from](message m) {
-                if (auto s = weak.lock()) {
-                    if (!m.sender() && from) m.set_sender(*from);
-                    s->deliver(std::move(m));
-                }
-            });
-            auto forget = [weak, c] {
-                if (auto s = weak.lock()) s->untrack(c);
-            };
-            c.on_closed(forget);
-            c.on_error([forget](const error&) { forget(); });
+        accept_into(weak_from_this(), [](sink_impl& self, message m, const carrier& from) {
+            if (!m.sender())
+                if (auto p = from.path()) m.set_sender(p->remote);
+            self.deliver(std::move(m));
         });
     }
 
@@ -141,18 +146,8 @@ public:
     using kind_base::kind_base;
 
     void start() {
-        listener_.on_carrier([weak = weak_from_this()](carrier c) {
-            auto self = weak.lock();
-            if (!self) return c.abort();
-            self->track(c);
-            c.on_received([weak, c](message m) {
-                if (auto s = weak.lock()) s->deliver(std::move(m), c);
-            });
-            auto forget = [weak, c] {
-                if (auto s = weak.lock()) s->untrack(c);
-            };
-            c.on_closed(forget);
-            c.on_error([forget](const error&) { forget(); });
+        accept_into(weak_from_this(), [](responder_impl& self, message m, const carrier& from) {
+            self.deliver(std::move(m), from);
         });
     }
 
