@@ -34,6 +34,9 @@ std::shared_ptr<tcp_acceptor> tcp_acceptor::open(const asio::any_io_executor& ex
     if (ep.address().is_v6() && ep.address().is_unspecified())
         a.set_option(asio::ip::v6_only(true), ec);
     if (!ec && settings.reuse_address) a.set_option(tcp::acceptor::reuse_address(true), ec);
+    // Accepted sockets inherit it (set before listen for the handshake's window scale).
+    if (!ec && settings.receive_buffer > 0)
+        a.set_option(asio::socket_base::receive_buffer_size(settings.receive_buffer), ec);
     if (ec) return err = make_error(ec, where + ": setsockopt"), nullptr;
     a.bind(ep, ec);
     if (ec) return err = make_error(ec, where + ": bind"), nullptr;

@@ -24,7 +24,8 @@ struct tcp_settings {
     std::chrono::milliseconds keep_alive{0}; ///< 0 = off.
     bool reuse_address = true;
     int backlog = 4096;
-    int notsent_lowat = 0; ///< 0 = kernel default.
+    int notsent_lowat = 0;  ///< 0 = kernel default.
+    int receive_buffer = 0; ///< SO_RCVBUF before connect/listen; 0 = kernel autotuning.
     sdk::log_sink* log = nullptr;
 
     void write_log(sdk::log_level level, std::string_view text) const noexcept {

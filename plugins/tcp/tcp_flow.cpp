@@ -84,6 +84,13 @@ void tcp_flow::connect() {
     boost::system::error_code ec;
     socket_.open(remote.protocol(), ec);
     if (ec) return finish(make_error(ec, "socket for " + params_.remote.to_string() + " failed"));
+    // Before connecting, so that the window scale the handshake announces fits it.
+    if (settings_.receive_buffer > 0) {
+        socket_.set_option(asio::socket_base::receive_buffer_size(settings_.receive_buffer), ec);
+        if (ec)
+            settings_.write_log(sdk::log_level::warning, "cannot set SO_RCVBUF: " + ec.message());
+        ec.clear();
+    }
     if (params_.local) {
         if (settings_.reuse_address) socket_.set_option(tcp::socket::reuse_address(true), ec);
         socket_.bind(to_asio(*params_.local), ec);

@@ -58,15 +58,19 @@ std::unique_ptr<sdk::layer> create(const sdk::layer_context& ctx, sdk::flow_erro
         s.reuse_address = ctx.opts.get_or<bool>("reuse-address", true);
         const auto backlog = ctx.opts.get_or<std::int64_t>("backlog", 4096);
         const auto lowat = ctx.opts.get_or<std::int64_t>("notsent-lowat", 0);
+        const auto rcvbuf = ctx.opts.get_or<std::int64_t>("receive-buffer", 0);
         s.log = ctx.log;
         if (backlog < 1 || backlog > std::numeric_limits<int>::max() || lowat < 0 ||
-            lowat > std::numeric_limits<int>::max() || s.keep_alive.count() < 0) {
+            lowat > std::numeric_limits<int>::max() || s.keep_alive.count() < 0 || rcvbuf < 0 ||
+            rcvbuf > std::numeric_limits<int>::max()) {
             err = {std::make_error_code(std::errc::invalid_argument),
-                   "tcp: backlog must be >= 1, notsent-lowat and keep-alive must be >= 0"};
+                   "tcp: backlog must be >= 1, notsent-lowat, receive-buffer and keep-alive must "
+                   "be >= 0"};
             return nullptr;
         }
         s.backlog = static_cast<int>(backlog);
         s.notsent_lowat = static_cast<int>(lowat);
+        s.receive_buffer = static_cast<int>(rcvbuf);
         if (!ctx.executor) {
             err = {std::make_error_code(std::errc::invalid_argument), "tcp: no executor"};
             return nullptr;
@@ -96,6 +100,11 @@ constexpr sdk::option_spec options[] = {
     {"notsent-lowat", sdk::option_type::integer,
      "TCP_NOTSENT_LOWAT in bytes, keeping the kernel's unsent queue small; 0 = kernel default", "0",
      0, std::numeric_limits<std::int32_t>::max()},
+    {"receive-buffer", sdk::option_type::integer,
+     "SO_RCVBUF in bytes (the kernel doubles it): bounds what waits in our receive queue, so an "
+     "urgent message is not stuck behind megabytes the application has not read yet; 0 = "
+     "autotuning",
+     "0", 0, std::numeric_limits<std::int32_t>::max()},
 };
 
 const sdk::layer_descriptor layers[] = {{

@@ -48,11 +48,14 @@ constexpr double target_ratio = 1.0 / 20;
 
 const char* const bench_policy_yaml = R"(version: 1
 name: bench-hol
-description: post bench hol; small unsent kernel buffer so that our scheduler decides urgency.
+description: >
+  post bench hol; small buffers below the scheduler (framer send window, unsent kernel bytes,
+  receive queue) so that our scheduler, not a FIFO queue, decides urgency.
 stacks:
   - [framer, tcp]
 protocols:
-  tcp: { nodelay: true, notsent-lowat: 16384 }
+  framer: { send-window: 32768 }
+  tcp: { nodelay: true, notsent-lowat: 16384, receive-buffer: 262144 }
 )";
 
 std::int64_t now_ns() {
@@ -852,8 +855,10 @@ void add_bench_hol(CLI::App& bench, const global_options& g, runner& run) {
     h->add_flag("--json", o->json, "Print one JSON object");
     h->add_option("--seconds", o->seconds, "Duration of each phase (default 5)")
         ->check(CLI::Range(0.2, 120.0));
-    h->add_option("--policy", o->policy_file,
-                  "Policy for our carrier (default: [framer, tcp] with notsent-lowat 16384)")
+    h->add_option(
+         "--policy", o->policy_file,
+         "Policy for our carrier (default: [framer, tcp] with send-window 32768, notsent-lowat "
+         "16384, receive-buffer 262144)")
         ->check(CLI::ExistingFile);
     h->add_flag("--netns", o->netns,
                 "Also run through a 50 Mbit/s link between two network namespaces (root only)");
