@@ -250,3 +250,40 @@ BOOST_FIXTURE_TEST_CASE(graceful_close_sends_everything_queued, fixture) {
     BOOST_TEST(ev.sent.size() == 40u);
     BOOST_TEST(ev.failed.empty());
 }
+
+// Partial delivery is an opt-in of the receiving side (framer option partial-delivery): a large
+// message arrives as parts that share one id, in order, the last marked end_of_message; a small
+// one still arrives whole.
+BOOST_FIXTURE_TEST_CASE(partial_delivery_of_a_large_message, fixture) {
+    auto p = post::policy::parse("version: 1\nname: partial\nprotocols:\n"
+                                 "  framer: { partial-delivery: 65536 }\n",
+                                 "partial.yaml");
+    auto l = post::listen(ctx, post::local::parse("127.0.0.1:0"), p, {{"tcp"}, "test"});
+    std::vector<post::message> got;
+    post::send_capabilities server_caps;
+    l.on_carrier([&](post::carrier c) {
+        server_caps = c.capabilities();
+        c.on_received([&](post::message m) { got.push_back(std::move(m)); });
+    });
+    auto c = post::initiate(
+        ctx, post::remote::from_url("tcp://127.0.0.1:" + std::to_string(port_of(l))), p);
+    std::vector<std::byte> big(1u << 20);
+    for (std::size_t i = 0; i < big.size(); ++i)
+        big[i] = std::byte(i * 7 % 251);
+    c.send(post::message(big));
+    c.send(post::message(std::string_view("small")));
+    run_until(io, [&] { return !got.empty() && got.back().text() == "small"; });
+    BOOST_TEST(server_caps.partial_delivery);
+    BOOST_REQUIRE(got.size() > 2u); // at least two parts and the small message
+    std::vector<std::byte> joined;
+    const auto id = got.front().id();
+    for (std::size_t i = 0; i + 1 < got.size(); ++i) {
+        BOOST_TEST(got[i].partial());
+        BOOST_TEST(got[i].id() == id);
+        BOOST_TEST(got[i].end_of_message() == (i + 2 == got.size()));
+        joined.insert(joined.end(), got[i].data().begin(), got[i].data().end());
+    }
+    BOOST_TEST((joined == big));
+    BOOST_TEST(!got.back().partial());
+    BOOST_TEST(got.back().id() != id);
+}
