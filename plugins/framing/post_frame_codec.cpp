@@ -66,6 +66,14 @@ void append_data(buffer& out, std::uint64_t id, bool first, bool last, bool ack_
     if (!chunk.empty()) std::memcpy(p, chunk.data(), chunk.size());
 }
 
+void append_whole_header(buffer& out, std::uint64_t id, bool ack_requested, std::uint32_t total,
+                         std::uint32_t lifetime) {
+    const std::uint8_t flags = flag::first | flag::last | (ack_requested ? flag::ack_requested : 0);
+    std::byte* p = put_header(out, frame_type::data, flags, total, id, first_extension_size);
+    put_be(p, total, 8);
+    put_be(p + 8, lifetime, 4);
+}
+
 void append_abort(buffer& out, std::uint64_t id) {
     put_header(out, frame_type::abort, 0, 0, id, 0);
 }

@@ -49,6 +49,10 @@ inline constexpr std::uint8_t expired = 0x01;       ///< ACK: discarded, its lif
 /// A DATA frame carrying `chunk`. `total` and `lifetime_ms` are written only when `first`.
 void append_data(buffer& out, std::uint64_t id, bool first, bool last, bool ack_requested,
                  std::uint64_t total, std::uint32_t lifetime_ms, std::span<const std::byte> chunk);
+/// The header of a DATA frame carrying a whole message (FIRST|LAST) of `total` bytes, whose
+/// payload the caller sends right after it in a separate buffer (no copy of big payloads).
+void append_whole_header(buffer& out, std::uint64_t id, bool ack_requested, std::uint32_t total,
+                         std::uint32_t lifetime_ms);
 void append_abort(buffer& out, std::uint64_t id);
 void append_ack(buffer& out, std::uint64_t id, bool expired);
 

@@ -161,6 +161,22 @@ void post_frame_flow::pump(bool from_upper) {
                         continue;
                     }
                     const std::size_t size = m.data.size();
+                    if (!m.started() && size > settings_.chunk_size && size <= pf::max_chunk_size &&
+                        (lower_bytes_ + out.size() + size <= window_ ||
+                         (lower_bytes_ == 0 && size <= window_))) {
+                        // It goes down whole without exceeding the window: one chunk, its
+                        // payload handed to the lower flow as it is, without a copy.
+                        auto whole = scheduler_.pop_front();
+                        whole.wire_id = next_wire_id_++;
+                        pf::append_whole_header(out, whole.wire_id, settings_.acks,
+                                                static_cast<std::uint32_t>(size),
+                                                pf::lifetime_ms(whole.deadline, now));
+                        send_lower(std::exchange(out, {}), std::exchange(completes, {}));
+                        if (settings_.acks)
+                            awaiting_ack_.push_back({whole.wire_id, whole.upper_id});
+                        send_lower(std::move(whole.data), {{whole.upper_id, whole.wire_id, size}});
+                        continue;
+                    }
                     const std::size_t n = std::min(settings_.chunk_size, size - m.offset);
                     const bool first = !m.started();
                     if (first) m.wire_id = next_wire_id_++;
