@@ -21,6 +21,8 @@ for side in ("ours", "raw", "lifetime"):
     assert r["urgent"]["count"] == r["delivered"], (side, r)
     # Every urgent message is accounted for: delivered, expired, failed or lost.
     assert r["delivered"] + r.get("expired", 0) + r.get("send_errors", 0) + r["lost"] == r["sent"], (side, r)
+    # Nothing may stay stuck: every phase settles every urgent message, and none goes missing.
+    assert r["drained"] is True and r["lost"] == 0, (side, r)
 assert env["ours"]["stack"] == ["framer", "tcp"], env["ours"]
 assert pos(env["p99_ratio"]) and env["p99_ratio_target_max"] == 0.05, env
 lt = env["lifetime"]
