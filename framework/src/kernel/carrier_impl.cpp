@@ -66,11 +66,17 @@ std::shared_ptr<carrier_impl> carrier_impl::fork() {
 }
 
 void carrier_impl::become_dormant(const sdk::flow_error& why) {
+    ctx_->emit(trace_event{trace_event::kind::closed, std::chrono::steady_clock::now(),
+                           association_ ? association_->key() : std::string{}, stack(),
+                           "dormant: " + (why ? why.reason : std::string("peer closed"))});
     state_ = carrier_state::dormant;
+    std::shared_ptr<transient_impl> gone;
     {
         std::lock_guard lock(inspect_mutex_);
-        active_.reset();
+        gone = std::move(active_);
     }
+    // We are inside one of its events: let it go once that has returned.
+    asio::post(ctx_->executor, [gone = std::move(gone)] {});
     // What the stack had not finished sending is lost with the connection; the scheduler's
     // queue is kept for the next one.
     for (auto& [id, done] : std::exchange(in_flight_, {})) {
@@ -81,9 +87,6 @@ void carrier_impl::become_dormant(const sdk::flow_error& why) {
         if (on_send_error) on_send_error(id, e);
     }
     stack_closed_ = false;
-    ctx_->emit(trace_event{trace_event::kind::closed, std::chrono::steady_clock::now(),
-                           association_ ? association_->key() : std::string{}, stack(),
-                           "dormant: " + (why ? why.reason : std::string("peer closed"))});
     if (!scheduler_.empty()) reactivate();
 }
 
