@@ -120,9 +120,22 @@ void post_frame_flow::schedule_flush() {
 }
 
 void post_frame_flow::schedule_ack() {
-    // A reply sent in this executor turn carries the ACK (pump takes control frames along);
-    // otherwise a receiver of bulk data would write one small frame per message it reads.
-    if (flush_posted_ || ack_timer_armed_) return;
+    // A reply sent in this executor turn carries the ACK (pump takes control frames along), so
+    // first look at the end of the turn; only an ACK still waiting then starts the timer, which
+    // coalesces the ACKs of a receiver of bulk data instead of one small write per message.
+    // (Arming a timer costs a system call: a request/response exchange should not pay it.)
+    if (flush_posted_ || ack_timer_armed_ || ack_check_posted_) return;
+    ack_check_posted_ = true;
+    asio::post(executor_, [weak = weak_from_this()] {
+        auto self = weak.lock();
+        if (!self) return;
+        self->ack_check_posted_ = false;
+        if (!self->done_ && !self->control_.empty()) self->arm_ack_timer();
+    });
+}
+
+void post_frame_flow::arm_ack_timer() {
+    if (ack_timer_armed_) return;
     ack_timer_armed_ = true;
     ack_timer_.expires_after(ack_delay);
     ack_timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {

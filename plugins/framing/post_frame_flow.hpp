@@ -128,6 +128,8 @@ private:
     /// ACK frames wait at most this long for data going the other way to carry them.
     static constexpr std::chrono::microseconds ack_delay{500};
     void schedule_ack();
+    void arm_ack_timer();
+    bool ack_check_posted_ = false;
     bool close_requested_ = false;
     bool lower_closing_ = false;
     bool done_ = false;
