@@ -223,7 +223,8 @@ void parse_connection(const YAML::Node& node, policy& p, diagnostics_sink& sink)
             if (auto b = parse_boolean(*text))
                 c.dormant = *b;
             else
-                sink.error(e.value, "connection.dormant must be true or false, got '" + *text + "'");
+                sink.error(e.value,
+                           "connection.dormant must be true or false, got '" + *text + "'");
         } else { // max-message-size
             auto text = expect_scalar(e.value, "connection.max-message-size", sink);
             if (!text) continue;
