@@ -100,6 +100,21 @@ std::shared_ptr<sdk::acceptor> listen_framed(sdk::layer& tcp, sdk::layer& framer
     return a;
 }
 
+/// Our framer as the responder on loopback, and a hand-driven plain TCP socket as its client,
+/// for tests that write the initiator's bytes themselves.
+struct framed_server_and_raw_client {
+    asio::io_context io;
+    std::unique_ptr<sdk::layer> tcp = make_layer(post_plugin_tcp(), io);
+    std::unique_ptr<sdk::layer> framer = make_framer(io);
+    std::shared_ptr<acceptor_recorder> server = std::make_shared<acceptor_recorder>();
+    std::shared_ptr<sdk::acceptor> acc = listen_framed(*tcp, *framer, server);
+    asio::ip::tcp::socket raw{io};
+
+    framed_server_and_raw_client() {
+        raw.connect({asio::ip::make_address("127.0.0.1"), acc->local_endpoint().port});
+    }
+};
+
 /// A plain Asio TCP peer: accepts one connection (or connects), reads into `got` on demand.
 struct raw_peer {
     asio::ip::tcp::acceptor acceptor;
@@ -301,14 +316,8 @@ BOOST_AUTO_TEST_CASE(expiry_mid_message_aborts_it_and_the_receiver_never_sees_it
     BOOST_TEST(!client->closed.has_value());
 }
 
-BOOST_AUTO_TEST_CASE(message_completing_after_its_lifetime_is_discarded_and_acked_expired) {
-    asio::io_context io;
-    auto tcp = make_layer(post_plugin_tcp(), io);
-    auto framer = make_framer(io);
-    auto server = std::make_shared<acceptor_recorder>();
-    auto acc = listen_framed(*tcp, *framer, server);
-    asio::ip::tcp::socket raw(io);
-    raw.connect({asio::ip::make_address("127.0.0.1"), acc->local_endpoint().port});
+BOOST_FIXTURE_TEST_CASE(message_completing_after_its_lifetime_is_discarded_and_acked_expired,
+                        framed_server_and_raw_client) {
     // A hand-made initiator: message 1 with a lifetime of 1 ms, its second half late.
     auto wire = preface(pf::initiator_preface);
     const auto m = pattern(10, 4);
@@ -402,14 +411,8 @@ BOOST_AUTO_TEST_CASE(fallback_raw_carries_unframed_bytes) {
     BOOST_TEST(!client->closed.has_value());
 }
 
-BOOST_AUTO_TEST_CASE(responder_refuses_a_client_that_does_not_speak_it) {
-    asio::io_context io;
-    auto tcp = make_layer(post_plugin_tcp(), io);
-    auto framer = make_framer(io);
-    auto server = std::make_shared<acceptor_recorder>();
-    auto acc = listen_framed(*tcp, *framer, server);
-    asio::ip::tcp::socket raw(io);
-    raw.connect({asio::ip::make_address("127.0.0.1"), acc->local_endpoint().port});
+BOOST_FIXTURE_TEST_CASE(responder_refuses_a_client_that_does_not_speak_it,
+                        framed_server_and_raw_client) {
     asio::write(raw, asio::buffer(std::string("GET / HTTP/1.1\r\n\r\n")));
     BOOST_REQUIRE(run_until(io, [&] {
         return !server->accepted.empty() && server->accepted[0].events->closed.has_value();
@@ -421,14 +424,8 @@ BOOST_AUTO_TEST_CASE(responder_refuses_a_client_that_does_not_speak_it) {
                closed.reason);
 }
 
-BOOST_AUTO_TEST_CASE(malformed_frames_after_the_preface_close_with_the_reason) {
-    asio::io_context io;
-    auto tcp = make_layer(post_plugin_tcp(), io);
-    auto framer = make_framer(io);
-    auto server = std::make_shared<acceptor_recorder>();
-    auto acc = listen_framed(*tcp, *framer, server);
-    asio::ip::tcp::socket raw(io);
-    raw.connect({asio::ip::make_address("127.0.0.1"), acc->local_endpoint().port});
+BOOST_FIXTURE_TEST_CASE(malformed_frames_after_the_preface_close_with_the_reason,
+                        framed_server_and_raw_client) {
     auto wire = preface(pf::initiator_preface);
     pf::append_data(wire, 1, true, true, false, 2, 0, bytes("ok"));
     pf::append_data(wire, 7, false, true, false, 0, 0, bytes("zz"));
@@ -443,14 +440,8 @@ BOOST_AUTO_TEST_CASE(malformed_frames_after_the_preface_close_with_the_reason) {
     BOOST_TEST(rec.closed->reason == "post-frame: DATA for message 7 which has not started");
 }
 
-BOOST_AUTO_TEST_CASE(stream_ending_mid_message_is_a_protocol_error) {
-    asio::io_context io;
-    auto tcp = make_layer(post_plugin_tcp(), io);
-    auto framer = make_framer(io);
-    auto server = std::make_shared<acceptor_recorder>();
-    auto acc = listen_framed(*tcp, *framer, server);
-    asio::ip::tcp::socket raw(io);
-    raw.connect({asio::ip::make_address("127.0.0.1"), acc->local_endpoint().port});
+BOOST_FIXTURE_TEST_CASE(stream_ending_mid_message_is_a_protocol_error,
+                        framed_server_and_raw_client) {
     auto wire = preface(pf::initiator_preface);
     pf::append_data(wire, 1, true, false, false, 10, 0, bytes("abc"));
     asio::write(raw, asio::buffer(wire));
