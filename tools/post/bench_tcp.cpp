@@ -564,6 +564,11 @@ struct bench_options {
     /// The message layer over tcp: framer (post-frame) or length-prefix (the baseline's own
     /// wire format).
     std::string framer = "framer";
+    /// Phases to run (throughput, rtt, connections); empty = all. Skipped ones print as n/a.
+    std::vector<std::string> only;
+    bool runs(std::string_view phase) const {
+        return only.empty() || std::find(only.begin(), only.end(), phase) != only.end();
+    }
 };
 
 std::string verdict(bool ok) {
@@ -572,7 +577,9 @@ std::string verdict(bool ok) {
 
 int run_bench(const global_options& g, const bench_options& o) {
     const std::chrono::duration<double> bulk_time(o.seconds);
-    const std::chrono::duration<double> connect_time(std::min(o.seconds, 1.5));
+    // Connections get the whole --seconds when they are the only phase (for profiling).
+    const std::chrono::duration<double> connect_time(
+        o.only == std::vector<std::string>{"connections"} ? o.seconds : std::min(o.seconds, 1.5));
     const int round_trip_count =
         static_cast<int>(std::clamp(std::lround(o.seconds * 10000), 1000L, 20000L));
 
@@ -615,21 +622,27 @@ int run_bench(const global_options& g, const bench_options& o) {
 
     pair_result tput, p50, p99, conns;
     auto& cio = client_thread.io;
-    tput.post = run_phase<double>(cio, bulk_time, "post throughput",
-                                  [&](auto p) { post_cli.throughput(bulk_time, p); });
-    tput.asio = run_phase<double>(cio, bulk_time, "asio throughput",
-                                  [&](auto p) { asio_cli.throughput(bulk_time, p); });
-    const auto rtt_budget = std::chrono::duration<double>(round_trip_count * 1e-3);
-    auto lp = run_phase<latency>(cio, rtt_budget, "post round trips",
-                                 [&](auto p) { post_cli.round_trips(round_trip_count, p); });
-    auto la = run_phase<latency>(cio, rtt_budget, "asio round trips",
-                                 [&](auto p) { asio_cli.round_trips(round_trip_count, p); });
-    p50 = {lp.p50_us, la.p50_us};
-    p99 = {lp.p99_us, la.p99_us};
-    conns.post = run_phase<double>(cio, connect_time, "post connections",
-                                   [&](auto p) { post_cli.connections(connect_time, p); });
-    conns.asio = run_phase<double>(cio, connect_time, "asio connections",
-                                   [&](auto p) { asio_cli.connections(connect_time, p); });
+    if (o.runs("throughput")) {
+        tput.post = run_phase<double>(cio, bulk_time, "post throughput",
+                                      [&](auto p) { post_cli.throughput(bulk_time, p); });
+        tput.asio = run_phase<double>(cio, bulk_time, "asio throughput",
+                                      [&](auto p) { asio_cli.throughput(bulk_time, p); });
+    }
+    if (o.runs("rtt")) {
+        const auto rtt_budget = std::chrono::duration<double>(round_trip_count * 1e-3);
+        auto lp = run_phase<latency>(cio, rtt_budget, "post round trips",
+                                     [&](auto p) { post_cli.round_trips(round_trip_count, p); });
+        auto la = run_phase<latency>(cio, rtt_budget, "asio round trips",
+                                     [&](auto p) { asio_cli.round_trips(round_trip_count, p); });
+        p50 = {lp.p50_us, la.p50_us};
+        p99 = {lp.p99_us, la.p99_us};
+    }
+    if (o.runs("connections")) {
+        conns.post = run_phase<double>(cio, connect_time, "post connections",
+                                       [&](auto p) { post_cli.connections(connect_time, p); });
+        conns.asio = run_phase<double>(cio, connect_time, "asio connections",
+                                       [&](auto p) { asio_cli.connections(connect_time, p); });
+    }
 
     // Close the servers on their own thread, then stop both threads before the contexts go.
     std::promise<void> closed;
@@ -663,14 +676,18 @@ int run_bench(const global_options& g, const bench_options& o) {
     }
     out_line(
         fmt::format("{:<22}{:>12}{:>12}{:>9}   {}", "metric", "post", "asio", "ratio", "target"));
-    out_line(fmt::format("{:<22}{:>12.2f}{:>12.2f}{:>9.2f}   >= 0.90 {}", "throughput (Gbit/s)",
-                         tput.post, tput.asio, tput.ratio(), verdict(tput.ratio() >= 0.9)));
-    out_line(fmt::format("{:<22}{:>12.1f}{:>12.1f}{:>9.2f}   <= 1.20 {}", "rtt p50 (us)", p50.post,
-                         p50.asio, p50.ratio(), verdict(p50.ratio() <= 1.2)));
-    out_line(fmt::format("{:<22}{:>12.1f}{:>12.1f}{:>9.2f}", "rtt p99 (us)", p99.post, p99.asio,
-                         p99.ratio()));
-    out_line(fmt::format("{:<22}{:>12.0f}{:>12.0f}{:>9.2f}   >= 0.70 {}", "connections/s",
-                         conns.post, conns.asio, conns.ratio(), verdict(conns.ratio() >= 0.7)));
+    if (o.runs("throughput"))
+        out_line(fmt::format("{:<22}{:>12.2f}{:>12.2f}{:>9.2f}   >= 0.90 {}", "throughput (Gbit/s)",
+                             tput.post, tput.asio, tput.ratio(), verdict(tput.ratio() >= 0.9)));
+    if (o.runs("rtt")) {
+        out_line(fmt::format("{:<22}{:>12.1f}{:>12.1f}{:>9.2f}   <= 1.20 {}", "rtt p50 (us)",
+                             p50.post, p50.asio, p50.ratio(), verdict(p50.ratio() <= 1.2)));
+        out_line(fmt::format("{:<22}{:>12.1f}{:>12.1f}{:>9.2f}", "rtt p99 (us)", p99.post, p99.asio,
+                             p99.ratio()));
+    }
+    if (o.runs("connections"))
+        out_line(fmt::format("{:<22}{:>12.0f}{:>12.0f}{:>9.2f}   >= 0.70 {}", "connections/s",
+                             conns.post, conns.asio, conns.ratio(), verdict(conns.ratio() >= 0.7)));
     out_line(fmt::format("plugin load time: {:.2f} ms", plugin_load_ms));
     return 0;
 }
@@ -691,6 +708,10 @@ void add_bench(CLI::App& app, const global_options& g, runner& run) {
                   "Message layer over tcp: framer (post-frame: chunks, priorities, acks) or "
                   "length-prefix (the baseline's own wire format)")
         ->check(CLI::IsMember({"framer", "length-prefix"}));
+    t->add_option("--only", o->only,
+                  "Run only these phases (throughput, rtt, connections; default: all)")
+        ->delimiter(',')
+        ->check(CLI::IsMember({"throughput", "rtt", "connections"}));
     t->callback([&g, &run, o] { run = [&g, o] { return run_bench(g, *o); }; });
     add_bench_hol(*b, g, run);
 }

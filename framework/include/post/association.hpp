@@ -38,6 +38,9 @@ public:
     /// Opaque per-layer state (TLS tickets, QUIC tokens), keyed by layer name.
     void put_state(const std::string& layer, std::vector<std::uint8_t> blob);
     std::optional<std::vector<std::uint8_t>> state(const std::string& layer) const;
+    void erase_state(const std::string& layer);
+    /// Keys with state, for persistence and inspection.
+    std::vector<std::string> state_keys() const;
 
 private:
     std::string key_;

@@ -9,3 +9,4 @@
 #include <post/sdk/flow_support.hpp>
 #include <post/sdk/layer.hpp>
 #include <post/sdk/options.hpp>
+#include <post/sdk/session_store.hpp>

@@ -42,6 +42,8 @@ std::uint64_t association::carriers_established() const {
 
 void association::put_state(const std::string& layer, std::vector<std::uint8_t> blob) {
     std::lock_guard lock(mutex_);
+    constexpr std::size_t max_keys = 32; // layers are few; a runaway plugin stays bounded
+    if (state_.size() >= max_keys && !state_.count(layer)) return;
     state_[layer] = std::move(blob);
 }
 
@@ -50,6 +52,19 @@ std::optional<std::vector<std::uint8_t>> association::state(const std::string& l
     auto it = state_.find(layer);
     if (it == state_.end()) return std::nullopt;
     return it->second;
+}
+
+void association::erase_state(const std::string& layer) {
+    std::lock_guard lock(mutex_);
+    state_.erase(layer);
+}
+
+std::vector<std::string> association::state_keys() const {
+    std::lock_guard lock(mutex_);
+    std::vector<std::string> keys;
+    for (const auto& [k, v] : state_)
+        keys.push_back(k);
+    return keys;
 }
 
 } // namespace post

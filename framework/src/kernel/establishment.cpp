@@ -2,6 +2,8 @@
 
 #include "establishment.hpp"
 
+#include "association_store.hpp"
+
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
@@ -138,6 +140,7 @@ void establishment::launch_next() {
             params.side = sdk::role::client;
             params.remote = ep;
             params.host_name = remote_.host();
+            params.session = std::make_shared<association_store>(owner->assoc());
             top = build_flows(*ctx_, *stack, params, nullptr, err);
         }
         if (!top) {

@@ -24,7 +24,7 @@ namespace post::sdk {
 
 inline constexpr std::uint32_t plugin_magic = 0x50535450; // "PSTP"
 inline constexpr std::uint16_t abi_major = 2; ///< 2: acked/expired events, flow capabilities
-inline constexpr std::uint16_t abi_minor = 0;
+inline constexpr std::uint16_t abi_minor = 1; ///< 1: session_store, cap_early_data
 
 /// The SDK passes C++ objects (std::string, shared_ptr, Asio executors) across the boundary, so
 /// both sides must agree on the C++ runtime and Boost. Checked on load.

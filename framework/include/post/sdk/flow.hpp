@@ -77,6 +77,11 @@ enum flow_capability : std::uint32_t {
     cap_ordered = 1u << 3,
     /// Can deliver parts of very large messages (receive_meta::partial) when configured.
     cap_partial = 1u << 4,
+    /// ABI 2.1. Reported before on_ready: sends marked `idempotent` are accepted now and may
+    /// travel as early data (TLS 1.3 0-RTT, TCP Fast Open). If the peer refuses them, the flow
+    /// sends them again after the handshake itself, so nothing is lost or duplicated. Sends
+    /// that are not idempotent still wait for on_ready (the kernel holds them).
+    cap_early_data = 1u << 5,
 };
 
 struct flow_info {

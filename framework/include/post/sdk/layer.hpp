@@ -4,6 +4,7 @@
 
 #include <post/sdk/flow.hpp>
 #include <post/sdk/options.hpp>
+#include <post/sdk/session_store.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 
@@ -36,6 +37,8 @@ struct open_params {
     endpoint remote;               ///< The peer's resolved address.
     std::optional<endpoint> local; ///< Bind here first when set.
     std::string host_name;         ///< The name the application asked for (SNI, verification).
+    /// ABI 2.1: the association's store for this remote (active opens; null when accepting).
+    std::shared_ptr<session_store> session;
 };
 
 class acceptor_events {
