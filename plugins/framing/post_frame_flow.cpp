@@ -298,6 +298,11 @@ void post_frame_flow::on_timer() {
 void post_frame_flow::close() noexcept {
     if (done_ || close_requested_) return;
     close_requested_ = true;
+    // An initiator closing before it framed anything has nothing to negotiate: the preface
+    // would only cost both sides a write and a read (and the responder its own preface).
+    if (side_ == sdk::role::client && mode_ == mode::negotiating && next_wire_id_ == 1 &&
+        scheduler_.empty() && control_.empty() && !matcher_.started())
+        preface_out_ = false;
     maybe_close_lower();
 }
 

@@ -259,11 +259,12 @@ void tcp_flow::close() noexcept {
 void tcp_flow::maybe_shutdown() {
     if (state_ != state::open || !close_requested_ || send_shut_ || writing_ || !queue_.empty())
         return;
+    // The peer already finished: closing the socket sends our FIN, no shutdown needed first.
+    if (peer_eof_) return finish({});
     boost::system::error_code ec;
     socket_.shutdown(tcp::socket::shutdown_send, ec);
     send_shut_ = true;
     if (ec) return finish(make_error(ec, "shutdown towards " + remote_.to_string() + " failed"));
-    if (peer_eof_) return finish({});
     grace_timer_.expires_after(close_grace);
     grace_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& e) {
         if (e || self->state_ == state::done) return;
