@@ -384,6 +384,40 @@ BOOST_AUTO_TEST_CASE(an_echo_peer_is_not_mistaken_for_a_responder) {
     BOOST_TEST(client->messages.empty());
 }
 
+BOOST_AUTO_TEST_CASE(initiator_preface_goes_out_unasked_but_not_from_one_that_closes_at_once) {
+    asio::io_context io;
+    auto tcp = make_layer(post_plugin_tcp(), io);
+    auto framer = make_framer(io);
+    // Staying open without sending: the preface leaves anyway, so a responder can talk first.
+    raw_peer talker(io);
+    auto waiting = std::make_shared<pf_recorder>();
+    auto w = open_client(*tcp, *framer, talker.port(), waiting);
+    BOOST_REQUIRE(run_until(io, [&] { return talker.connected; }));
+    talker.read_all();
+    BOOST_REQUIRE(run_until(io, [&] { return talker.got.size() >= pf::preface_size; }));
+    BOOST_TEST((talker.got == preface(pf::initiator_preface)));
+    // Closing in the turn it became ready, having framed nothing: nothing to negotiate, and the
+    // peer sees a clean end without a single byte.
+    struct close_on_ready : pf_recorder {
+        std::weak_ptr<sdk::flow> flow;
+        void on_ready() noexcept override {
+            pf_recorder::on_ready();
+            if (auto f = flow.lock()) f->close();
+        }
+    };
+    raw_peer quiet(io);
+    auto closing = std::make_shared<close_on_ready>();
+    auto c = open_client(*tcp, *framer, quiet.port(), closing);
+    closing->flow = c;
+    BOOST_REQUIRE(run_until(io, [&] { return quiet.connected; }));
+    quiet.read_all();
+    BOOST_REQUIRE(run_until(io, [&] { return quiet.eof; }));
+    BOOST_TEST(quiet.got.empty());
+    BOOST_REQUIRE(run_until(io, [&] { return closing->closed.has_value(); }));
+    BOOST_TEST(!*closing->closed, closing->closed->reason);
+    w->abort();
+}
+
 BOOST_AUTO_TEST_CASE(fallback_raw_carries_unframed_bytes) {
     asio::io_context io;
     auto tcp = make_layer(post_plugin_tcp(), io);
