@@ -23,3 +23,13 @@ foreach(p tcp udp framing)
     add_dependencies(test_carrier_kinds post_plugin_${p})
   endif()
 endforeach()
+
+# Early data: idempotent messages before the stack is ready (TCP Fast Open; TLS 0-RTT in tls).
+post_add_boost_test(test_early_data SOURCES integration/test_early_data.cpp
+  LIBRARIES PostSockets::kernel LABELS integration TIMEOUT 60)
+target_compile_definitions(test_early_data PRIVATE POST_PLUGIN_DIR="${POST_PLUGIN_OUTPUT_DIR}")
+foreach(p tcp framing)
+  if(TARGET post_plugin_${p})
+    add_dependencies(test_early_data post_plugin_${p})
+  endif()
+endforeach()

@@ -62,6 +62,11 @@ bool post_frame_flow::may_send_data() const noexcept {
     return false;
 }
 
+bool post_frame_flow::early_data_possible() const noexcept {
+    return !lower_ready_ && side_ == sdk::role::client && mode_ == mode::negotiating &&
+           !settings_.fallback_raw && (lower_->info().capabilities & sdk::cap_early_data);
+}
+
 void post_frame_flow::send(sdk::byte_buffer data, const sdk::send_meta& meta) noexcept {
     if (done_) return;
     try {
@@ -90,6 +95,7 @@ void post_frame_flow::send(sdk::byte_buffer data, const sdk::send_meta& meta) no
         m.upper_id = meta.id;
         m.niceness = meta.niceness;
         m.deadline = meta.deadline;
+        m.idempotent = meta.idempotent;
         m.data = std::move(data);
         scheduler_.push(std::move(m));
         if (meta.deadline && mode_ != mode::raw) arm_timer(*meta.deadline);
@@ -147,7 +153,10 @@ void post_frame_flow::arm_ack_timer() {
 }
 
 void post_frame_flow::pump(bool from_upper) {
-    if (done_ || !lower_ready_) return;
+    if (done_) return;
+    // Early: the preface and idempotent messages, at the head of the queue, go now.
+    const bool early = !lower_ready_;
+    if (early && !early_data_possible()) return;
     try {
         if (mode_ == mode::raw) {
             pump_raw();
@@ -168,6 +177,7 @@ void post_frame_flow::pump(bool from_upper) {
                 const auto now = pf::clock::now();
                 while (!scheduler_.empty() && lower_bytes_ + out.size() < window_) {
                     auto& m = scheduler_.front();
+                    if (early && !m.idempotent) break;
                     if (m.expired(now)) {
                         auto gone = scheduler_.pop_front();
                         expire(gone, out);
@@ -184,10 +194,11 @@ void post_frame_flow::pump(bool from_upper) {
                         pf::append_whole_header(out, whole.wire_id, settings_.acks,
                                                 static_cast<std::uint32_t>(size),
                                                 pf::lifetime_ms(whole.deadline, now));
-                        send_lower(std::exchange(out, {}), std::exchange(completes, {}));
+                        send_lower(std::exchange(out, {}), std::exchange(completes, {}), early);
                         if (settings_.acks)
                             awaiting_ack_.push_back({whole.wire_id, whole.upper_id});
-                        send_lower(std::move(whole.data), {{whole.upper_id, whole.wire_id, size}});
+                        send_lower(std::move(whole.data), {{whole.upper_id, whole.wire_id, size}},
+                                   early);
                         continue;
                     }
                     const std::size_t n = std::min(settings_.chunk_size, size - m.offset);
@@ -205,7 +216,7 @@ void post_frame_flow::pump(bool from_upper) {
                     }
                 }
             }
-            if (!out.empty()) send_lower(std::move(out), std::move(completes));
+            if (!out.empty()) send_lower(std::move(out), std::move(completes), early);
         }
     } catch (...) {
         lower_->abort();
@@ -235,9 +246,11 @@ void post_frame_flow::pump_raw() {
     }
 }
 
-void post_frame_flow::send_lower(sdk::byte_buffer out, std::vector<completion> completes) {
+void post_frame_flow::send_lower(sdk::byte_buffer out, std::vector<completion> completes,
+                                 bool idempotent) {
     sdk::send_meta lm;
     lm.id = next_lower_id_++;
+    lm.idempotent = idempotent;
     lower_bytes_ += out.size();
     lower_sends_.push_back({lm.id, out.size(), std::move(completes)});
     lower_->send(std::move(out), lm);
@@ -332,12 +345,14 @@ sdk::flow_info post_frame_flow::info() const noexcept {
     sdk::flow_info i = lower_->info();
     i.kind = sdk::edge::message;
     i.max_message_size = static_cast<std::size_t>(settings_.limits.max_message_size);
+    const std::uint32_t early = early_data_possible() ? std::uint32_t{sdk::cap_early_data} : 0u;
     if (mode_ == mode::raw) {
         i.capabilities = sdk::cap_ordered;
     } else {
         i.capabilities = sdk::cap_expires_in_flight | sdk::cap_interleaves | sdk::cap_ordered;
         if (settings_.acks) i.capabilities |= sdk::cap_acked;
         if (settings_.limits.partial_delivery > 0) i.capabilities |= sdk::cap_partial;
+        i.capabilities |= early;
     }
     return i;
 }

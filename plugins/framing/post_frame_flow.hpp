@@ -75,12 +75,16 @@ private:
     };
 
     bool may_send_data() const noexcept;
+    /// Before the lower flow is ready: whether it takes early data (0-RTT, Fast Open) that the
+    /// preface and idempotent messages may ride in.
+    bool early_data_possible() const noexcept;
     void schedule_flush();
     /// Frame what the window allows into one lower send. `from_upper`: called inside the upper
     /// side's call, so events it produces are posted instead of delivered.
     void pump(bool from_upper);
     void pump_raw();
-    void send_lower(sdk::byte_buffer out, std::vector<completion> completes);
+    void send_lower(sdk::byte_buffer out, std::vector<completion> completes,
+                    bool idempotent = false);
     void expire(post_frame::outgoing& m, sdk::byte_buffer& out);
     void report_expired(bool from_upper);
     void arm_timer(post_frame::clock::time_point at);

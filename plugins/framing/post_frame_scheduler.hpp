@@ -20,6 +20,7 @@ struct outgoing {
     buffer data;
     std::size_t offset = 0;    ///< bytes already framed and handed down
     std::uint64_t wire_id = 0; ///< assigned with its FIRST chunk; 0 = not started
+    bool idempotent = false;   ///< may travel as early data (before the lower flow is ready)
 
     bool started() const noexcept { return wire_id != 0; }
     bool expired(clock::time_point now) const noexcept { return deadline && *deadline <= now; }

@@ -1,5 +1,10 @@
 #include "tcp_acceptor.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <algorithm>
+
 #include "tcp_flow.hpp"
 
 #include <boost/asio/ip/v6_only.hpp>
@@ -42,6 +47,17 @@ std::shared_ptr<tcp_acceptor> tcp_acceptor::open(const asio::any_io_executor& ex
     if (ec) return err = make_error(ec, where + ": bind"), nullptr;
     a.listen(settings.backlog, ec);
     if (ec) return err = make_error(ec, where + ": listen"), nullptr;
+    if (settings.fast_open) {
+        // The queue of Fast Open connections not yet accepted; the kernel's sysctl must allow
+        // the server side too, which is logged rather than fatal (plain connections still work).
+        a.set_option(asio::detail::socket_option::integer<IPPROTO_TCP, TCP_FASTOPEN>(
+                         std::min(settings.backlog, 1024)),
+                     ec);
+        if (ec)
+            settings.write_log(sdk::log_level::warning,
+                               "cannot enable TCP_FASTOPEN: " + ec.message());
+        ec.clear();
+    }
     self->local_ = to_sdk(a.local_endpoint(ec));
     return self;
 }

@@ -26,6 +26,8 @@ struct tcp_settings {
     int backlog = 4096;
     int notsent_lowat = 0;  ///< 0 = kernel default.
     int receive_buffer = 0; ///< SO_RCVBUF before connect/listen; 0 = kernel autotuning.
+    /// TCP Fast Open: idempotent first bytes ride in the SYN (client); listeners accept them.
+    bool fast_open = false;
     sdk::log_sink* log = nullptr;
 
     void write_log(sdk::log_level level, std::string_view text) const noexcept {

@@ -6,8 +6,11 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <vector>
 
 namespace post::plugins::tcp {
@@ -96,6 +99,9 @@ void tcp_flow::connect() {
         socket_.bind(to_asio(*params_.local), ec);
         if (ec) return finish(make_error(ec, "bind to " + params_.local->to_string() + " failed"));
     }
+    if (settings_.fast_open && !queue_.empty() && queue_.front().idempotent &&
+        connect_with_data(remote))
+        return;
     socket_.async_connect(remote, [self = shared_from_this()](const boost::system::error_code& e) {
         try {
             self->on_connected(e);
@@ -103,6 +109,68 @@ void tcp_flow::connect() {
             self->finish(internal_error("connect"));
         }
     });
+}
+
+bool tcp_flow::connect_with_data(const tcp::endpoint& remote) {
+    // Only what was sent before the connection existed and may be replayed goes in the SYN: a
+    // server may see SYN data twice (RFC 7413 §6.2).
+    std::vector<iovec> iov;
+    for (const auto& p : queue_) {
+        if (!p.idempotent || iov.size() == max_gather_buffers) break;
+        iov.push_back({const_cast<std::byte*>(p.data.data()), p.data.size()});
+    }
+    msghdr msg{};
+    msg.msg_name = const_cast<sockaddr*>(remote.data());
+    msg.msg_namelen = static_cast<socklen_t>(remote.size());
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = iov.size();
+    boost::system::error_code ec;
+    socket_.non_blocking(true, ec);
+    if (ec) return false;
+    const ssize_t n = ::sendmsg(socket_.native_handle(), &msg, MSG_FASTOPEN | MSG_NOSIGNAL);
+    if (n < 0 && errno != EINPROGRESS) {
+        // EOPNOTSUPP and friends: Fast Open is off in this kernel; connect the usual way.
+        settings_.write_log(sdk::log_level::debug,
+                            std::string("fast open unavailable: ") + std::strerror(errno));
+        return false;
+    }
+    // What the SYN took leaves the queue now (reported sent once the connection is open); no
+    // cookie yet means nothing went, and the data is written after the handshake as usual.
+    std::size_t taken = n > 0 ? static_cast<std::size_t>(n) : 0;
+    settings_.write_log(sdk::log_level::debug,
+                        taken > 0 ? "fast open: " + std::to_string(taken) + " bytes in the SYN"
+                                  : std::string("fast open: no cookie yet, data follows the "
+                                                "handshake"));
+    while (taken > 0 && !queue_.empty()) {
+        auto& front = queue_.front();
+        const std::size_t k = std::min(taken, front.data.size());
+        taken -= k;
+        queued_bytes_ -= k;
+        if (k == front.data.size()) {
+            sent_with_syn_.push_back(front.id);
+            queue_.pop_front();
+        } else {
+            front.data.erase(front.data.begin(),
+                             front.data.begin() + static_cast<std::ptrdiff_t>(k));
+        }
+    }
+    socket_.async_wait(
+        tcp::socket::wait_write, [self = shared_from_this()](const boost::system::error_code& e) {
+            try {
+                boost::system::error_code so = e;
+                if (!so) {
+                    asio::detail::socket_option::integer<SOL_SOCKET, SO_ERROR> sock_error;
+                    self->socket_.get_option(sock_error, so);
+                    if (!so && sock_error.value())
+                        so = boost::system::error_code(sock_error.value(),
+                                                       boost::system::system_category());
+                }
+                self->on_connected(so);
+            } catch (...) {
+                self->finish(internal_error("fast open connect"));
+            }
+        });
+    return true;
 }
 
 void tcp_flow::on_connected(const boost::system::error_code& ec) {
@@ -119,6 +187,10 @@ void tcp_flow::become_open() {
     apply_socket_options(socket_, settings_);
     if (auto ev = events_.lock()) ev->on_ready();
     if (state_ != state::open) return; // the upper side aborted from on_ready
+    for (auto id : std::exchange(sent_with_syn_, {})) {
+        if (auto ev = events_.lock()) ev->on_sent(id);
+        if (state_ != state::open) return;
+    }
     read();
     write();
     maybe_shutdown();
@@ -162,7 +234,7 @@ void tcp_flow::send(sdk::byte_buffer data, const sdk::send_meta& meta) noexcept 
             return;
         }
         queued_bytes_ += data.size();
-        queue_.push_back({std::move(data), meta.id});
+        queue_.push_back({std::move(data), meta.id, meta.idempotent});
         if (state_ == state::open) write();
     } catch (...) {
         defer([this, id = meta.id] {
@@ -312,6 +384,10 @@ sdk::flow_info tcp_flow::info() const noexcept {
     sdk::flow_info i;
     i.kind = sdk::edge::stream;
     i.capabilities = sdk::cap_ordered;
+    // Before the connection is attempted, idempotent sends may still ride in the SYN.
+    if (settings_.fast_open && params_.side == sdk::role::client &&
+        (state_ == state::idle || (state_ == state::connecting && !socket_.is_open())))
+        i.capabilities |= sdk::cap_early_data;
     i.local = local_;
     i.remote = remote_;
     return i;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <vector>
 
 namespace post::plugins::tcp {
 
@@ -38,9 +39,13 @@ private:
     struct pending_send {
         sdk::byte_buffer data;
         std::uint64_t id;
+        bool idempotent = false;
     };
 
     void connect();
+    /// Fast Open: connect with the leading idempotent sends in the SYN (sendmsg MSG_FASTOPEN).
+    /// Returns false when it did not start a connection (the caller connects normally).
+    bool connect_with_data(const boost::asio::ip::tcp::endpoint& remote);
     void on_connected(const boost::system::error_code& ec);
     void become_open();
     void read();
@@ -67,6 +72,8 @@ private:
     bool send_shut_ = false;       ///< Our FIN is out.
     bool peer_eof_ = false;
     bool aborted_ = false; ///< No events at all after abort(), even from inside finish().
+    /// Sends that went whole with the SYN: reported on_sent once the connection is open.
+    std::vector<std::uint64_t> sent_with_syn_;
 
     /// Large reads mean fewer system calls and handler runs per byte under bulk transfer. Not
     /// zero-filled (new[] default-initialises), so an idle connection only costs the pages it

@@ -59,6 +59,7 @@ std::unique_ptr<sdk::layer> create(const sdk::layer_context& ctx, sdk::flow_erro
         const auto backlog = ctx.opts.get_or<std::int64_t>("backlog", 4096);
         const auto lowat = ctx.opts.get_or<std::int64_t>("notsent-lowat", 0);
         const auto rcvbuf = ctx.opts.get_or<std::int64_t>("receive-buffer", 0);
+        s.fast_open = ctx.opts.get_or<bool>("fast-open", false);
         s.log = ctx.log;
         if (backlog < 1 || backlog > std::numeric_limits<int>::max() || lowat < 0 ||
             lowat > std::numeric_limits<int>::max() || s.keep_alive.count() < 0 || rcvbuf < 0 ||
@@ -105,6 +106,11 @@ constexpr sdk::option_spec options[] = {
      "urgent message is not stuck behind megabytes the application has not read yet; 0 = "
      "autotuning",
      "0", 0, std::numeric_limits<std::int32_t>::max()},
+    {"fast-open", sdk::option_type::boolean,
+     "TCP Fast Open (RFC 7413): a connection whose first bytes are idempotent sends them in the "
+     "SYN once the kernel holds a cookie for the server; listeners accept data in the SYN. Needs "
+     "net.ipv4.tcp_fastopen (1 client, 2 server, 3 both)",
+     "false"},
 };
 
 const sdk::layer_descriptor layers[] = {{

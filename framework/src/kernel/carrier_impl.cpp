@@ -106,7 +106,30 @@ void carrier_impl::race_failed(error e) {
     finish(e, true);
 }
 
+void carrier_impl::offer_early(std::shared_ptr<transient_impl> t) {
+    if (early_ || state_ != carrier_state::establishing || !t) return;
+    early_ = std::move(t);
+    pump();
+}
+
+bool carrier_impl::ours(const transient_impl& t) const {
+    return active_.get() == &t || (early_.get() == &t && state_ == carrier_state::establishing);
+}
+
+void carrier_impl::reclaim_early(const transient_impl& winner) {
+    auto early = std::exchange(early_, nullptr);
+    auto copies = std::exchange(early_copies_, {});
+    if (!early || early.get() == &winner) return; // the winner's stack re-sends what it must
+    for (auto& [id, c] : copies) {
+        auto it = in_flight_.find(id);
+        if (it == in_flight_.end()) continue;
+        scheduler_.requeue({std::move(c.msg), std::move(it->second), c.deadline});
+        in_flight_.erase(it);
+    }
+}
+
 void carrier_impl::become_active(std::shared_ptr<transient_impl> t) {
+    reclaim_early(*t);
     {
         std::lock_guard lock(inspect_mutex_);
         active_ = std::move(t);
@@ -186,6 +209,23 @@ void carrier_impl::pump() {
     const auto sending = [this] {
         return state_ == carrier_state::active || state_ == carrier_state::closing;
     };
+    // Early data: while establishing, idempotent messages at the head of the queue may go on
+    // the attempt that accepts them. A copy is kept until that attempt has won.
+    while (state_ == carrier_state::establishing && early_ && has_room(*early_)) {
+        auto next =
+            scheduler_.pop_ready_if([](const message& m) { return m.properties().idempotent; });
+        if (!next) break;
+        if (next->deadline && *next->deadline <= now) {
+            scheduler_.record(next->msg.id(), message_scheduler::outcome::expired);
+            expire_later(std::move(*next));
+            continue;
+        }
+        message copy(std::vector<std::byte>(next->msg.data().begin(), next->msg.data().end()));
+        copy.set_id(next->msg.id());
+        copy.properties() = next->msg.properties();
+        early_copies_.emplace(next->msg.id(), early_copy{std::move(copy), next->deadline});
+        transmit(std::move(*next), *early_);
+    }
     while (sending() && stack_has_room()) {
         auto next = scheduler_.pop_ready();
         if (!next) break;
@@ -194,7 +234,7 @@ void carrier_impl::pump() {
             expire_later(std::move(*next));
             continue;
         }
-        transmit(std::move(*next));
+        transmit(std::move(*next), *active_);
     }
     // A graceful close waits until the stack has every message, then closes the stack (which
     // sends what it holds before it ends).
@@ -205,9 +245,8 @@ void carrier_impl::pump() {
     arm_expiry_timer();
 }
 
-bool carrier_impl::stack_has_room() const {
-    if (!active_) return false;
-    auto& top = active_->top();
+bool carrier_impl::has_room(transient_impl& t) const {
+    auto& top = t.top();
     if (top.info().capabilities & sdk::cap_interleaves) return true;
     return top.queued_bytes() < stack_window_bytes;
 }
@@ -247,16 +286,16 @@ void carrier_impl::fail_send(pending_send p, error e) {
                });
 }
 
-void carrier_impl::transmit(pending_send p) {
+void carrier_impl::transmit(pending_send p, transient_impl& t) {
     const message_id id = p.msg.id();
-    const std::size_t limit = active_->top().info().max_message_size;
+    const std::size_t limit = t.top().info().max_message_size;
     if (limit != 0 && p.msg.size() > limit) {
         const auto size = p.msg.size();
         scheduler_.record(id, message_scheduler::outcome::failed);
         fail_send(std::move(p),
                   {make_error_code(errc::message_too_large),
                    "message of " + std::to_string(size) + " bytes exceeds the limit of " +
-                       std::to_string(limit) + " bytes of stack " + active_->stack()->label()});
+                       std::to_string(limit) + " bytes of stack " + t.stack()->label()});
         return;
     }
     const auto& props = p.msg.properties();
@@ -271,7 +310,7 @@ void carrier_impl::transmit(pending_send p) {
         in_flight_.emplace(id, std::move(p.done));
     else
         in_flight_.emplace(id, nullptr);
-    active_->top().send(std::move(p.msg.payload()), meta);
+    t.top().send(std::move(p.msg.payload()), meta);
 }
 
 void carrier_impl::receive(unique_function<void(boost::system::error_code, message)> h) {
@@ -413,6 +452,7 @@ void carrier_impl::complete_send(message_id id, const error& e) {
     if (it == in_flight_.end()) return;
     auto done = std::move(it->second);
     in_flight_.erase(it);
+    early_copies_.erase(id);
     const bool expired = e.code == make_error_code(errc::expired);
     scheduler_.record(id, !e        ? message_scheduler::outcome::sent
                           : expired ? message_scheduler::outcome::expired
@@ -430,22 +470,25 @@ void carrier_impl::complete_send(message_id id, const error& e) {
 }
 
 void carrier_impl::transient_sent(transient_impl& t, std::uint64_t id) {
-    if (active_.get() == &t) complete_send(id, {});
+    if (ours(t)) complete_send(id, {});
 }
 
 void carrier_impl::transient_expired(transient_impl& t, std::uint64_t id) {
-    if (active_.get() == &t) complete_send(id, {make_error_code(errc::expired), "message expired"});
+    if (ours(t)) complete_send(id, {make_error_code(errc::expired), "message expired"});
 }
 
 void carrier_impl::transient_acked(transient_impl& t, std::uint64_t id) {
-    if (active_.get() != &t) return;
+    if (!ours(t)) return;
     scheduler_.record(id, message_scheduler::outcome::acked);
     if (on_acked) on_acked(id);
 }
 
 void carrier_impl::transient_send_error(transient_impl& t, std::uint64_t id,
                                         const sdk::flow_error& e) {
-    if (active_.get() != &t) return;
+    // An early-data attempt that fails while racing loses nothing: its messages wait in
+    // early_copies_ for the winner (or fail with the carrier if nothing wins).
+    if (early_.get() == &t && state_ == carrier_state::establishing) return;
+    if (!ours(t)) return;
     auto code = e.code == std::errc::message_size ? make_error_code(errc::message_too_large)
                 : e.code == std::errc::timed_out  ? make_error_code(errc::expired)
                                                   : make_error_code(errc::protocol_error);
@@ -476,6 +519,8 @@ void carrier_impl::finish(const error& e, bool report) {
     if (state_ == carrier_state::closed) return;
     const bool was_establishing = state_ == carrier_state::establishing;
     state_ = carrier_state::closed;
+    early_.reset(); // its messages are in in_flight_, failed below
+    early_copies_.clear();
     if (e) {
         std::lock_guard lock(inspect_mutex_);
         last_error_ = e;
@@ -534,6 +579,9 @@ void carrier_impl::shutdown() noexcept {
     if (race_) race_->cancel();
     race_.reset();
     if (active_) active_->abort();
+    if (early_) early_->abort();
+    early_.reset();
+    early_copies_.clear();
     state_ = carrier_state::closed;
     clear_handlers();
     expiry_timer_.cancel();

@@ -40,6 +40,9 @@ public:
     // ---- called by establishment ----
     void race_won(std::shared_ptr<transient_impl> winner);
     void race_failed(error e);
+    /// An attempt whose stack takes early data (sdk::cap_early_data) has started: idempotent
+    /// messages may go on it before it is ready. The first such attempt is used.
+    void offer_early(std::shared_ptr<transient_impl> t);
 
     /// Another carrier to the same remote on the same association (a new connection: the
     /// stacks so far do not multistream). Passive carriers cannot: the result fails with
@@ -108,8 +111,15 @@ private:
     /// Expire and fail what must be, hand down what may go, re-arm the expiry timer.
     void pump();
     /// Whether the stack should be given another message now.
-    bool stack_has_room() const;
-    void transmit(pending_send p);
+    bool stack_has_room() const { return active_ && has_room(*active_); }
+    bool has_room(transient_impl& t) const;
+    void transmit(pending_send p, transient_impl& t);
+    /// Whether events from `t` concern our messages: the active transient, or the one carrying
+    /// early data while establishing.
+    bool ours(const transient_impl& t) const;
+    /// Early data went on an attempt that did not win: its messages still in flight go back to
+    /// the queue, for the winner.
+    void reclaim_early(const transient_impl& winner);
     /// Report a send failure from a later turn of the executor, never inside send().
     void fail_send(pending_send p, error e);
     void expire_later(pending_send p);
@@ -131,6 +141,14 @@ private:
     std::vector<candidate_stack> candidates_;
     std::shared_ptr<establishment> race_;
     std::shared_ptr<transient_impl> active_;
+    /// The attempt carrying early data, and a copy of each message on it that has not
+    /// completed yet, in case that attempt loses the race.
+    std::shared_ptr<transient_impl> early_;
+    struct early_copy {
+        message msg;
+        std::optional<std::chrono::steady_clock::time_point> deadline;
+    };
+    std::map<message_id, early_copy> early_copies_;
     std::function<void(std::shared_ptr<carrier_impl>, const error&)> established_;
 
     message_scheduler scheduler_; ///< Messages not yet handed to the stack.

@@ -156,6 +156,8 @@ void establishment::launch_next() {
         running_.push_back(t);
         trace(trace_event::kind::attempt_started, stack->names, ep.to_string());
         t->top().start();
+        // A stack that takes early data (0-RTT, Fast Open) gets the idempotent messages now.
+        if (t->top().info().capabilities & sdk::cap_early_data) owner->offer_early(t);
         arm_attempt_timer();
         return;
     }

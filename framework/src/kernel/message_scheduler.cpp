@@ -54,6 +54,25 @@ std::optional<message_scheduler::entry> message_scheduler::pop_ready() {
     return std::nullopt;
 }
 
+std::optional<message_scheduler::entry>
+message_scheduler::pop_ready_if(const std::function<bool(const message&)>& accept) {
+    for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+        if (!antecedents_sent(it->second.msg)) continue;
+        if (!accept(it->second.msg)) return std::nullopt;
+        entry e = std::move(it->second);
+        queue_.erase(it);
+        history_[e.msg.id()] = outcome::in_stack;
+        return e;
+    }
+    return std::nullopt;
+}
+
+void message_scheduler::requeue(entry e) {
+    const auto id = e.msg.id();
+    history_[id] = outcome::queued;
+    queue_.emplace(key{e.msg.properties().niceness, id}, std::move(e));
+}
+
 std::vector<message_scheduler::entry> message_scheduler::take_expired(clock::time_point now) {
     std::vector<entry> out;
     for (auto it = queue_.begin(); it != queue_.end();) {

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <utility>
@@ -50,6 +51,12 @@ public:
     /// queue and recorded as in the stack. Messages still waiting for an antecedent are passed
     /// over, so they do not hold back unrelated ones.
     std::optional<entry> pop_ready();
+    /// As pop_ready, but only if that message satisfies `accept`; otherwise it stays queued and
+    /// nothing is returned (nothing overtakes it: early data keeps the scheduling order).
+    std::optional<entry> pop_ready_if(const std::function<bool(const message&)>& accept);
+    /// Put back a message that was handed to a stack that lost (early data on a losing
+    /// attempt): it takes its old place, as if it had never left.
+    void requeue(entry e);
 
     /// Queued messages whose deadline is at or before `now`, removed and recorded as expired.
     std::vector<entry> take_expired(clock::time_point now);
