@@ -43,3 +43,8 @@ set_tests_properties(example_hello PROPERTIES TIMEOUT 30 PASS_REGULAR_EXPRESSION
 
 post_add_boost_test(test_association SOURCES unit/test_association.cpp
   LIBRARIES PostSockets::kernel)
+
+post_add_boost_test(test_association_file SOURCES unit/test_association_file.cpp
+  ${PROJECT_SOURCE_DIR}/framework/src/kernel/association_file.cpp
+  LIBRARIES PostSockets::kernel nlohmann_json::nlohmann_json LABELS unit)
+target_include_directories(test_association_file PRIVATE ${PROJECT_SOURCE_DIR}/framework/src/kernel)

@@ -14,7 +14,13 @@ namespace post_tool {
 post::context_options context_options_for(const global_options& g) {
     post::context_options o;
     if (!g.config_file.empty()) o.config_file = g.config_file;
+    if (!g.association_file.empty()) o.association_file = g.association_file;
     return o;
+}
+
+void print_context_warnings(const post::context& ctx) {
+    for (const auto& w : ctx.warnings())
+        err_line("post: warning: " + w);
 }
 
 void trace_to_stderr(post::context& ctx) {

@@ -21,6 +21,8 @@ namespace post_tool {
 struct global_options {
     std::string config_file; ///< --config: host configuration; empty = the kernel's default.
     bool verbose = false;    ///< -v: trace events to stderr.
+    /// --associations: persist associations (TLS tickets, racing winners) in this file.
+    std::string association_file;
 };
 
 /// Each subcommand registers itself and, when parsed, leaves the function that runs it here.
@@ -36,6 +38,9 @@ void add_demo(CLI::App& app, const global_options& g, runner& run);
 
 /// Context options from the global flags.
 post::context_options context_options_for(const global_options& g);
+
+/// Print the context's set-up warnings (an unusable association file) to stderr.
+void print_context_warnings(const post::context& ctx);
 
 /// Print every trace event of `ctx` to stderr, one line each.
 void trace_to_stderr(post::context& ctx);

@@ -214,6 +214,7 @@ int run_listen(const global_options& g, const listen_options& o) {
     boost::asio::steady_timer grace(io);
 
     post::context ctx(io, context_options_for(g));
+    print_context_warnings(ctx);
     if (g.verbose) trace_to_stderr(ctx);
     auto pol = policy_for(o.policy_file, u->scheme);
     const auto props = o.props.properties();
@@ -385,6 +386,7 @@ int run_connect(const global_options& g, const connect_options& o) {
     boost::asio::steady_timer grace(io), ack_grace(io);
 
     post::context ctx(io, context_options_for(g));
+    print_context_warnings(ctx);
     if (g.verbose || o.trace) trace_to_stderr(ctx);
     auto pol = policy_for(o.policy_file, u->scheme);
     const auto props = o.props.properties();

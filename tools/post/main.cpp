@@ -23,6 +23,10 @@ int main(int argc, char** argv) {
                    "then etc/post/post.yaml next to the program)")
         ->check(CLI::ExistingFile);
     app.add_flag("-v,--verbose", g.verbose, "Print trace events (establishment, racing) to stderr");
+    app.add_option("--associations", g.association_file,
+                   "Keep associations (TLS session tickets, racing winners) in this file between "
+                   "runs, so that the next run resumes; mode 0600 (e.g. " +
+                       post::default_association_file().string() + ")");
 
     post_tool::runner run;
     post_tool::add_listen_connect(app, g, run);

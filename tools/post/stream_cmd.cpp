@@ -158,6 +158,7 @@ int run_stream_connect(const global_options& g, const std::string& url,
 
         boost::asio::io_context io;
         post::context ctx(io, context_options_for(g));
+        print_context_warnings(ctx);
         if (g.verbose) trace_to_stderr(ctx);
         auto s = post::initiate_stream(ctx, r, pol);
         return copy_both_ways(io, s, url, g.verbose);
@@ -180,6 +181,7 @@ int run_stream_listen(const global_options& g, const std::string& url,
 
         boost::asio::io_context io;
         post::context ctx(io, context_options_for(g));
+        print_context_warnings(ctx);
         if (g.verbose) trace_to_stderr(ctx);
         post::listener l;
         try {

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -42,6 +43,21 @@ public:
     /// Keys with state, for persistence and inspection.
     std::vector<std::string> state_keys() const;
 
+    /// Called (on whichever thread changed it) after the layer state or the winner changed:
+    /// the context uses it to save persisted associations.
+    void set_observer(std::function<void()> changed);
+
+    /// What survives a restart (see docs/associations.md): layer state and the last winner,
+    /// with wall-clock times because steady_clock does not survive the process.
+    struct saved {
+        std::string key;
+        std::optional<outcome> winner;
+        std::chrono::system_clock::time_point winner_at{};
+        std::map<std::string, std::vector<std::uint8_t>> state;
+    };
+    saved save() const;
+    void restore(const saved& s);
+
 private:
     std::string key_;
     mutable std::mutex mutex_;
@@ -49,6 +65,8 @@ private:
     std::vector<outcome> failures_;
     std::uint64_t established_ = 0;
     std::map<std::string, std::vector<std::uint8_t>> state_;
+    std::function<void()> observer_;
+    void notify();
 };
 
 } // namespace post

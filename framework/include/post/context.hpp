@@ -34,7 +34,16 @@ struct context_options {
     std::vector<std::filesystem::path> plugin_path;
     bool load_plugins = true;
     bool use_environment = true; ///< Honour POST_CONFIG and POST_PLUGIN_PATH.
+    /// Persist associations (TLS session tickets, racing winners) here, so that the next run
+    /// resumes (docs/associations.md). Unset: nothing is persisted. The file is read when the
+    /// context is created, written (mode 0600) when associations change and when it is
+    /// destroyed. A file that cannot be used is ignored with a warning (context::warnings()).
+    std::optional<std::filesystem::path> association_file;
 };
+
+/// $XDG_STATE_HOME/post/associations.json, else ~/.local/state/post/associations.json; empty
+/// when neither variable is set.
+std::filesystem::path default_association_file();
 
 class context {
 public:
@@ -54,6 +63,12 @@ public:
     /// it.
     std::shared_ptr<association> association_for(const remote& r);
     std::size_t association_count() const;
+    /// Write the association file now (it is also written as associations change). Returns an
+    /// empty string, or why it failed; does nothing without context_options::association_file.
+    std::string save_associations() const;
+
+    /// Problems found while setting up that did not stop it (an unusable association file).
+    std::vector<std::string> warnings() const;
 
     /// Observe establishment and transient events.
     void on_trace(std::function<void(const trace_event&)> h);

@@ -5,12 +5,16 @@
 namespace post {
 
 void association::record_win(outcome o) {
-    std::lock_guard lock(mutex_);
-    // A win clears older failures of the same candidate: the path works again.
-    std::erase_if(failures_,
-                  [&](const outcome& f) { return f.stack == o.stack && f.address == o.address; });
-    winner_ = std::move(o);
-    ++established_;
+    {
+        std::lock_guard lock(mutex_);
+        // A win clears older failures of the same candidate: the path works again.
+        std::erase_if(failures_, [&](const outcome& f) {
+            return f.stack == o.stack && f.address == o.address;
+        });
+        winner_ = std::move(o);
+        ++established_;
+    }
+    notify();
 }
 
 void association::record_failure(outcome o) {
@@ -41,10 +45,13 @@ std::uint64_t association::carriers_established() const {
 }
 
 void association::put_state(const std::string& layer, std::vector<std::uint8_t> blob) {
-    std::lock_guard lock(mutex_);
-    constexpr std::size_t max_keys = 32; // layers are few; a runaway plugin stays bounded
-    if (state_.size() >= max_keys && !state_.count(layer)) return;
-    state_[layer] = std::move(blob);
+    {
+        std::lock_guard lock(mutex_);
+        constexpr std::size_t max_keys = 32; // layers are few; a runaway plugin stays bounded
+        if (state_.size() >= max_keys && !state_.count(layer)) return;
+        state_[layer] = std::move(blob);
+    }
+    notify();
 }
 
 std::optional<std::vector<std::uint8_t>> association::state(const std::string& layer) const {
@@ -55,8 +62,50 @@ std::optional<std::vector<std::uint8_t>> association::state(const std::string& l
 }
 
 void association::erase_state(const std::string& layer) {
+    {
+        std::lock_guard lock(mutex_);
+        if (state_.erase(layer) == 0) return;
+    }
+    notify();
+}
+
+void association::set_observer(std::function<void()> changed) {
     std::lock_guard lock(mutex_);
-    state_.erase(layer);
+    observer_ = std::move(changed);
+}
+
+void association::notify() {
+    std::function<void()> f;
+    {
+        std::lock_guard lock(mutex_);
+        f = observer_;
+    }
+    if (f) f(); // outside the lock: the observer reads this association
+}
+
+association::saved association::save() const {
+    std::lock_guard lock(mutex_);
+    saved s;
+    s.key = key_;
+    s.winner = winner_;
+    if (winner_)
+        s.winner_at = std::chrono::system_clock::now() -
+                      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                          std::chrono::steady_clock::now() - winner_->when);
+    s.state = state_;
+    return s;
+}
+
+void association::restore(const saved& s) {
+    std::lock_guard lock(mutex_);
+    if (s.winner) {
+        winner_ = s.winner;
+        winner_->when = std::chrono::steady_clock::now() -
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::system_clock::now() - s.winner_at);
+    }
+    for (const auto& [k, v] : s.state)
+        state_[k] = v;
 }
 
 std::vector<std::string> association::state_keys() const {

@@ -1,6 +1,10 @@
 #include "context_state.hpp"
 
+#include "association_file.hpp"
+
 #include <post/context.hpp>
+
+#include <boost/asio/post.hpp>
 
 #include <cstdlib>
 #include <sstream>
@@ -87,13 +91,69 @@ void context_state::log(sdk::log_level level, std::string_view layer,
     }
 }
 
+void context_state::watch(association& a) {
+    if (association_file.empty()) return;
+    std::weak_ptr<context_state> weak = shared_from_this();
+    a.set_observer([weak] {
+        if (auto self = weak.lock()) self->schedule_save();
+    });
+}
+
+void context_state::schedule_save() {
+    {
+        std::lock_guard lock(mutex);
+        if (save_posted) return;
+        save_posted = true;
+    }
+    // Coalesced: a burst of changes (a ticket per connection) costs one write.
+    boost::asio::post(executor, [weak = std::weak_ptr<context_state>(shared_from_this())] {
+        auto self = weak.lock();
+        if (!self) return;
+        {
+            std::lock_guard lock(self->mutex);
+            self->save_posted = false;
+        }
+        if (auto why = self->save_now(); !why.empty())
+            self->log(sdk::log_level::warning, "associations", why);
+    });
+}
+
+std::string context_state::save_now() {
+    if (association_file.empty()) return {};
+    std::vector<association::saved> all;
+    {
+        std::lock_guard lock(mutex);
+        for (const auto& [key, a] : associations)
+            all.push_back(a->save());
+    }
+    return save_association_file(association_file, all);
+}
+
 } // namespace detail
+
+std::filesystem::path default_association_file() {
+    if (const char* state = std::getenv("XDG_STATE_HOME"); state && *state)
+        return std::filesystem::path(state) / "post" / "associations.json";
+    if (const char* home = std::getenv("HOME"); home && *home)
+        return std::filesystem::path(home) / ".local" / "state" / "post" / "associations.json";
+    return {};
+}
 
 context::context(boost::asio::io_context& io, context_options options)
     : state_(std::make_shared<detail::context_state>()) {
     state_->executor = io.get_executor();
     if (auto file = find_config(options); !file.empty())
         state_->config = host_config::load_file(file); // throws policy_error with file:line:col
+    if (options.association_file && !options.association_file->empty()) {
+        state_->association_file = *options.association_file;
+        for (auto& saved :
+             detail::load_association_file(*options.association_file, state_->warnings)) {
+            auto a = std::make_shared<association>(saved.key);
+            a->restore(saved);
+            state_->watch(*a);
+            state_->associations[saved.key] = std::move(a);
+        }
+    }
     if (!options.load_plugins) return;
 
     std::vector<fs::path> search;
@@ -118,6 +178,7 @@ context::context(boost::asio::io_context& io, context_options options)
 }
 
 context::~context() {
+    state_->save_now(); // a failure was already logged when the last change was saved
     std::map<detail::live_object*, std::shared_ptr<detail::live_object>> live;
     {
         std::lock_guard lock(state_->mutex);
@@ -148,8 +209,20 @@ merged_policy context::effective(const policy& application) const {
 std::shared_ptr<association> context::association_for(const remote& r) {
     std::lock_guard lock(state_->mutex);
     auto& slot = state_->associations[r.key()];
-    if (!slot) slot = std::make_shared<association>(r.key());
+    if (!slot) {
+        slot = std::make_shared<association>(r.key());
+        state_->watch(*slot);
+    }
     return slot;
+}
+
+std::string context::save_associations() const {
+    return state_->save_now();
+}
+
+std::vector<std::string> context::warnings() const {
+    std::lock_guard lock(state_->mutex);
+    return state_->warnings;
 }
 
 std::size_t context::association_count() const {

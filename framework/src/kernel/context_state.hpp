@@ -11,6 +11,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -29,7 +30,7 @@ public:
     virtual void shutdown() noexcept = 0;
 };
 
-struct context_state : sdk::log_sink {
+struct context_state : sdk::log_sink, std::enable_shared_from_this<context_state> {
     boost::asio::any_io_executor executor;
     host_config config;
     plugin_registry registry;
@@ -39,6 +40,14 @@ struct context_state : sdk::log_sink {
     std::vector<std::function<void(const trace_event&)>> tracers;
 
     std::map<live_object*, std::shared_ptr<live_object>> live;
+
+    std::filesystem::path association_file; ///< Empty: associations are not persisted.
+    bool save_posted = false;               ///< Guarded by mutex.
+    std::vector<std::string> warnings;      ///< Guarded by mutex.
+    /// Make `a` save the file when it changes (no-op without persistence).
+    void watch(association& a);
+    void schedule_save();
+    std::string save_now();
 
     void keep(std::shared_ptr<live_object> o);
     void release(live_object* o);
