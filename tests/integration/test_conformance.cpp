@@ -7,6 +7,7 @@
 
 #include <utility>
 
+#include "../support/test_pki.hpp"
 #include "loopback_support.hpp"
 
 #include <post.hpp>
@@ -39,6 +40,17 @@ std::vector<std::string> smallest_stack(const post::layer_info& l) {
     return s;
 }
 
+/// Options some layers cannot work without (a certificate for a TLS server), from a test PKI.
+std::string required_options(const std::vector<std::string>& stack,
+                             const post::test::test_pki& pki) {
+    std::string out;
+    for (const auto& layer : stack)
+        if (layer == "tls" || layer == "dtls")
+            out += "  " + layer + ": { cert-file: " + pki.server.cert +
+                   ", key-file: " + pki.server.key + ", ca-file: " + pki.ca + " }\n";
+    return out.empty() ? out : "protocols:\n" + out;
+}
+
 std::string yaml_stack(const std::vector<std::string>& s) {
     std::string out = "[";
     for (std::size_t i = 0; i < s.size(); ++i)
@@ -69,12 +81,14 @@ BOOST_AUTO_TEST_CASE(every_layer_declares_a_consistent_schema) {
 BOOST_AUTO_TEST_CASE(every_layer_carries_messages_in_its_smallest_stack) {
     asio::io_context io;
     post::context ctx(io, post::test::loopback_options());
+    post::test::test_pki pki;
     for (const auto& l : ctx.plugins().catalog()) {
         auto stack = smallest_stack(l);
         BOOST_TEST_CONTEXT("stack " << yaml_stack(stack)) {
-            auto p = post::policy::parse("version: 1\nname: conformance\nstacks:\n  - " +
-                                             yaml_stack(stack) + "\n",
-                                         "conformance.yaml");
+            auto p =
+                post::policy::parse("version: 1\nname: conformance\nstacks:\n  - " +
+                                        yaml_stack(stack) + "\n" + required_options(stack, pki),
+                                    "conformance.yaml");
             auto listener = post::listen(ctx, post::local::parse("127.0.0.1:0"), p);
             BOOST_REQUIRE(!listener.local_endpoints().empty());
             listener.on_carrier([](post::carrier c) {

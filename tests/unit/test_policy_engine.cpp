@@ -274,7 +274,7 @@ BOOST_AUTO_TEST_CASE(ties_keep_the_policy_order) {
 
 BOOST_AUTO_TEST_CASE(constraint_from_the_remote) {
     auto r = post::select_stacks(app_only("version: 1\n"), post_test::test_catalog(),
-                                 {{"tcp"}, "URL scheme tcp://"});
+                                 {{"tcp"}, "URL scheme tcp://", false, {}});
     BOOST_TEST((candidate_layers(r) == (std::vector<layers>{{"framer", "tcp"}})));
     auto* ex = find_excluded(r, {"udp"});
     BOOST_TEST_REQUIRE(ex);
@@ -445,3 +445,23 @@ BOOST_AUTO_TEST_CASE(strings_and_lists) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(a_constraint_can_rule_layers_out) {
+    // tcp:// means plain TCP on the wire: a tls layer over it is excluded, with the reason.
+    auto catalog = post_test::test_catalog();
+    post::layer_info tls{"tls", "tls", "TLS", post::sdk::edge::stream, post::sdk::edge::stream,
+                         {},    {}};
+    tls.features["security"] = post::sdk::feature_effect::provides;
+    catalog.push_back(tls);
+    const post::stack_constraint plain{{"tcp"}, "URL scheme tcp://", false, {"tls"}};
+    auto r = post::select_stacks(app_only("version: 1\n"), catalog, plain);
+    BOOST_TEST((candidate_layers(r) == (std::vector<layers>{{"framer", "tcp"}})));
+    auto it = std::find_if(r.excluded.begin(), r.excluded.end(), [](const auto& e) {
+        return e.layers == layers{"framer", "tls", "tcp"};
+    });
+    BOOST_REQUIRE(it != r.excluded.end());
+    BOOST_TEST(it->reason == "has a tls layer, which URL scheme tcp:// rules out", it->reason);
+    const post::stack_constraint secure{{"tls", "tcp"}, "URL scheme tls://", false, {}};
+    auto s = post::select_stacks(app_only("version: 1\n"), catalog, secure);
+    BOOST_TEST((candidate_layers(s) == (std::vector<layers>{{"framer", "tls", "tcp"}})));
+}

@@ -369,7 +369,7 @@ public:
 
     void listen(post::context& ctx, const std::string& address, const post::policy& p) {
         post::local where{boost::asio::ip::make_address(address), 0, {}};
-        listener_ = post::listen(ctx, where, p, post::stack_constraint{{"tcp"}, "post bench hol"});
+        listener_ = post::listen(ctx, where, p, plain_tcp("post bench hol"));
         listener_.on_carrier([this](post::carrier c) {
             const void* key = c.impl().get();
             carriers_[key] = c;

@@ -590,7 +590,7 @@ int run_bench(const global_options& g, const bench_options& o) {
     if (g.verbose) trace_to_stderr(client_ctx);
 
     auto policy = bench_policy(server_ctx.plugins(), o.framer);
-    const post::stack_constraint need_tcp{{"tcp"}, "post bench tcp"};
+    const auto need_tcp = plain_tcp("post bench tcp");
     auto loopback = post::local{boost::asio::ip::make_address("127.0.0.1"), 0, {}};
     post::listener listener = post::listen(server_ctx, loopback, policy, need_tcp);
     post_server post_srv;

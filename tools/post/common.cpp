@@ -18,6 +18,12 @@ post::context_options context_options_for(const global_options& g) {
     return o;
 }
 
+post::stack_constraint plain_tcp(std::string origin) {
+    auto c = post::constraint_for_scheme("tcp");
+    c.origin = std::move(origin);
+    return c;
+}
+
 void print_context_warnings(const post::context& ctx) {
     for (const auto& w : ctx.warnings())
         err_line("post: warning: " + w);
@@ -38,10 +44,11 @@ void trace_to_stderr(post::context& ctx) {
 
 post::stack_constraint constraint_for_scheme(std::string_view scheme) {
     if (scheme.empty()) return {};
-    if (scheme == "tcp") return {{"tcp"}, "URL scheme tcp://"};
-    if (scheme == "udp") return {{"udp"}, "URL scheme udp://"};
-    throw std::invalid_argument(
-        fmt::format("unsupported URL scheme '{}://' (use tcp://, udp:// or HOST:PORT)", scheme));
+    if (scheme == "tcp" || scheme == "udp" || scheme == "tls" || scheme == "dtls")
+        return post::constraint_for_scheme(scheme);
+    throw std::invalid_argument(fmt::format(
+        "unsupported URL scheme '{}://' (use tcp://, udp://, tls://, dtls:// or HOST:PORT)",
+        scheme));
 }
 
 post::policy policy_for(const std::string& policy_file, std::string_view scheme) {

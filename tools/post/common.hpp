@@ -39,6 +39,9 @@ void add_demo(CLI::App& app, const global_options& g, runner& run);
 /// Context options from the global flags.
 post::context_options context_options_for(const global_options& g);
 
+/// Plain TCP stacks only (no tls), with `origin` for messages about excluded stacks.
+post::stack_constraint plain_tcp(std::string origin);
+
 /// Print the context's set-up warnings (an unusable association file) to stderr.
 void print_context_warnings(const post::context& ctx);
 

@@ -205,8 +205,9 @@ int run_demo(const global_options& g) {
         out_line(fmt::format("  refused {}: {}", r.file.string(), r.reason));
 
     // 2. Policies and what they select.
-    const post::stack_constraint need_tcp{{"tcp"}, "demo: reliable exchange over tcp"};
-    const post::stack_constraint need_udp{{"udp"}, "demo: datagram exchange over udp"};
+    const auto need_tcp = plain_tcp("demo: reliable exchange over tcp");
+    auto need_udp = post::constraint_for_scheme("udp");
+    need_udp.origin = "demo: datagram exchange over udp";
     out_line("== reliable exchange");
     auto policies = policies_dir();
     auto reliable = std::filesystem::exists(policies / "interactive.yaml")

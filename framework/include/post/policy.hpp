@@ -146,6 +146,8 @@ struct stack_constraint {
     /// for explicit and derived stacks alike. A byte stream has no message boundaries by
     /// definition, so the preserve-msg-boundaries rule does not apply to such stacks.
     bool stream_top = false;
+    /// Layers the stack must not have: tcp:// means plain TCP on the wire, so no tls.
+    std::vector<std::string> must_not_contain;
 };
 
 struct candidate_stack {

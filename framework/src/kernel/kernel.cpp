@@ -11,11 +11,27 @@
 namespace post {
 
 stack_constraint constraint_for(const remote& r) {
+    return constraint_for_scheme(r.scheme());
+}
+
+stack_constraint constraint_for_scheme(std::string_view scheme) {
     stack_constraint c;
-    if (!r.scheme().empty()) {
-        // A scheme names the layer it needs: tcp://, udp://, later tls://, sctp://, quic://.
-        c.must_contain.push_back(r.scheme());
-        c.origin = "URL scheme " + r.scheme() + "://";
+    if (scheme.empty()) return c;
+    c.origin = "URL scheme " + std::string(scheme) + "://";
+    // A scheme names what is on the wire: tcp:// and udp:// are plain (no security layer over
+    // them), tls:// is TLS over TCP, dtls:// DTLS over UDP; others name their layer.
+    if (scheme == "tcp") {
+        c.must_contain = {"tcp"};
+        c.must_not_contain = {"tls"};
+    } else if (scheme == "udp") {
+        c.must_contain = {"udp"};
+        c.must_not_contain = {"dtls"};
+    } else if (scheme == "tls") {
+        c.must_contain = {"tls", "tcp"};
+    } else if (scheme == "dtls") {
+        c.must_contain = {"dtls", "udp"};
+    } else {
+        c.must_contain = {std::string(scheme)};
     }
     return c;
 }

@@ -186,6 +186,13 @@ evaluation evaluate(const std::vector<std::string>& layers, bool is_explicit, co
                     " needs");
     }
 
+    for (const auto& refused : constraint.must_not_contain) {
+        if (std::find(layers.begin(), layers.end(), refused) != layers.end())
+            exclude("has a " + refused + " layer, which " +
+                    (constraint.origin.empty() ? std::string("the remote") : constraint.origin) +
+                    " rules out");
+    }
+
     ev.candidate.features = compose_features(layers, catalog);
     auto present = [&](const std::string& f) {
         auto it = ev.candidate.features.find(f);
