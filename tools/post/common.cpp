@@ -70,6 +70,23 @@ post::policy policy_for(const std::string& policy_file, std::string_view scheme)
     return p;
 }
 
+post::policy policy_for(const global_options& g, const std::string& policy_file,
+                        std::string_view scheme) {
+    auto p = policy_for(policy_file, scheme);
+    const post::source_location flag{"<command line>", 0, 0};
+    for (const char* layer : {"tls", "dtls"}) {
+        auto& opts = p.protocols[layer];
+        if (!g.ca_file.empty()) opts["ca-file"] = post::raw_option{g.ca_file, flag};
+        if (!g.cert_file.empty()) opts["cert-file"] = post::raw_option{g.cert_file, flag};
+        if (!g.key_file.empty()) opts["key-file"] = post::raw_option{g.key_file, flag};
+        if (g.insecure) opts["verify-peer"] = post::raw_option{std::string("false"), flag};
+    }
+    if (g.insecure)
+        err_line("post: WARNING: --insecure: peer certificates are NOT verified; anyone on the "
+                 "path can impersonate the server");
+    return p;
+}
+
 std::filesystem::path policies_dir() {
     std::error_code ec;
     auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);

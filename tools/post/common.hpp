@@ -23,6 +23,9 @@ struct global_options {
     bool verbose = false;    ///< -v: trace events to stderr.
     /// --associations: persist associations (TLS tickets, racing winners) in this file.
     std::string association_file;
+    /// --ca, --cert, --key, --insecure: options of the tls and dtls layers.
+    std::string ca_file, cert_file, key_file;
+    bool insecure = false;
 };
 
 /// Each subcommand registers itself and, when parsed, leaves the function that runs it here.
@@ -56,6 +59,10 @@ post::stack_constraint constraint_for_scheme(std::string_view scheme);
 /// file: post::policy::defaults(), except that udp:// relaxes reliability to no-preference,
 /// because the default requires it and no datagram stack provides it.
 post::policy policy_for(const std::string& policy_file, std::string_view scheme);
+/// As above, with the security flags of `g` applied to the tls and dtls layers (they override
+/// the policy file). --insecure prints a warning.
+post::policy policy_for(const global_options& g, const std::string& policy_file,
+                        std::string_view scheme);
 
 /// The folder of shipped policies: <exe>/../share/post/policies, else the source tree's.
 std::filesystem::path policies_dir();

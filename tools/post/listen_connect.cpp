@@ -216,7 +216,7 @@ int run_listen(const global_options& g, const listen_options& o) {
     post::context ctx(io, context_options_for(g));
     print_context_warnings(ctx);
     if (g.verbose) trace_to_stderr(ctx);
-    auto pol = policy_for(o.policy_file, u->scheme);
+    auto pol = policy_for(g, o.policy_file, u->scheme);
     const auto props = o.props.properties();
 
     post::listener l;
@@ -388,7 +388,7 @@ int run_connect(const global_options& g, const connect_options& o) {
     post::context ctx(io, context_options_for(g));
     print_context_warnings(ctx);
     if (g.verbose || o.trace) trace_to_stderr(ctx);
-    auto pol = policy_for(o.policy_file, u->scheme);
+    auto pol = policy_for(g, o.policy_file, u->scheme);
     const auto props = o.props.properties();
 
     post::carrier c = post::initiate(ctx, r, pol);
@@ -578,7 +578,8 @@ void add_listen_connect(CLI::App& app, const global_options& g, runner& run) {
     auto lo = std::make_shared<listen_options>();
     auto* l = app.add_subcommand("listen", "Listen on URL's address and print received messages");
     l->fallthrough();
-    l->add_option("url", lo->url, "tcp://HOST:PORT, udp://HOST:PORT or HOST:PORT (policy decides)")
+    l->add_option("url", lo->url,
+                  "tcp://, udp://, tls:// or dtls://HOST:PORT, or HOST:PORT (policy decides)")
         ->required();
     l->add_option("--policy", lo->policy_file, "Policy file (default: built-in defaults)")
         ->check(CLI::ExistingFile);
@@ -602,7 +603,8 @@ void add_listen_connect(CLI::App& app, const global_options& g, runner& run) {
     auto co = std::make_shared<connect_options>();
     auto* c = app.add_subcommand("connect", "Send each line of stdin as a message to URL");
     c->fallthrough();
-    c->add_option("url", co->url, "tcp://HOST:PORT, udp://HOST:PORT or HOST:PORT (policy decides)")
+    c->add_option("url", co->url,
+                  "tcp://, udp://, tls:// or dtls://HOST:PORT, or HOST:PORT (policy decides)")
         ->required();
     c->add_option("--policy", co->policy_file, "Policy file (default: built-in defaults)")
         ->check(CLI::ExistingFile);

@@ -23,6 +23,16 @@ int main(int argc, char** argv) {
                    "then etc/post/post.yaml next to the program)")
         ->check(CLI::ExistingFile);
     app.add_flag("-v,--verbose", g.verbose, "Print trace events (establishment, racing) to stderr");
+    app.add_option("--ca", g.ca_file,
+                   "Trust this PEM CA bundle instead of the system store (tls, dtls)")
+        ->check(CLI::ExistingFile);
+    app.add_option("--cert", g.cert_file,
+                   "Our certificate chain, PEM (required to listen on tls://; a client certificate "
+                   "when connecting)")
+        ->check(CLI::ExistingFile);
+    app.add_option("--key", g.key_file, "The private key of --cert, PEM")->check(CLI::ExistingFile);
+    app.add_flag("--insecure", g.insecure,
+                 "Do not verify the peer's certificate (tls, dtls). Dangerous; warns loudly");
     app.add_option("--associations", g.association_file,
                    "Keep associations (TLS session tickets, racing winners) in this file between "
                    "runs, so that the next run resumes; mode 0600 (e.g. " +

@@ -140,8 +140,9 @@ int copy_both_ways(boost::asio::io_context& io, post::stream s, const std::strin
     return rc;
 }
 
-post::policy load_policy(const std::string& policy_file, std::string_view scheme) {
-    return policy_for(policy_file, scheme);
+post::policy load_policy(const global_options& g, const std::string& policy_file,
+                         std::string_view scheme) {
+    return policy_for(g, policy_file, scheme);
 }
 
 } // namespace
@@ -154,7 +155,7 @@ int run_stream_connect(const global_options& g, const std::string& url,
         if (!u) throw std::invalid_argument(fmt::format("bad URL '{}': {}", url, why));
         constraint_for_scheme(u->scheme); // refuses schemes the tool does not know
         const auto r = post::remote::from_url(url);
-        auto pol = load_policy(policy_file, u->scheme);
+        auto pol = load_policy(g, policy_file, u->scheme);
 
         boost::asio::io_context io;
         post::context ctx(io, context_options_for(g));
@@ -177,7 +178,7 @@ int run_stream_listen(const global_options& g, const std::string& url,
         auto constraint = constraint_for_scheme(u->scheme);
         constraint.stream_top = true;
         const auto where = local_from_url(*u);
-        auto pol = load_policy(policy_file, u->scheme);
+        auto pol = load_policy(g, policy_file, u->scheme);
 
         boost::asio::io_context io;
         post::context ctx(io, context_options_for(g));
