@@ -588,6 +588,9 @@ void tls_flow::flush() {
     out.resize(static_cast<std::size_t>(got));
     sdk::send_meta m;
     m.id = lower_next_id_++;
+    // Until the handshake is done we send handshake flights and 0-RTT data only, and both are
+    // safe to replay: a lower layer may carry them early (TCP Fast Open puts them in the SYN).
+    m.idempotent = !handshake_done_;
     lower_->send(std::move(out), m);
 }
 

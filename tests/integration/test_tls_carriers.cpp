@@ -1,0 +1,169 @@
+// TLS through the kernel: carriers over [framer, tls, tcp] share an association, so the second
+// one resumes the first one's session, and an idempotent message sent before it is ready goes
+// as TLS 1.3 early data (after the framer's preface); a context restarted with the same
+// association file resumes too. What happened is read from the tls layer's log, which reaches
+// the application as trace events.
+#define BOOST_TEST_MODULE tls carriers
+#include <utility>
+
+#include "../support/test_pki.hpp"
+#include "loopback_support.hpp"
+
+#include <boost/test/unit_test.hpp>
+
+#include <filesystem>
+
+using namespace post;
+using namespace post::test;
+
+namespace {
+
+std::string tls_options(const test_pki& pki, bool server) {
+    return server ? "protocols:\n  tls: { cert-file: " + pki.server.cert +
+                        ", key-file: " + pki.server.key + ", early-data: true }\n"
+                  : "protocols:\n  tls: { ca-file: " + pki.ca + " }\n";
+}
+
+policy tls_policy(const test_pki& pki, bool server) {
+    return policy::parse("version: 1\nname: tls\nstacks:\n  - [framer, tls, tcp]\n" +
+                             tls_options(pki, server),
+                         server ? "server.yaml" : "client.yaml");
+}
+
+/// Collects the tls layer's log lines of one context.
+struct tls_log {
+    std::vector<std::string> lines;
+    explicit tls_log(context& ctx) {
+        ctx.on_trace([this](const trace_event& e) {
+            if (e.what == trace_event::kind::layer_log && !e.stack.empty() && e.stack[0] == "tls")
+                lines.push_back(e.detail);
+        });
+    }
+    bool has(const std::string& part) const {
+        for (const auto& l : lines)
+            if (l.find(part) != std::string::npos) return true;
+        return false;
+    }
+    std::string all() const {
+        std::string s;
+        for (const auto& l : lines)
+            s += l + "\n";
+        return s;
+    }
+};
+
+/// An echo server over TLS, recording what it receives.
+struct echo_server {
+    listener l;
+    std::vector<std::string> got;
+    echo_server(context& ctx, const policy& p)
+        : l(listen(ctx, local::parse("127.0.0.1:0"), p)) {
+        l.on_carrier([this](carrier c) {
+            c.on_received([this, c](message m) mutable {
+                got.emplace_back(m.text());
+                c.send(std::move(m));
+            });
+        });
+    }
+    remote where() const {
+        return remote::from_url("tls://localhost:" + std::to_string(port_of(l)));
+    }
+};
+
+/// One carrier: send `text` (marked idempotent or not) right away, wait for the echo, close.
+void round_trip(boost::asio::io_context& io, context& ctx, const remote& r, const policy& p,
+                const std::string& text, bool idempotent) {
+    auto c = initiate(ctx, r, p);
+    message m(text);
+    m.properties().idempotent = idempotent;
+    c.send(std::move(m));
+    std::optional<std::string> echo;
+    std::optional<error> failure;
+    bool closed = false;
+    c.on_received([&](message reply) {
+        echo = std::string(reply.text());
+        c.close();
+    });
+    c.on_error([&](const error& e) { failure = e; });
+    c.on_closed([&] { closed = true; });
+    run_until(io, [&] { return closed || failure; });
+    BOOST_REQUIRE_MESSAGE(!failure, (failure ? failure->to_string() : std::string()));
+    BOOST_TEST(echo.value_or("") == text);
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(the_second_carrier_resumes_and_sends_its_idempotent_message_as_early_data) {
+    test_pki pki;
+    loopback_fixture f;
+    tls_log log(f.ctx);
+    echo_server server(f.ctx, tls_policy(pki, true));
+    const auto client = tls_policy(pki, false);
+
+    round_trip(f.io, f.ctx, server.where(), client, "first", false);
+    BOOST_TEST(log.has("full handshake"), log.all());
+
+    round_trip(f.io, f.ctx, server.where(), client, "second", true);
+    BOOST_TEST(log.has("resumed session"), log.all());
+    BOOST_TEST(log.has("early data accepted"), log.all());
+    // Once each: early data is not delivered again after the handshake.
+    BOOST_TEST(server.got == (std::vector<std::string>{"first", "second"}),
+               boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(a_message_that_is_not_idempotent_waits_for_the_handshake) {
+    test_pki pki;
+    loopback_fixture f;
+    tls_log log(f.ctx);
+    echo_server server(f.ctx, tls_policy(pki, true));
+    const auto client = tls_policy(pki, false);
+    round_trip(f.io, f.ctx, server.where(), client, "ticket", false);
+    round_trip(f.io, f.ctx, server.where(), client, "not idempotent", false);
+    BOOST_TEST(log.has("resumed session"), log.all());
+    BOOST_TEST(!log.has("early data accepted"), log.all());
+    BOOST_TEST(server.got.back() == "not idempotent");
+}
+
+BOOST_AUTO_TEST_CASE(a_restarted_application_resumes_from_the_association_file) {
+    test_pki pki;
+    const auto file = pki.dir() / "associations.json";
+    boost::asio::io_context server_io;
+    // The server lives across both client "runs" (its ticket keys are per process).
+    context server_ctx(server_io, loopback_options());
+    echo_server server(server_ctx, tls_policy(pki, true));
+    const auto client = tls_policy(pki, false);
+    auto run_client = [&](const std::string& text) {
+        auto o = loopback_options();
+        o.association_file = file;
+        // Client and server share one thread here: run the server's io from the client's.
+        boost::asio::io_context io;
+        context ctx(io, o);
+        BOOST_TEST(ctx.warnings().empty());
+        tls_log log(ctx);
+        auto c = initiate(ctx, server.where(), client);
+        c.send(message(text));
+        bool done = false;
+        std::optional<error> failure;
+        c.on_received([&](message) { c.close(); });
+        c.on_closed([&] { done = true; });
+        c.on_error([&](const error& e) { failure = e; });
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (!done && !failure && std::chrono::steady_clock::now() < deadline) {
+            io.poll();
+            server_io.poll();
+            if (io.stopped()) io.restart();
+            if (server_io.stopped()) server_io.restart();
+        }
+        BOOST_REQUIRE_MESSAGE(done, (failure ? failure->to_string() : std::string("timed out")));
+        // Tickets arrive after the handshake: let the last save run before the context goes.
+        io.poll();
+        return log;
+    };
+    auto first = run_client("run 1");
+    BOOST_TEST(first.has("full handshake"), first.all());
+    BOOST_REQUIRE(std::filesystem::exists(file));
+    BOOST_TEST(((std::filesystem::status(file).permissions() & std::filesystem::perms::all) ==
+                (std::filesystem::perms::owner_read | std::filesystem::perms::owner_write)));
+    auto second = run_client("run 2");
+    BOOST_TEST(second.has("resumed session"), second.all());
+}
