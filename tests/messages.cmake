@@ -25,10 +25,10 @@ foreach(p tcp udp framing)
 endforeach()
 
 # Early data: idempotent messages before the stack is ready (TCP Fast Open; TLS 0-RTT in tls).
-post_add_boost_test(test_early_data SOURCES integration/test_early_data.cpp
-  LIBRARIES PostSockets::kernel LABELS integration TIMEOUT 60)
+post_add_boost_test(test_early_data SOURCES integration/test_early_data.cpp support/test_pki.cpp
+  LIBRARIES PostSockets::kernel OpenSSL::Crypto LABELS integration TIMEOUT 60)
 target_compile_definitions(test_early_data PRIVATE POST_PLUGIN_DIR="${POST_PLUGIN_OUTPUT_DIR}")
-foreach(p tcp framing)
+foreach(p tcp framing tls)
   if(TARGET post_plugin_${p})
     add_dependencies(test_early_data post_plugin_${p})
   endif()

@@ -8,6 +8,7 @@
 #define BOOST_TEST_MODULE early data
 #include <utility>
 
+#include "../support/test_pki.hpp"
 #include "loopback_support.hpp"
 
 #include <boost/test/unit_test.hpp>
@@ -117,10 +118,10 @@ struct recording_server {
 
 /// Connect, send one message, wait until the server has it, close.
 void exchange(loopback_fixture& f, recording_server& server, const policy& p, std::string text,
-              bool idempotent) {
+              bool idempotent, const std::string& scheme = "tcp") {
     const auto before = server.got.size();
-    auto c =
-        initiate(f.ctx, remote::from_url("tcp://127.0.0.1:" + std::to_string(server.port())), p);
+    auto c = initiate(
+        f.ctx, remote::from_url(scheme + "://127.0.0.1:" + std::to_string(server.port())), p);
     message m(text);
     m.properties().idempotent = idempotent;
     c.send(std::move(m));
@@ -171,4 +172,24 @@ BOOST_FIXTURE_TEST_CASE(without_fast_open_nothing_rides_in_the_syn, loopback_fix
     exchange(*this, server, p, "two", true);
     BOOST_TEST(tcp_ext("TCPFastOpenPassive") == passive);
     BOOST_TEST(server.got.size() == 2u);
+}
+
+BOOST_FIXTURE_TEST_CASE(tls_over_fast_open_puts_the_client_hello_in_the_syn, loopback_fixture,
+                        *utf::precondition(in_private_netns())) {
+    test_pki pki;
+    const std::string common = "version: 1\nname: tls-tfo\nstacks:\n  - [framer, tls, tcp]\n";
+    const auto server_policy = policy::parse(
+        common + "protocols:\n  tcp: { fast-open: true }\n  tls: { cert-file: " + pki.server.cert +
+            ", key-file: " + pki.server.key + " }\n",
+        "server.yaml");
+    const auto client_policy = policy::parse(
+        common + "protocols:\n  tcp: { fast-open: true }\n  tls: { ca-file: " + pki.ca + " }\n",
+        "client.yaml");
+    recording_server server(ctx, server_policy);
+    exchange(*this, server, client_policy, "cookie", false, "tls");
+    const long passive = tcp_ext("TCPFastOpenPassive");
+    // Not idempotent, so the message itself waits for the handshake; the ClientHello does not.
+    exchange(*this, server, client_policy, "hello", false, "tls");
+    BOOST_TEST(tcp_ext("TCPFastOpenPassive") == passive + 1);
+    BOOST_TEST(server.got.back() == "hello");
 }
