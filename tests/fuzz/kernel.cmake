@@ -12,3 +12,11 @@ target_include_directories(fuzz_descriptor PRIVATE ${PROJECT_SOURCE_DIR}/framewo
 post_add_fuzzer(fuzz_codecs SOURCES fuzz_codecs.cpp LIBRARIES PostSockets::sdk)
 target_include_directories(fuzz_codecs PRIVATE ${PROJECT_SOURCE_DIR}/framework/include)
 target_link_libraries(fuzz_codecs PRIVATE nlohmann_json::nlohmann_json)
+# The persisted association file (docs/associations.md).
+post_add_fuzzer(fuzz_association_file SOURCES fuzz_association_file.cpp
+  ${PROJECT_SOURCE_DIR}/framework/src/kernel/association_file.cpp
+  ${PROJECT_SOURCE_DIR}/framework/src/kernel/association.cpp
+  LIBRARIES PostSockets::sdk)
+target_include_directories(fuzz_association_file PRIVATE ${PROJECT_SOURCE_DIR}/framework/src/kernel
+  ${PROJECT_SOURCE_DIR}/framework/include)
+target_link_libraries(fuzz_association_file PRIVATE nlohmann_json::nlohmann_json)

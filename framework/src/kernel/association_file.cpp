@@ -77,9 +77,18 @@ std::optional<association::saved> parse_entry(const json& j, std::string& why) {
             o.stack.push_back(layer.get<std::string>());
         }
         o.address = (*w)["address"].get<std::string>();
+        // Seconds since the epoch, from before this format existed to a day ahead (clocks
+        // differ a little): anything else is damage, and would overflow time arithmetic.
+        const auto at = (*w)["at"].get<std::int64_t>();
+        const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+        if (at < 1'600'000'000 || at > now + 86'400) {
+            why = "entry '" + s.key + "' has a \"winner.at\" time out of range";
+            return std::nullopt;
+        }
         s.winner = o;
-        s.winner_at = std::chrono::system_clock::time_point(
-            std::chrono::seconds((*w)["at"].get<std::int64_t>()));
+        s.winner_at = std::chrono::system_clock::time_point(std::chrono::seconds(at));
     }
     if (auto st = j.find("state"); st != j.end()) {
         if (!st->is_object()) {
@@ -131,7 +140,20 @@ std::vector<association::saved> load_association_file(const fs::path& file,
         std::ifstream in(file, std::ios::binary);
         std::stringstream text;
         text << in.rdbuf();
-        json j = json::parse(text.str(), nullptr, false);
+        return parse_association_text(text.str(), name, warnings);
+    } catch (const std::exception& e) {
+        warnings.push_back("association file " + name + " ignored: " + e.what());
+        out.clear();
+    }
+    return out;
+}
+
+std::vector<association::saved> parse_association_text(std::string_view text,
+                                                       const std::string& name,
+                                                       std::vector<std::string>& warnings) {
+    std::vector<association::saved> out;
+    try {
+        json j = json::parse(text, nullptr, false);
         if (j.is_discarded() || !j.is_object()) {
             warnings.push_back("association file " + name + " ignored: not valid JSON");
             return out;

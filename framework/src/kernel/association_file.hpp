@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace post::detail {
@@ -18,6 +19,12 @@ inline constexpr int association_file_version = 1;
 /// per entry, with a warning saying what and why. Never throws.
 std::vector<association::saved> load_association_file(const std::filesystem::path& file,
                                                       std::vector<std::string>& warnings);
+
+/// The parser alone (what load_association_file does once the file is read): `name` is used in
+/// warnings. Never throws; also the fuzz target's entry point.
+std::vector<association::saved> parse_association_text(std::string_view text,
+                                                       const std::string& name,
+                                                       std::vector<std::string>& warnings);
 
 /// Write atomically (a temporary file, then rename) with mode 0600, creating the folder with
 /// mode 0700 if needed. Returns an empty string, or why it failed. Never throws.
