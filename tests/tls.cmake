@@ -12,3 +12,14 @@ foreach(_tls_test test_tls test_tls_openssl)
     TIMEOUT 60)
   target_include_directories(${_tls_test} PRIVATE ${POST_TLS_SRC})
 endforeach()
+
+# The dtls layer of the same plugin over real loopback UDP, and against openssl s_server/s_client.
+foreach(_dtls_test test_dtls test_dtls_openssl)
+  post_add_boost_test(${_dtls_test}
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/integration/${_dtls_test}.cpp
+            ${CMAKE_CURRENT_LIST_DIR}/support/test_pki.cpp
+    LIBRARIES post_plugin_tcp_static post_plugin_udp_static post_plugin_tls_static OpenSSL::Crypto
+    LABELS integration plugins tls
+    TIMEOUT 60)
+  target_include_directories(${_dtls_test} PRIVATE ${POST_TLS_SRC})
+endforeach()

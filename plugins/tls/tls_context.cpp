@@ -1,5 +1,7 @@
 #include "tls_context.hpp"
 
+#include "dtls_cookie.hpp"
+
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
@@ -68,7 +70,10 @@ bool tls_context::build(sdk::flow_error& err) {
     const bool client = side_ == sdk::role::client;
     const auto& s = settings_;
     ERR_clear_error();
-    ctx_ = SSL_CTX_new(client ? TLS_client_method() : TLS_server_method());
+    if (s.datagram)
+        ctx_ = SSL_CTX_new(client ? DTLS_client_method() : DTLS_server_method());
+    else
+        ctx_ = SSL_CTX_new(client ? TLS_client_method() : TLS_server_method());
     if (!ctx_) {
         err = refused("cannot create an SSL_CTX");
         return false;
@@ -167,6 +172,7 @@ bool tls_context::build(sdk::flow_error& err) {
         if (max_early > 0) SSL_CTX_set_recv_max_early_data(ctx_, max_early);
     }
     if (!s.keylog.empty()) SSL_CTX_set_keylog_callback(ctx_, &tls_context::keylog_line);
+    if (s.datagram && !client) install_cookie_callbacks(ctx_);
     return true;
 }
 

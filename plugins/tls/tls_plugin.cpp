@@ -1,10 +1,13 @@
-// The `tls` plugin: layer `tls`, TLS 1.2/1.3 (OpenSSL 3) over a lower stream flow, for the
-// client and the server role. Its descriptor, option schema and layer factory.
+// The `tls` plugin: layer `tls`, TLS 1.2/1.3 (OpenSSL 3) over a lower stream flow, and layer
+// `dtls`, DTLS 1.2 over a lower datagram flow, for the client and the server role. The
+// descriptor, the option schemas and the tls layer's factory (dtls_layer.cpp has dtls's).
+#include "dtls_layer.hpp"
 #include "tls_context.hpp"
 #include "tls_flow.hpp"
 #include "tls_settings.hpp"
 
 #include <limits>
+#include <string_view>
 
 namespace post::plugins::tls {
 namespace {
@@ -140,24 +143,71 @@ constexpr sdk::option_spec options[] = {
      ""},
 };
 
-const sdk::layer_descriptor layers[] = {{
-    "tls",
-    "TLS 1.2/1.3 (OpenSSL) over a byte stream: encryption, authentication, resumption, 0-RTT",
-    sdk::edge::stream,
-    sdk::edge::stream,
-    features,
-    std::size(features),
-    options,
-    std::size(options),
-    &create,
-}};
+/// A tls option dtls shares, by name (a typo fails to compile: constant evaluation throws).
+constexpr sdk::option_spec tls_option(std::string_view name) {
+    for (const auto& o : options)
+        if (name == o.name) return o;
+    throw "no such tls option";
+}
+
+constexpr sdk::option_spec dtls_options[] = {
+    tls_option("verify-peer"),
+    tls_option("ca-file"),
+    tls_option("pin-sha256"),
+    tls_option("cert-file"),
+    tls_option("key-file"),
+    tls_option("client-auth"),
+    tls_option("server-name"),
+    tls_option("alpn"),
+    {"ciphers", sdk::option_type::string,
+     "DTLS 1.2 cipher list (OpenSSL syntax); empty = OpenSSL's defaults", ""},
+    tls_option("keylog"),
+    {"max-message-size", sdk::option_type::integer,
+     "Largest message a send accepts; 0 = what fits in one DTLS record (16384 bytes) in one "
+     "datagram of the layer below, less the record's overhead",
+     "0", 0, 16384},
+    {"mtu", sdk::option_type::integer,
+     "Largest datagram the handshake builds (its messages are split to fit); at most the layer "
+     "below's limit",
+     "1400", 256, 65527},
+    {"handshake-timeout", sdk::option_type::duration,
+     "Give up a handshake not complete after this long (lost flights are sent again meanwhile, "
+     "after 1s, 2s, 4s ...); also ends accepted flows whose peer never completes one",
+     "10s"},
+};
+
+const sdk::layer_descriptor layers[] = {
+    {
+        "tls",
+        "TLS 1.2/1.3 (OpenSSL) over a byte stream: encryption, authentication, resumption, 0-RTT",
+        sdk::edge::stream,
+        sdk::edge::stream,
+        features,
+        std::size(features),
+        options,
+        std::size(options),
+        &create,
+    },
+    {
+        "dtls",
+        "DTLS 1.2 (OpenSSL 3.0 has no DTLS 1.3) over datagrams: encryption, authentication; one "
+        "record per message",
+        sdk::edge::datagram,
+        sdk::edge::datagram,
+        features,
+        std::size(features),
+        dtls_options,
+        std::size(dtls_options),
+        &create_dtls_layer,
+    },
+};
 
 const sdk::plugin_descriptor descriptor = [] {
     sdk::plugin_descriptor d;
     d.name = "tls";
     d.version = "0.1.0";
     d.license = "same as Post Sockets";
-    d.description = "TLS over stream layers (OpenSSL 3)";
+    d.description = "TLS over stream layers and DTLS over datagram layers (OpenSSL 3)";
     d.layers = layers;
     d.layer_count = std::size(layers);
     return d;

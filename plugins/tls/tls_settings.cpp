@@ -92,6 +92,7 @@ std::string tls_settings::canonical(sdk::role side) const {
     k += "|tickets=" + std::to_string(session_tickets);
     k += "|early=" + std::to_string(early_data_for(side)) + "/" + std::to_string(max_early_data);
     k += "|keylog=" + keylog;
+    if (datagram) k += "|dtls";
     return k;
 }
 

@@ -32,6 +32,8 @@ struct tls_settings {
     std::optional<bool> early_data; ///< Unset: true for clients, false for servers.
     std::int64_t max_early_data = 16384;
     std::string keylog; ///< Effective path: the option, else $SSLKEYLOGFILE, else empty.
+    /// The dtls layer's contexts: DTLS 1.2 methods and, for servers, cookie exchange.
+    bool datagram = false;
 
     bool early_data_for(sdk::role side) const {
         return early_data.value_or(side == sdk::role::client);

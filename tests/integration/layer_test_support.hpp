@@ -161,11 +161,12 @@ struct acceptor_recorder : sdk::acceptor_events {
     void on_closed(const sdk::flow_error& e) noexcept override { closed = e; }
 };
 
+/// The plugin's first layer (the tls plugin's second, dtls, is picked by name in its tests).
 inline std::unique_ptr<sdk::layer> make_layer(const sdk::plugin_descriptor* d,
                                               boost::asio::io_context& io, sdk::options opts = {},
                                               sdk::log_sink* log = nullptr) {
     BOOST_REQUIRE(d != nullptr);
-    BOOST_REQUIRE_EQUAL(d->layer_count, 1u);
+    BOOST_REQUIRE_GE(d->layer_count, 1u);
     sdk::layer_context ctx{io.get_executor(), std::move(opts), log};
     sdk::flow_error err;
     auto l = d->layers[0].create(ctx, err);

@@ -122,7 +122,7 @@ BOOST_AUTO_TEST_CASE(tls12_data_both_ways_alpn_and_graceful_close) {
 
 BOOST_AUTO_TEST_CASE(stream_info_and_features) {
     const auto* d = post_plugin_tls();
-    BOOST_REQUIRE_EQUAL(d->layer_count, 1u);
+    BOOST_REQUIRE_EQUAL(d->layer_count, 2u); // tls, then dtls (test_dtls)
     BOOST_TEST(std::string(d->layers[0].name) == "tls");
     BOOST_TEST(
         (d->layers[0].upper == sdk::edge::stream && d->layers[0].lower == sdk::edge::stream));
