@@ -284,8 +284,12 @@ void tls_flow::on_closed(const sdk::flow_error& e) noexcept {
     lower_closed_ = true;
     if (done_) return;
     try {
+        // The peer's close_notify came first: everything it sent arrived intact, so what the
+        // connection did afterwards does not matter (peers such as nginx and curl close their
+        // socket with our own close_notify unread, and their kernel answers it with a reset).
+        if (close_notify_received_) return finish({});
         if (e) return finish(e);
-        if (close_notify_received_ || close_notify_sent_) return finish({});
+        if (close_notify_sent_) return finish({});
         if (!handshake_done_) {
             if (close_requested_) return finish({});
             const std::string who = client() ? "the server" : "the client";
@@ -519,6 +523,10 @@ void tls_flow::handshake_complete() {
 
 void tls_flow::read_app_data() {
     sdk::byte_buffer out;
+    // The ciphertext waiting is an upper bound on the plaintext it gives: one allocation instead
+    // of growing the buffer record by record.
+    out.reserve(std::min<std::size_t>(
+        max_delivery, BIO_ctrl_pending(rbio_) + static_cast<std::size_t>(SSL_pending(ssl_))));
     auto deliver = [&] {
         if (out.empty()) return;
         auto ev = events_.lock();

@@ -1,8 +1,52 @@
 #include "tls_session.hpp"
 
 #include <ctime>
+#include <deque>
+#include <map>
+#include <mutex>
 
 namespace post::plugins::tls {
+
+namespace {
+
+/// Decoding a stored session (d2i_SSL_SESSION) parses the server's certificate again, which
+/// costs about as much as resumption saves; carriers to one server load the same blob over and
+/// over, so the decoded sessions of the last few blobs are kept (shared, reference-counted).
+class decoded_sessions {
+public:
+    session_ptr get(const sdk::byte_buffer& blob) {
+        std::string key(reinterpret_cast<const char*>(blob.data()), blob.size());
+        std::lock_guard lock(mutex_);
+        if (auto it = by_blob_.find(key); it != by_blob_.end()) {
+            SSL_SESSION_up_ref(it->second.get());
+            return session_ptr(it->second.get());
+        }
+        const auto* p = reinterpret_cast<const unsigned char*>(blob.data());
+        session_ptr s(d2i_SSL_SESSION(nullptr, &p, static_cast<long>(blob.size())));
+        if (!s) return nullptr;
+        SSL_SESSION_up_ref(s.get());
+        by_blob_.emplace(key, session_ptr(s.get()));
+        order_.push_back(std::move(key));
+        if (order_.size() > capacity) {
+            by_blob_.erase(order_.front());
+            order_.pop_front();
+        }
+        return s;
+    }
+
+private:
+    static constexpr std::size_t capacity = 64;
+    std::mutex mutex_;
+    std::map<std::string, session_ptr> by_blob_;
+    std::deque<std::string> order_;
+};
+
+decoded_sessions& decoded() {
+    static decoded_sessions cache;
+    return cache;
+}
+
+} // namespace
 
 std::string session_key(const std::string& name, const std::vector<std::string>& alpn) {
     std::string k = "tls/" + name + "/";
@@ -17,8 +61,7 @@ session_ptr load_session(sdk::session_store& store, const std::string& key, std:
         why = "no ticket";
         return nullptr;
     }
-    const auto* p = reinterpret_cast<const unsigned char*>(blob->data());
-    session_ptr s(d2i_SSL_SESSION(nullptr, &p, static_cast<long>(blob->size())));
+    session_ptr s = decoded().get(*blob);
     if (!s) {
         why = "stored ticket unreadable";
         store.erase(key);
