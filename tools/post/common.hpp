@@ -37,6 +37,8 @@ void add_policy(CLI::App& app, const global_options& g, runner& run);
 void add_bench(CLI::App& app, const global_options& g, runner& run);
 /// `post bench hol`, registered in the `post bench` group that add_bench builds.
 void add_bench_hol(CLI::App& bench, const global_options& g, runner& run);
+/// `post bench tls`, registered in the same group.
+void add_bench_tls(CLI::App& bench, const global_options& g, runner& run);
 void add_demo(CLI::App& app, const global_options& g, runner& run);
 
 /// Context options from the global flags.

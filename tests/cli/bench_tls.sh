@@ -1,0 +1,41 @@
+# `post bench tls --json` produces one JSON object with every documented field, each a positive
+# number (the targets are not checked here: they depend on the machine). Run as
+# `bash bench_tls.sh path/to/post`.
+source "$(dirname "$0")/lib.sh" "$@"
+
+if ! "$POST" plugins 2>/dev/null | grep -q "layer tls:"; then
+    echo "note: the tls plugin is not loaded (see \`post plugins\`); test skipped"
+    exit 0
+fi
+
+timeout 100 "$POST" bench tls --json --seconds 0.3 >"$TMP/bench.json" 2>"$TMP/err" ||
+    fail "bench tls exited $?: $(cat "$TMP/err")"
+python3 - "$TMP/bench.json" <<'PY'
+import json, math, sys
+doc = json.load(open(sys.argv[1]))
+def positive(v, what):
+    assert isinstance(v, (int, float)) and not isinstance(v, bool), (what, v)
+    assert math.isfinite(v) and v > 0, (what, v)
+for key in ("throughput_gbps", "rtt_p50_us", "rtt_p99_us", "full_handshakes_per_s",
+            "resumed_handshakes_per_s"):
+    for side in ("post", "asio", "ratio"):
+        positive(doc[key][side], f"{key}.{side}")
+for key in ("resumed_over_full", "resumed_fraction"):
+    for side in ("post", "asio"):
+        positive(doc[key][side], f"{key}.{side}")
+        if key == "resumed_fraction":
+            assert doc[key][side] <= 1, (key, side, doc[key][side])
+positive(doc["seconds"], "seconds")
+positive(doc["round_trips"], "round_trips")
+assert isinstance(doc["plugin_load_ms"], (int, float)) and doc["plugin_load_ms"] >= 0, doc
+assert doc["stack"] == ["framer", "tls", "tcp"], doc["stack"]
+assert doc["tls_version"] == "TLSv1.3", doc["tls_version"]
+assert doc["cipher_suite"].startswith("TLS_"), doc["cipher_suite"]
+for key in ("throughput_ratio_min", "post_resumed_over_full_min"):
+    positive(doc["targets"][key], f"targets.{key}")
+print(json.dumps(doc))
+PY
+pass "bench tls json"
+
+"$POST" bench tls --only nonsense >/dev/null 2>&1 && fail "accepted --only nonsense"
+pass "bench tls rejects an unknown phase"
