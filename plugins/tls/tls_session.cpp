@@ -24,17 +24,28 @@ public:
         const auto* p = reinterpret_cast<const unsigned char*>(blob.data());
         session_ptr s(d2i_SSL_SESSION(nullptr, &p, static_cast<long>(blob.size())));
         if (!s) return nullptr;
-        SSL_SESSION_up_ref(s.get());
-        by_blob_.emplace(key, session_ptr(s.get()));
+        insert(std::move(key), s.get());
+        return s;
+    }
+
+    /// A session we just serialized into `blob`: the next load of that blob needs no decoding.
+    void remember(const sdk::byte_buffer& blob, SSL_SESSION* s) {
+        std::string key(reinterpret_cast<const char*>(blob.data()), blob.size());
+        std::lock_guard lock(mutex_);
+        if (!by_blob_.count(key)) insert(std::move(key), s);
+    }
+
+private:
+    void insert(std::string key, SSL_SESSION* s) {
+        SSL_SESSION_up_ref(s);
+        by_blob_.emplace(key, session_ptr(s));
         order_.push_back(std::move(key));
         if (order_.size() > capacity) {
             by_blob_.erase(order_.front());
             order_.pop_front();
         }
-        return s;
     }
 
-private:
     static constexpr std::size_t capacity = 64;
     std::mutex mutex_;
     std::map<std::string, session_ptr> by_blob_;
@@ -83,6 +94,7 @@ sdk::byte_buffer serialize_session(SSL_SESSION* s) {
     sdk::byte_buffer out(static_cast<std::size_t>(n));
     auto* p = reinterpret_cast<unsigned char*>(out.data());
     if (i2d_SSL_SESSION(s, &p) != n) return {};
+    decoded().remember(out, s);
     return out;
 }
 
