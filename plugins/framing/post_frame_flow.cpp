@@ -184,7 +184,7 @@ void post_frame_flow::pump(bool from_upper) {
                         continue;
                     }
                     const std::size_t size = m.data.size();
-                    if (!m.started() && size > settings_.chunk_size && size <= pf::max_chunk_size &&
+                    if (!m.started() && size > settings_.chunk_size && size <= max_whole_send &&
                         (lower_bytes_ + out.size() + size <= window_ ||
                          (lower_bytes_ == 0 && size <= window_))) {
                         // It goes down whole without exceeding the window: one chunk, its

@@ -129,6 +129,10 @@ private:
 
     bool lower_ready_ = false;
     bool flush_posted_ = false;
+    /// A message up to this size goes down whole, as one chunk without a copy. Larger ones are
+    /// cut into chunk-size chunks, which an urgent message can overtake and which partial
+    /// delivery hands up one by one.
+    static constexpr std::size_t max_whole_send = 64 * 1024;
     /// ACK frames wait at most this long for data going the other way to carry them.
     static constexpr std::chrono::microseconds ack_delay{500};
     void schedule_ack();
