@@ -54,7 +54,7 @@ post::stack_constraint constraint_for_scheme(std::string_view scheme) {
 post::policy policy_for(const std::string& policy_file, std::string_view scheme) {
     if (!policy_file.empty()) return post::policy::load_file(policy_file);
     post::policy p = post::policy::defaults();
-    if (scheme == "udp") {
+    if (scheme == "udp" || scheme == "dtls") {
         // The default policy requires what a stream transport gives (reliability, order,
         // congestion control), which no datagram stack provides: an explicit udp:// asks for
         // datagrams, so those requirements become no-preference instead of failing selection.
@@ -63,9 +63,9 @@ post::policy policy_for(const std::string& policy_file, std::string_view scheme)
             if (rule.level != post::preference::require || name == "preserve-msg-boundaries")
                 continue;
             rule.level = post::preference::no_preference;
-            rule.where = {"<built-in default policy, relaxed for udp://>", 0, 0};
+            rule.where = {"<built-in default policy, relaxed for datagrams>", 0, 0};
         }
-        p.name = "default (relaxed for udp://)";
+        p.name = "default (relaxed for " + std::string(scheme) + "://)";
     }
     return p;
 }
