@@ -12,6 +12,7 @@
 // The certificates (a CA and a server certificate for 127.0.0.1; ECDSA P-256, or RSA 2048 with
 // --key-type rsa) are made with the OpenSSL API at start and written to a private temporary
 // folder removed at the end: our tls layer takes file names, and no key is checked in.
+#include "bench_support.hpp"
 #include "common.hpp"
 #include "json_events.hpp"
 
@@ -41,58 +42,19 @@
 namespace post_tool {
 namespace {
 
-using namespace std::chrono_literals;
-using clock_type = std::chrono::steady_clock;
+using namespace bench;
 using boost::asio::ip::tcp;
 namespace ssl = boost::asio::ssl;
 
-constexpr std::size_t bulk_size = 64 * 1024;
-constexpr std::size_t ping_size = 64;
-constexpr std::size_t end_marker_size = 1;
-constexpr int bulk_window = 8; ///< Messages handed to the carrier and not yet reported sent.
-constexpr int warmup_round_trips = 200;
 constexpr const char* cipher_suite = "TLS_AES_128_GCM_SHA256";
 constexpr const char* tls_version = "TLSv1.3";
 constexpr const char* server_ip = "127.0.0.1";
-
-double seconds_since(clock_type::time_point t) {
-    return std::chrono::duration<double>(clock_type::now() - t).count();
-}
-
-struct latency {
-    double p50_us = NAN, p99_us = NAN;
-};
-
-latency percentiles(std::vector<double> us) {
-    if (us.empty()) return {};
-    std::sort(us.begin(), us.end());
-    auto at = [&](double q) {
-        return us[std::min(us.size() - 1, static_cast<std::size_t>(q * us.size()))];
-    };
-    return {at(0.50), at(0.99)};
-}
 
 /// Handshakes per second, and how many of them resumed a session.
 struct handshake_rate {
     double per_s = NAN;
     std::uint64_t count = 0, resumed = 0;
     double resumed_fraction() const { return count ? double(resumed) / double(count) : NAN; }
-};
-
-/// Fulfil a promise once; later outcomes of the same phase are ignored.
-template <class T> struct once_promise {
-    std::promise<T> p;
-    bool done = false;
-    void set(T v) {
-        if (done) return;
-        done = true;
-        p.set_value(std::move(v));
-    }
-    void fail(const std::string& why) {
-        if (done) return;
-        done = true;
-        p.set_exception(std::make_exception_ptr(std::runtime_error(why)));
-    }
 };
 
 // ---- the certificate ------------------------------------------------------------------------
@@ -447,54 +409,6 @@ struct post_client {
 // ---- the Asio baseline ----------------------------------------------------------------------
 
 using tls_stream = ssl::stream<tcp::socket>;
-
-/// Incoming bytes parsed into 4-byte big-endian length-prefixed frames, in place.
-class frame_reader {
-public:
-    boost::asio::mutable_buffer prepare() {
-        if (begin_ == end_) begin_ = end_ = 0;
-        if (buf_.size() - end_ < 16 * 1024 && begin_ > 0) {
-            std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
-            end_ -= begin_;
-            begin_ = 0;
-        }
-        if (end_ == buf_.size()) buf_.resize(buf_.size() * 2);
-        return boost::asio::buffer(buf_.data() + end_, buf_.size() - end_);
-    }
-    void commit(std::size_t n) { end_ += n; }
-
-    /// The next whole frame's payload, valid until the next prepare().
-    bool next(std::span<const std::uint8_t>& payload) {
-        if (end_ - begin_ < 4) return false;
-        const std::uint8_t* p = buf_.data() + begin_;
-        std::size_t len = (std::size_t(p[0]) << 24) | (std::size_t(p[1]) << 16) |
-                          (std::size_t(p[2]) << 8) | std::size_t(p[3]);
-        if (len + 4 > buf_.size()) buf_.resize(len + 4 + buf_.size());
-        if (end_ - begin_ < len + 4) return false;
-        payload = {buf_.data() + begin_ + 4, len};
-        begin_ += len + 4;
-        return true;
-    }
-
-private:
-    std::vector<std::uint8_t> buf_ = std::vector<std::uint8_t>(256 * 1024);
-    std::size_t begin_ = 0, end_ = 0;
-};
-
-void put_header(std::uint8_t* h, std::size_t len) {
-    h[0] = std::uint8_t(len >> 24);
-    h[1] = std::uint8_t(len >> 16);
-    h[2] = std::uint8_t(len >> 8);
-    h[3] = std::uint8_t(len);
-}
-
-/// A whole frame in one buffer: Asio's ssl::stream writes only the first buffer of a sequence
-/// per operation, so a separate 4-byte header would cost a TLS record of its own.
-std::vector<std::uint8_t> make_frame(std::size_t len, std::uint8_t fill) {
-    std::vector<std::uint8_t> f(len + 4, fill);
-    put_header(f.data(), len);
-    return f;
-}
 
 void pin_tls13(SSL_CTX* ctx) {
     SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
@@ -853,40 +767,6 @@ struct asio_client {
 
 // ---- the run --------------------------------------------------------------------------------
 
-struct pair_result {
-    double post = NAN, asio = NAN;
-    double ratio() const { return post / asio; }
-};
-
-/// An io_context run by its own thread until stop().
-struct io_thread {
-    boost::asio::io_context io{1};
-    boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work =
-        boost::asio::make_work_guard(io);
-    std::thread thread;
-    void start() {
-        thread = std::thread([this] { io.run(); });
-    }
-    void stop() {
-        work.reset();
-        io.stop();
-        if (thread.joinable()) thread.join();
-    }
-    ~io_thread() { stop(); }
-};
-
-template <class T, class F>
-T run_phase(boost::asio::io_context& io, std::chrono::duration<double> budget, const char* name,
-            F start) {
-    auto promise = std::make_shared<once_promise<T>>();
-    auto future = promise->p.get_future();
-    boost::asio::post(io, [start, promise]() mutable { start(promise); });
-    if (future.wait_for(budget + 15s) != std::future_status::ready)
-        throw std::runtime_error(
-            fmt::format("{}: no result within {:.0f} s", name, (budget + 15s).count()));
-    return future.get();
-}
-
 struct bench_options {
     double seconds = 2;
     bool json = false;
@@ -898,10 +778,6 @@ struct bench_options {
         return only.empty() || std::find(only.begin(), only.end(), phase) != only.end();
     }
 };
-
-std::string verdict(bool ok) {
-    return ok ? "ok" : "MISSED";
-}
 
 /// Both contenders must have negotiated what the benchmark pins, or the comparison is void.
 void check_negotiated(const std::string& who, const std::string& summary) {
