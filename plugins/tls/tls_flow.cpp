@@ -85,36 +85,12 @@ bool tls_flow::init(sdk::flow_error& err) {
     }
 
     SSL_set_connect_state(ssl_);
-    std::string name = s.server_name.empty() ? params_.host_name : s.server_name;
-    bool is_address = false;
-    if (name.empty()) {
-        name = params_.remote.address.to_string();
-        is_address = true;
-    } else {
-        boost::system::error_code ec;
-        boost::asio::ip::make_address(name, ec);
-        is_address = !ec;
-    }
-    // SNI carries host names only (RFC 6066).
-    if (!is_address && SSL_set_tlsext_host_name(ssl_, name.c_str()) != 1) {
-        err = {std::make_error_code(std::errc::invalid_argument),
-               "tls: " + openssl_error_text("cannot use '" + name + "' as server name")};
-        return false;
-    }
-    if (s.verify_peer) {
-        if (!expect_peer_identity(ssl_, verify_, name, is_address)) {
-            err = {std::make_error_code(std::errc::invalid_argument),
-                   "tls: " + openssl_error_text("cannot verify against '" + name + "'")};
-            return false;
-        }
-    } else {
-        verify_.expected_name = name;
-        log(sdk::log_level::warning,
-            "certificate verification is OFF (verify-peer: false): the server at " + peer +
-                " is not authenticated, anyone on the path can read and change the data");
-    }
+    const auto name = set_up_client_identity(
+        ssl_, verify_, s, params_, "tls",
+        [this](std::string text) { log(sdk::log_level::warning, text); }, err);
+    if (!name) return false;
 
-    session_key_ = session_key(name, s.alpn);
+    session_key_ = session_key(*name, s.alpn);
     if (!s.session_tickets) {
         no_session_reason_ = "session-tickets off";
     } else if (!params_.session) {

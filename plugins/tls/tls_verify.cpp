@@ -7,6 +7,8 @@
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 
+#include <boost/asio/ip/address.hpp>
+
 #include <memory>
 
 namespace post::plugins::tls {
@@ -114,6 +116,45 @@ bool expect_peer_identity(SSL* ssl, verify_state& st, const std::string& name, b
     X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     if (is_address) return X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str()) == 1;
     return X509_VERIFY_PARAM_set1_host(param, name.c_str(), name.size()) == 1;
+}
+
+} // namespace post::plugins::tls
+
+namespace post::plugins::tls {
+
+std::optional<std::string> set_up_client_identity(SSL* ssl, verify_state& st, const tls_settings& s,
+                                                  const sdk::open_params& p, std::string_view layer,
+                                                  const std::function<void(std::string)>& warn,
+                                                  sdk::flow_error& err) {
+    std::string name = s.server_name.empty() ? p.host_name : s.server_name;
+    bool is_address = false;
+    if (name.empty()) {
+        name = p.remote.address.to_string();
+        is_address = true;
+    } else {
+        boost::system::error_code ec;
+        boost::asio::ip::make_address(name, ec);
+        is_address = !ec;
+    }
+    const std::string prefix = std::string(layer) + ": ";
+    if (!is_address && SSL_set_tlsext_host_name(ssl, name.c_str()) != 1) {
+        err = {std::make_error_code(std::errc::invalid_argument),
+               prefix + openssl_error_text("cannot use '" + name + "' as server name")};
+        return std::nullopt;
+    }
+    if (s.verify_peer) {
+        if (!expect_peer_identity(ssl, st, name, is_address)) {
+            err = {std::make_error_code(std::errc::invalid_argument),
+                   prefix + openssl_error_text("cannot verify against '" + name + "'")};
+            return std::nullopt;
+        }
+    } else {
+        st.expected_name = name;
+        warn("certificate verification is OFF (verify-peer: false): the server at " +
+             p.remote.to_string() +
+             " is not authenticated, anyone on the path can read and change the data");
+    }
+    return name;
 }
 
 } // namespace post::plugins::tls

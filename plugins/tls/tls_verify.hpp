@@ -5,7 +5,10 @@
 
 #include <openssl/ssl.h>
 
+#include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace post::plugins::tls {
@@ -39,5 +42,14 @@ std::string describe_verify_failure(const verify_state& st, const SSL* ssl);
 
 /// Set the expected host name or IP address on the connection's verify parameters.
 bool expect_peer_identity(SSL* ssl, verify_state& st, const std::string& name, bool is_address);
+
+/// A client's side of identity, for tls and dtls alike: the name to check (`server-name`, else
+/// the host name asked for, else the peer's address), SNI for host names only (RFC 6066), and
+/// the checks, or a warning through `warn` when verify-peer is off. Returns the name, or nothing
+/// with `err` filled (its reason starts with `layer`).
+std::optional<std::string> set_up_client_identity(SSL* ssl, verify_state& st, const tls_settings& s,
+                                                  const sdk::open_params& p, std::string_view layer,
+                                                  const std::function<void(std::string)>& warn,
+                                                  sdk::flow_error& err);
 
 } // namespace post::plugins::tls
