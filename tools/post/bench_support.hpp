@@ -5,6 +5,8 @@
 
 #include <utility>
 
+#include <post.hpp>
+
 #include <fmt/core.h>
 
 #include <boost/asio/buffer.hpp>
@@ -161,5 +163,22 @@ T run_phase(boost::asio::io_context& io, std::chrono::duration<double> budget, c
 inline std::string verdict(bool ok) {
     return ok ? "ok" : "MISSED";
 }
+
+/// Why a carrier failed: its last error when it has one, else the completion's code.
+std::string error_reason(boost::system::error_code ec, const post::carrier& c);
+
+/// Our side of the workload both benchmarks share, over a fresh carrier per phase.
+struct post_workload {
+    post::context& ctx;
+    post::remote remote;
+    post::policy policy;
+
+    // (a) bulk: 64 KiB messages for `duration`, then an end marker; the acknowledgement stops the
+    // clock, so every byte counted has arrived. The clock starts once the carrier is ready.
+    void throughput(std::chrono::duration<double> duration,
+                    std::shared_ptr<once_promise<double>> result);
+    // (b) ping-pong of 64-byte messages.
+    void round_trips(int count, std::shared_ptr<once_promise<latency>> result);
+};
 
 } // namespace post_tool::bench

@@ -244,98 +244,11 @@ struct tls_log_watch {
     }
 };
 
-std::string error_reason(boost::system::error_code ec, const post::carrier& c) {
-    if (auto e = c.last_error(); e && *e) return e->to_string();
-    return ec.message();
-}
-
-struct post_client {
-    post::context& ctx;
-    post::remote remote;
-    post::policy policy;            ///< session tickets on: resumes when the association has one
+/// The workload's `policy` has session tickets on (it resumes when the association has one);
+/// throughput and round trips start their clocks once the handshake is done.
+struct post_client : post_workload {
     post::policy policy_no_tickets; ///< every handshake in full
     tls_log_watch& watch;
-
-    // (a) bulk: 64 KiB messages for `duration`, then an end marker; the acknowledgement stops the
-    // clock, so every byte counted has arrived. The clock starts once the handshake is done.
-    void throughput(std::chrono::duration<double> duration,
-                    std::shared_ptr<once_promise<double>> result) {
-        struct state {
-            post::carrier c;
-            std::shared_ptr<once_promise<double>> result;
-            std::vector<std::byte> payload = std::vector<std::byte>(bulk_size, std::byte{0x5a});
-            clock_type::time_point start, deadline;
-            int in_flight = 0;
-            std::uint64_t sent = 0;
-            bool ended = false;
-        };
-        auto st = std::make_shared<state>();
-        st->result = std::move(result);
-        st->c = post::initiate(ctx, remote, policy);
-        auto fill = [st] {
-            while (!st->ended && st->in_flight < bulk_window) {
-                if (clock_type::now() >= st->deadline) {
-                    st->ended = true;
-                    st->c.send(post::message(std::string_view("e")));
-                    break;
-                }
-                st->c.send(post::message(st->payload));
-                ++st->in_flight;
-                ++st->sent;
-            }
-        };
-        st->c.on_sent([st, fill](post::message_id) {
-            if (st->in_flight > 0) --st->in_flight;
-            fill();
-        });
-        st->c.on_received([st](post::message) {
-            double s = seconds_since(st->start);
-            st->result->set(st->sent * bulk_size * 8 / s / 1e9);
-            // The state and the carrier refer to each other until the process ends: a handler
-            // may not replace itself, and one carrier per phase is not worth more machinery.
-            st->c.close();
-        });
-        st->c.on_error([st](const post::error& e) { st->result->fail(e.to_string()); });
-        st->c.async_wait_ready([st, fill, duration](boost::system::error_code ec) {
-            if (ec) return st->result->fail(error_reason(ec, st->c));
-            st->start = clock_type::now();
-            st->deadline = st->start + std::chrono::duration_cast<clock_type::duration>(duration);
-            fill();
-        });
-    }
-
-    // (b) ping-pong of 64-byte messages.
-    void round_trips(int count, std::shared_ptr<once_promise<latency>> result) {
-        struct state {
-            post::carrier c;
-            std::shared_ptr<once_promise<latency>> result;
-            std::vector<double> us;
-            int remaining = 0, measured = 0;
-            clock_type::time_point t0;
-        };
-        auto st = std::make_shared<state>();
-        st->result = std::move(result);
-        st->measured = count;
-        st->remaining = count + warmup_round_trips;
-        st->us.reserve(count);
-        st->c = post::initiate(ctx, remote, policy);
-        auto ping = [st] {
-            st->t0 = clock_type::now();
-            st->c.send(post::message(std::vector<std::byte>(ping_size, std::byte{1})));
-        };
-        st->c.on_received([st, ping](post::message) {
-            double us = seconds_since(st->t0) * 1e6;
-            if (st->remaining-- <= st->measured) st->us.push_back(us); // after the warm-up
-            if (st->remaining > 0) return ping();
-            st->result->set(percentiles(std::move(st->us)));
-            st->c.close();
-        });
-        st->c.on_error([st](const post::error& e) { st->result->fail(e.to_string()); });
-        st->c.async_wait_ready([st, ping](boost::system::error_code ec) {
-            if (ec) return st->result->fail(error_reason(ec, st->c));
-            ping();
-        });
-    }
 
     // (c) sequential connections: initiate, handshake, graceful close (close_notify both ways),
     // closed; repeat. With `resume` the carriers share the association, so each one offers the
@@ -816,8 +729,8 @@ int run_bench(const global_options& g, const bench_options& o) {
     listener.on_carrier([&post_srv](post::carrier c) { post_srv.accept(std::move(c)); });
     auto endpoints = listener.local_endpoints();
     if (endpoints.empty()) throw std::runtime_error("the post listener has no local endpoint");
-    post_client post_cli{client_ctx, post::remote::from_endpoint(endpoints.front()),
-                         bench_policy(client_ctx.plugins(), pki, tls_role::client),
+    post_client post_cli{{client_ctx, post::remote::from_endpoint(endpoints.front()),
+                          bench_policy(client_ctx.plugins(), pki, tls_role::client)},
                          bench_policy(client_ctx.plugins(), pki, tls_role::client_no_tickets),
                          watch};
 
