@@ -81,6 +81,11 @@ private:
 
 /// Start establishing a carrier to `r`; events arrive through its handlers.
 carrier initiate(context& ctx, const remote& r, const policy& p = policy::defaults());
+/// As above, from `from`: its address (only candidates of that family are tried), port and
+/// interface (only that interface's addresses), each when set. A pinned address that is not
+/// this host's, or that the policy's interface rules exclude, fails establishment with why.
+carrier initiate(context& ctx, const remote& r, const local& from,
+                 const policy& p = policy::defaults());
 
 /// Completion signature: void(boost::system::error_code, carrier). The carrier is ready on
 /// success; on failure carrier::last_error() holds the reason listing every attempt.

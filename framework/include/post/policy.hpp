@@ -69,6 +69,9 @@ struct racing_settings {
     std::chrono::milliseconds stack_delay{0}; ///< Extra delay before a lower-ranked stack.
     address_family prefer_family = address_family::ipv6;
     int max_attempts = 8; ///< In flight at once.
+    /// How long what racing learned (the winner, failed candidates) is trusted: after this, a
+    /// remote's candidates are ordered afresh.
+    std::chrono::milliseconds history_expiry{10 * 60 * 1000};
 };
 
 struct connection_settings {
@@ -79,6 +82,10 @@ struct connection_settings {
     /// (keeping its association, handlers and queued messages) and re-establishes on the next
     /// send, instead of ending.
     bool dormant = false;
+    /// For a listener: carriers from it alive at once (establishing or established). A
+    /// connection beyond the limit is accepted and closed at once, before any handshake, so
+    /// it costs the carriers already there nothing.
+    std::size_t max_connections = 4096;
 };
 
 /// A stack as written in a policy, top layer first.
@@ -147,7 +154,7 @@ struct stack_constraint {
     /// definition, so the preserve-msg-boundaries rule does not apply to such stacks.
     bool stream_top = false;
     /// Layers the stack must not have: tcp:// means plain TCP on the wire, so no tls.
-    std::vector<std::string> must_not_contain;
+    std::vector<std::string> must_not_contain{};
 };
 
 struct candidate_stack {

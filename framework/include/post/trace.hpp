@@ -11,6 +11,8 @@ struct trace_event {
     enum class kind {
         resolve_started,
         resolved,
+        gathered,       ///< Locals gathered: which the policy allows, which not and why.
+        resolve_answer, ///< One family's DNS answer (AAAA or A), with its time.
         attempt_started,
         attempt_failed,
         attempt_cancelled,

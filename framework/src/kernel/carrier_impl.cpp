@@ -31,11 +31,14 @@ carrier_impl::~carrier_impl() {
     if (active_) active_->abort();
 }
 
-void carrier_impl::start_initiate(const remote& r, std::vector<candidate_stack> candidates) {
+void carrier_impl::start_initiate(const remote& r, std::vector<candidate_stack> candidates,
+                                  local from) {
     ctx_->keep(shared_from_this());
     remote_ = r;
     candidates_ = candidates;
-    race_ = std::make_shared<establishment>(weak_from_this(), ctx_, r, std::move(candidates));
+    from_ = from;
+    race_ = std::make_shared<establishment>(weak_from_this(), ctx_, r, std::move(candidates),
+                                            std::move(from));
     asio::post(ctx_->executor, [race = race_] { race->start(); });
 }
 
@@ -57,7 +60,7 @@ void carrier_impl::adopt(std::shared_ptr<transient_impl> t,
 std::shared_ptr<carrier_impl> carrier_impl::fork() {
     auto twin = std::make_shared<carrier_impl>(ctx_, association_, policy_);
     if (remote_)
-        twin->start_initiate(*remote_, candidates_);
+        twin->start_initiate(*remote_, candidates_, from_);
     else
         twin->fail_now({make_error_code(errc::not_supported),
                         "fork() needs a carrier that was initiated: an accepted carrier does not "
@@ -92,7 +95,7 @@ void carrier_impl::become_dormant(const sdk::flow_error& why) {
 
 void carrier_impl::reactivate() {
     state_ = carrier_state::establishing;
-    race_ = std::make_shared<establishment>(weak_from_this(), ctx_, *remote_, candidates_);
+    race_ = std::make_shared<establishment>(weak_from_this(), ctx_, *remote_, candidates_, from_);
     asio::post(ctx_->executor, [race = race_] { race->start(); });
 }
 

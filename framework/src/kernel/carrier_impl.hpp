@@ -30,7 +30,7 @@ public:
     ~carrier_impl() override;
 
     /// Client side: resolve `r` and race the candidate stacks.
-    void start_initiate(const remote& r, std::vector<candidate_stack> candidates);
+    void start_initiate(const remote& r, std::vector<candidate_stack> candidates, local from = {});
     /// Fail at once (policy errors found before any attempt).
     void fail_now(error e);
     /// Server side: take an accepted transient; `established` is called once it is ready.
@@ -139,6 +139,7 @@ private:
 
     std::optional<remote> remote_; ///< Set for initiated carriers (fork, reactivation).
     std::vector<candidate_stack> candidates_;
+    local from_; ///< Where initiated carriers bind (fork and reactivation keep it).
     std::shared_ptr<establishment> race_;
     std::shared_ptr<transient_impl> active_;
     /// The attempt carrying early data, and a copy of each message on it that has not

@@ -1,14 +1,20 @@
-// Establishment for one initiate: resolve the remote, pair the candidate stacks with its
-// addresses, and race them (staggered by the policy's attempt delay). The first transient to
-// become ready wins and every other attempt is aborted.
+// Establishment for one initiate, the paper's four phases: gather the locals the policy allows,
+// resolve the remote (AAAA and A in parallel, RFC 8305 §3), pair locals × addresses × candidate
+// stacks into ordered groups, and race them (RFC 8305 §5: one group per attempt delay, a stack
+// delay before a lower-ranked stack, at most N in flight). The first transient to become ready
+// wins; every other attempt is aborted. What won and what failed is remembered in the
+// association and orders the next race to the same remote.
 #pragma once
 
 #include "carrier_impl.hpp"
+#include "resolver.hpp"
 
-#include <boost/asio/ip/tcp.hpp>
+#include <post/interfaces.hpp>
+
 #include <boost/asio/steady_timer.hpp>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,7 +23,7 @@ namespace post::detail {
 class establishment final : public std::enable_shared_from_this<establishment> {
 public:
     establishment(std::weak_ptr<carrier_impl> owner, std::shared_ptr<context_state> ctx, remote r,
-                  std::vector<candidate_stack> stacks);
+                  std::vector<candidate_stack> stacks, post::local bind = {});
 
     void start();
     void cancel();
@@ -26,17 +32,23 @@ public:
 
 private:
     struct candidate {
-        std::shared_ptr<stack_instance> stack;
         std::size_t stack_index = 0;
         boost::asio::ip::address address;
+        std::optional<local_candidate> local; ///< Bind here; none: the kernel's routing picks.
+        int tier = 0;  ///< Stacks of equal rank share a tier; lower tiers race first.
+        int group = 0; ///< Candidates of one group start together.
     };
     struct attempt_record {
         std::string label;
         std::string outcome; ///< Empty while running.
     };
 
-    void resolved(std::vector<boost::asio::ip::address> addresses);
+    bool gather(const merged_policy& policy);
+    void add_addresses(std::vector<boost::asio::ip::address> addresses);
+    std::vector<std::optional<local_candidate>> locals_for(const boost::asio::ip::address& a);
+    void apply_history();
     void launch_next();
+    void launch(const candidate& c);
     void arm_attempt_timer();
     void fail(error e);
     void check_exhausted();
@@ -47,12 +59,22 @@ private:
     std::shared_ptr<context_state> ctx_;
     remote remote_;
     std::vector<candidate_stack> stacks_;
+    std::vector<int> tiers_; ///< Per stack.
+    post::local bind_;       ///< What the application pinned (address, port, interface).
     std::vector<std::shared_ptr<stack_instance>> instances_;
+    std::vector<interface_info> interfaces_;
+    std::optional<gathered_locals> locals_; ///< Set when candidates bind to chosen locals.
     std::vector<candidate> queue_;
     std::size_t next_ = 0;
+    int next_group_ = 0;
+    std::chrono::steady_clock::time_point last_launch_{};
     std::vector<std::shared_ptr<transient_impl>> running_;
     std::vector<attempt_record> attempts_;
-    boost::asio::ip::tcp::resolver resolver_;
+    std::shared_ptr<happy_resolver> resolver_;
+    std::string resolve_error_;
+    bool resolving_ = false;
+    int answers_ = 0;          ///< Family answers so far (2: resolving is over).
+    bool timer_armed_ = false; ///< The attempt timer will start the next group.
     boost::asio::steady_timer attempt_timer_;
     boost::asio::steady_timer deadline_;
     bool done_ = false;

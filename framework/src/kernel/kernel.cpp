@@ -40,7 +40,7 @@ namespace {
 
 /// Start a carrier over the candidates that `constraint` leaves (policy errors end it at once).
 carrier start_carrier(context& ctx, const remote& r, const policy& p,
-                      const stack_constraint& constraint) {
+                      const stack_constraint& constraint, const local& bind = {}) {
     const auto& state = detail::kernel_access::state(ctx);
     auto merged = ctx.effective(p);
     auto impl = std::make_shared<detail::carrier_impl>(state, ctx.association_for(r), merged);
@@ -48,7 +48,7 @@ carrier start_carrier(context& ctx, const remote& r, const policy& p,
         auto catalog = state->registry.catalog();
         validate(merged, catalog, constraint);
         auto selected = select_stacks(merged, catalog, constraint);
-        impl->start_initiate(r, std::move(selected.candidates));
+        impl->start_initiate(r, std::move(selected.candidates), bind);
     } catch (const policy_error& e) {
         bool none = std::string_view(e.what()).find("no candidate") != std::string_view::npos;
         impl->fail_now(
@@ -61,6 +61,10 @@ carrier start_carrier(context& ctx, const remote& r, const policy& p,
 
 carrier initiate(context& ctx, const remote& r, const policy& p) {
     return start_carrier(ctx, r, p, constraint_for(r));
+}
+
+carrier initiate(context& ctx, const remote& r, const local& from, const policy& p) {
+    return start_carrier(ctx, r, p, constraint_for(r), from);
 }
 
 stream initiate_stream(context& ctx, const remote& r, const policy& p) {

@@ -10,6 +10,10 @@ std::string_view to_string(trace_event::kind k) noexcept {
         return "resolve-started";
     case resolved:
         return "resolved";
+    case gathered:
+        return "gathered";
+    case resolve_answer:
+        return "resolve-answer";
     case attempt_started:
         return "attempt-started";
     case attempt_failed:

@@ -47,7 +47,11 @@ public:
     sdk::flow& top() { return *top_; }
     const std::shared_ptr<stack_instance>& stack() const { return stack_; }
     const std::string& address() const { return address_; }
-    std::string label() const { return stack_->label() + " to " + address_; }
+    std::string label() const {
+        return label_.empty() ? stack_->label() + " to " + address_ : label_;
+    }
+    /// Establishment's name for the attempt ("[tcp] to ADDR from LOCAL"), for its error list.
+    void set_label(std::string label) { label_ = std::move(label); }
     transient_info& info() { return info_; }
     bool finished() const { return finished_; }
 
@@ -93,6 +97,7 @@ private:
     std::weak_ptr<transient_owner> owner_;
     std::string address_;
     transient_info info_;
+    std::string label_;
     bool finished_ = false;
 };
 

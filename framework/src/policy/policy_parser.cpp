@@ -12,10 +12,11 @@ using namespace policy_detail;
 
 const std::vector<std::string_view> top_keys{"version", "name",      "description", "selection",
                                              "stacks",  "protocols", "racing",      "connection"};
-const std::vector<std::string_view> racing_keys{"attempt-delay", "resolution-delay", "stack-delay",
-                                                "prefer-family", "max-attempts"};
+const std::vector<std::string_view> racing_keys{"attempt-delay", "resolution-delay",
+                                                "stack-delay",   "prefer-family",
+                                                "max-attempts",  "history-expiry"};
 const std::vector<std::string_view> connection_keys{"timeout", "keep-alive", "max-message-size",
-                                                    "dormant"};
+                                                    "dormant", "max-connections"};
 const std::vector<std::string_view> interface_keys{"require", "prefer", "avoid", "prohibit"};
 
 std::vector<std::string_view> selection_keys() {
@@ -167,6 +168,8 @@ void parse_racing(const YAML::Node& node, policy& p, diagnostics_sink& sink) {
             if (auto d = duration_value(e, "racing", sink)) r.resolution_delay = *d;
         } else if (e.name == "stack-delay") {
             if (auto d = duration_value(e, "racing", sink)) r.stack_delay = *d;
+        } else if (e.name == "history-expiry") {
+            if (auto d = duration_value(e, "racing", sink)) r.history_expiry = *d;
         } else if (e.name == "prefer-family") {
             auto text = expect_scalar(e.value, "racing.prefer-family", sink);
             if (!text) continue;
@@ -217,6 +220,16 @@ void parse_connection(const YAML::Node& node, policy& p, diagnostics_sink& sink)
                 else
                     c.keep_alive = *d;
             }
+        } else if (e.name == "max-connections") {
+            auto text = expect_scalar(e.value, "connection.max-connections", sink);
+            if (!text) continue;
+            auto n = parse_integer(*text);
+            if (!n || *n < 1 || *n > 1000000)
+                sink.error(e.value,
+                           "connection.max-connections must be an integer from 1 to 1000000, got " +
+                               describe(e.value));
+            else
+                c.max_connections = static_cast<std::size_t>(*n);
         } else if (e.name == "dormant") {
             auto text = expect_scalar(e.value, "connection.dormant", sink);
             if (!text) continue;
