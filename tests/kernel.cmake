@@ -49,3 +49,12 @@ post_add_boost_test(test_association_file SOURCES unit/test_association_file.cpp
   ${PROJECT_SOURCE_DIR}/framework/src/kernel/association_file.cpp
   LIBRARIES PostSockets::kernel nlohmann_json::nlohmann_json LABELS unit)
 target_include_directories(test_association_file PRIVATE ${PROJECT_SOURCE_DIR}/framework/src/kernel)
+
+post_add_boost_test(test_establishment SOURCES integration/test_establishment.cpp
+  LIBRARIES PostSockets::kernel TIMEOUT 60)
+target_compile_definitions(test_establishment PRIVATE POST_PLUGIN_DIR="${POST_PLUGIN_OUTPUT_DIR}")
+foreach(p tcp udp framing)
+  if(TARGET post_plugin_${p})
+    add_dependencies(test_establishment post_plugin_${p})
+  endif()
+endforeach()

@@ -25,6 +25,7 @@ enum class errc {
     expired = 12,           ///< The message's lifetime ran out before it could be delivered.
     antecedent_failed = 13, ///< An antecedent of the message expired or failed.
     invalid_argument = 14,  ///< E.g. an unknown or cyclic antecedent.
+    resource_limit = 15,    ///< A policy limit, e.g. a listener's connection.max-connections.
 };
 
 const boost::system::error_category& error_category() noexcept;

@@ -40,6 +40,8 @@ public:
             return "an antecedent of the message failed";
         case errc::invalid_argument:
             return "invalid argument";
+        case errc::resource_limit:
+            return "a policy limit was reached";
         }
         return "unknown post error";
     }

@@ -165,16 +165,18 @@ bool establishment::gather(const merged_policy& policy) {
             // Any address of that family, on a given port.
             g.usable = {local_candidate{{}, interface_type::other, *bind_.address}};
         } else {
-            keep_if([&](const local_candidate& l) { return l.address == *bind_.address; },
-                    "not " + bind_.address->to_string() + ", which the application asked for");
-            if (g.usable.empty()) {
-                fail({make_error_code(errc::establishment_failed),
-                      "cannot bind to " + bind_.address->to_string() +
-                          (interface_of(interfaces_, *bind_.address).empty()
-                               ? ": not an address of this host"
-                               : ": excluded by the policy's interface rules")});
-                return false;
-            }
+            for (const auto& [l, why] : g.excluded)
+                if (l.address == *bind_.address) {
+                    fail({make_error_code(errc::establishment_failed),
+                          "cannot bind to " + bind_.address->to_string() + ": " + why});
+                    return false;
+                }
+            // Not necessarily listed (any 127/8 address is ours on lo): the bind decides.
+            local_candidate pinned{interface_of(interfaces_, *bind_.address), interface_type::other,
+                                   *bind_.address, 1};
+            for (const auto& l : g.usable)
+                if (l.address == *bind_.address) pinned = l;
+            g.usable = {pinned};
         }
     } else if (!has_rules && bind_.interface.empty()) {
         // Only a port is pinned: any address of either family, on that port.
@@ -197,7 +199,7 @@ std::vector<std::optional<local_candidate>> establishment::locals_for(const asio
     std::vector<std::optional<local_candidate>> out;
     for (const auto& l : locals_->usable) {
         if (l.address.is_v6() != a.is_v6()) continue;
-        if (!l.address.is_unspecified()) {
+        if (!l.address.is_unspecified() && !bind_.address) { // a pinned address is as asked
             // A loopback source reaches only loopback, and a link-local one only its link.
             if (l.address.is_loopback() != a.is_loopback()) continue;
             if (link_local(l.address) != link_local(a)) continue;

@@ -8,6 +8,8 @@
 
 #include <map>
 
+#include <post/interfaces.hpp>
+
 namespace post::detail {
 
 namespace asio = boost::asio;
@@ -50,10 +52,27 @@ void listener_impl::open(const local& where, const std::vector<candidate_stack>&
         if (!s.layers.empty() && bottoms.insert(s.layers.back()).second) chosen.push_back(&s);
 
     std::vector<asio::ip::address> addresses;
-    if (where.address)
+    const auto& rules = policy_.effective.interfaces;
+    const bool has_rules = rules && (!rules->require.empty() || !rules->prefer.empty() ||
+                                     !rules->avoid.empty() || !rules->prohibit.empty());
+    if (where.address) {
         addresses.push_back(*where.address);
-    else
+    } else if (has_rules || !where.interface.empty()) {
+        // Every gathered local the policy allows (of the pinned interface, if any), both
+        // families: a wildcard would also accept on the interfaces the policy rules out.
+        auto gathered = apply_interface_rules(gather_interfaces(), rules);
+        for (const auto& l : gathered.usable)
+            if (where.interface.empty() || l.interface == where.interface)
+                addresses.push_back(l.address);
+        if (addresses.empty())
+            throw boost::system::system_error(
+                make_error_code(errc::establishment_failed),
+                "could not listen: no local address is allowed" +
+                    (where.interface.empty() ? std::string(" by the policy's interface rules")
+                                             : " on interface " + where.interface));
+    } else {
         addresses = {asio::ip::address_v6::any(), asio::ip::address_v4::any()};
+    }
 
     std::string failures;
     for (const auto* s : chosen) {
@@ -101,6 +120,20 @@ void listener_impl::accepted(std::size_t index, std::shared_ptr<sdk::flow> flow)
     auto& b = bound_[index];
     flow = ctx_->registry.pin(b.stack->names.back(), std::move(flow));
     auto fi = flow->info();
+    if (live_carriers() >= policy_.effective.connection.max_connections) {
+        // Refused before any handshake: the carriers already there keep their share.
+        flow->abort();
+        ctx_->emit(trace_event{trace_event::kind::accepted, std::chrono::steady_clock::now(),
+                               fi.remote.to_string(), b.stack->names,
+                               "refused: connection.max-connections is " +
+                                   std::to_string(policy_.effective.connection.max_connections)});
+        if (on_error)
+            on_error({make_error_code(errc::resource_limit),
+                      "connection from " + fi.remote.to_string() + " refused: " +
+                          std::to_string(policy_.effective.connection.max_connections) +
+                          " carriers already (connection.max-connections)"});
+        return;
+    }
     sdk::open_params params;
     params.side = sdk::role::server;
     params.remote = fi.remote;
@@ -134,11 +167,20 @@ void listener_impl::accepted(std::size_t index, std::shared_ptr<sdk::flow> flow)
     });
 }
 
+std::size_t listener_impl::live_carriers() {
+    std::erase_if(live_, [](const std::weak_ptr<carrier_impl>& w) {
+        auto c = w.lock();
+        return !c || c->state() == carrier_state::closed;
+    });
+    return establishing_.size() + live_.size();
+}
+
 void listener_impl::ready(std::shared_ptr<carrier_impl> c) {
     if (closed_) {
         c->abort();
         return;
     }
+    live_.push_back(c);
     carrier handle(std::move(c));
     if (on_carrier) {
         on_carrier(handle);

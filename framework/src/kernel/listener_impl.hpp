@@ -43,11 +43,14 @@ private:
         sdk::endpoint where;
     };
     void ready(std::shared_ptr<carrier_impl> c);
+    /// Carriers from this listener not yet closed (establishing or handed out).
+    std::size_t live_carriers();
 
     std::shared_ptr<context_state> ctx_;
     merged_policy policy_;
     std::vector<bound> bound_;
     std::set<std::shared_ptr<carrier_impl>> establishing_;
+    std::vector<std::weak_ptr<carrier_impl>> live_;
     std::deque<carrier> backlog_;
     std::deque<unique_function<void(boost::system::error_code, carrier)>> acceptors_waiting_;
     bool closed_ = false;
