@@ -57,6 +57,7 @@ struct listen_options {
 
 struct connect_options {
     std::string url, policy_file, file;
+    std::string local, interface; ///< --local ADDR[:PORT], --interface NAME
     bool json = false, trace = false, stream = false;
     long count = 0; ///< 0: do not wait for replies.
     property_options props;
@@ -391,7 +392,20 @@ int run_connect(const global_options& g, const connect_options& o) {
     auto pol = policy_for(g, o.policy_file, u->scheme);
     const auto props = o.props.properties();
 
-    post::carrier c = post::initiate(ctx, r, pol);
+    post::local from;
+    if (!o.local.empty()) {
+        // "ADDR", "ADDR:PORT", "[V6]:PORT" or ":PORT".
+        try {
+            from = post::local::parse(o.local);
+        } catch (const std::invalid_argument&) {
+            from =
+                post::local::parse(o.local.find(':') != std::string::npos && o.local.front() != '['
+                                       ? "[" + o.local + "]:0"
+                                       : o.local + ":0");
+        }
+    }
+    from.interface = o.interface;
+    post::carrier c = post::initiate(ctx, r, from, pol);
 
     // Close once input is exhausted, every message has left, and the replies we wait for came.
     std::function<void()> maybe_close;
@@ -613,14 +627,33 @@ void add_listen_connect(CLI::App& app, const global_options& g, runner& run) {
         ->check(CLI::PositiveNumber);
     c->add_option("--file", co->file, "Send this file as one message instead of reading stdin")
         ->check(CLI::ExistingFile);
-    c->add_flag("--trace", co->trace, "Print establishment trace events to stderr");
+    c->add_flag("--trace", co->trace,
+                "Print the establishment timeline to stderr: locals gathered, DNS answers, each "
+                "attempt (when it started, from where, how it ended) and the winner");
+    c->add_option("--local", co->local,
+                  "Bind to this local address (ADDR, ADDR:PORT, [V6]:PORT or :PORT); only "
+                  "candidates of its family are tried")
+        ->check([](const std::string& text) -> std::string {
+            for (const auto& t : {text, text + ":0", "[" + text + "]:0"}) {
+                try {
+                    post::local::parse(t);
+                    return {};
+                } catch (const std::invalid_argument&) {
+                }
+            }
+            return "'" + text + "' is not ADDR, ADDR:PORT, [V6]:PORT or :PORT";
+        });
+    c->add_option("--interface", co->interface,
+                  "Use only this interface's addresses (e.g. eth0), within the policy's rules");
     add_property_options(c, co->props, "every message");
     c->add_flag("--stream", co->stream,
                 "Morph the carrier into a byte stream and copy stdin to it and it to stdout, like "
                 "nc (no message framing: talks to socat, nc, or `post listen --stream`)")
         ->excludes("--json")
         ->excludes("--count")
-        ->excludes("--file");
+        ->excludes("--file")
+        ->excludes("--local")
+        ->excludes("--interface");
     c->callback([&g, &run, co] {
         run = [&g, co] {
             return co->stream ? run_stream_connect(g, co->url, co->policy_file)

@@ -188,7 +188,7 @@ bool establishment::gather(const merged_policy& policy) {
         detail += (detail.empty() ? "" : ", ") + describe(l);
     detail = "usable: " + (detail.empty() ? std::string("none") : detail);
     for (const auto& [l, why] : g.excluded)
-        detail += "; " + l.address.to_string() + ": " + why;
+        detail += "; " + (l.address.is_unspecified() ? "" : l.address.to_string() + " ") + why;
     trace(trace_event::kind::gathered, {}, detail);
     locals_ = std::move(g);
     return true;
