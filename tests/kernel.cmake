@@ -53,7 +53,7 @@ target_include_directories(test_association_file PRIVATE ${PROJECT_SOURCE_DIR}/f
 post_add_boost_test(test_establishment SOURCES integration/test_establishment.cpp
   LIBRARIES PostSockets::kernel TIMEOUT 60)
 target_compile_definitions(test_establishment PRIVATE POST_PLUGIN_DIR="${POST_PLUGIN_OUTPUT_DIR}")
-foreach(p tcp udp framing)
+foreach(p tcp udp framing tls)
   if(TARGET post_plugin_${p})
     add_dependencies(test_establishment post_plugin_${p})
   endif()

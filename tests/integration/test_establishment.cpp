@@ -53,21 +53,6 @@ std::optional<error> wait_ready(boost::asio::io_context& io, watched& w) {
     return *w.failed;
 }
 
-/// localhost resolves to both ::1 and 127.0.0.1 here (Debian's /etc/hosts), and ::1 works.
-boost::test_tools::assertion_result dual_stack_localhost(utf::test_unit_id) {
-    boost::asio::io_context io;
-    boost::asio::ip::tcp::resolver r(io);
-    boost::system::error_code ec;
-    bool v4 = false, v6 = false;
-    for (const auto& e : r.resolve("localhost", "1", ec)) {
-        v4 |= e.endpoint().address().is_v4();
-        v6 |= e.endpoint().address().is_v6();
-    }
-    boost::test_tools::assertion_result res(v4 && v6 && have_ipv6_loopback());
-    res.message() << "skipped: localhost does not resolve to both ::1 and 127.0.0.1 here";
-    return res;
-}
-
 } // namespace
 
 BOOST_FIXTURE_TEST_CASE(a_pinned_local_address_is_the_source, loopback_fixture) {
@@ -141,33 +126,39 @@ BOOST_FIXTURE_TEST_CASE(a_listener_with_interface_rules_binds_only_the_allowed_a
     });
 }
 
-BOOST_FIXTURE_TEST_CASE(the_learned_winner_goes_first_until_the_history_expires, loopback_fixture,
-                        *utf::precondition(dual_stack_localhost)) {
-    // The listener is on IPv4 only: ::1 is refused, 127.0.0.1 wins.
+BOOST_FIXTURE_TEST_CASE(the_learned_winner_goes_first_until_the_history_expires, loopback_fixture) {
+    // Two stacks to one address: [framer, tls, tcp] ranks first but the listener speaks plain
+    // post-frame, so [framer, tcp] wins (after the TLS attempt fails or the attempt delay).
     auto l = listen(ctx, local::parse("127.0.0.1:0"), policy::defaults(), {{"tcp"}, "test"});
-    const auto r = tcp_remote("localhost", port_of(l));
-    attempt_log log(ctx);
+    const auto r = remote::from_host_port("127.0.0.1", port_of(l));
+    const std::string stacks = "stacks:\n  - [framer, tls, tcp]\n  - [framer, tcp]\n"
+                               "racing: { attempt-delay: 100ms";
+    const policy learning = with(stacks + " }\n");
+    const policy forgetting = with(stacks + ", history-expiry: 0ms }\n");
+    auto stacks_started = std::make_shared<std::vector<std::string>>();
+    ctx.on_trace([stacks_started](const trace_event& e) {
+        if (e.what != trace_event::kind::attempt_started) return;
+        std::string s;
+        for (const auto& layer : e.stack)
+            s += (s.empty() ? "" : ",") + layer;
+        stacks_started->push_back(s);
+    });
     auto race = [&](const policy& p) {
-        log.started->clear();
+        stacks_started->clear();
         watched c(initiate(ctx, r, p));
         auto e = wait_ready(io, c);
         BOOST_REQUIRE_MESSAGE(!e, (e ? e->reason : std::string()));
+        BOOST_TEST(c.c.stack() == (std::vector<std::string>{"framer", "tcp"}));
         c.c.close();
-        return *log.started;
+        return *stacks_started;
     };
-    auto first = race(policy::defaults());
-    BOOST_REQUIRE(first.size() == 2u);
-    BOOST_TEST(first[0].starts_with("[::1]:"), first[0]); // IPv6 first (RFC 8305)
-    BOOST_TEST(first[1].starts_with("127.0.0.1:"), first[1]);
-
-    auto second = race(policy::defaults());
-    BOOST_REQUIRE(second.size() == 1u); // the winner, alone, at once
-    BOOST_TEST(second[0].starts_with("127.0.0.1:"), second[0]);
-
-    // With a history that expires at once, the race is ordered afresh.
-    auto fresh = race(with("racing: { history-expiry: 0ms }\n"));
-    BOOST_REQUIRE(fresh.size() == 2u);
-    BOOST_TEST(fresh[0].starts_with("[::1]:"), fresh[0]);
+    const std::vector<std::string> both{"framer,tls,tcp", "framer,tcp"};
+    const std::vector<std::string> winner_alone{"framer,tcp"};
+    BOOST_TEST(race(learning) == both, boost::test_tools::per_element());
+    // The winner first and alone: no TLS attempt, no delay.
+    BOOST_TEST(race(learning) == winner_alone, boost::test_tools::per_element());
+    // A history that expires at once: ordered afresh.
+    BOOST_TEST(race(forgetting) == both, boost::test_tools::per_element());
 }
 
 BOOST_FIXTURE_TEST_CASE(a_listener_refuses_connections_beyond_its_limit, loopback_fixture) {
