@@ -39,6 +39,9 @@ grep -q "^candidate stacks" "$TMP/explain" || fail "no candidates: $(cat "$TMP/e
 grep -qE "^  1\. framer/tcp" "$TMP/explain" || fail "framer/tcp is not first: $(cat "$TMP/explain")"
 grep -q "^excluded stacks" "$TMP/explain" || fail "no excluded section: $(cat "$TMP/explain")"
 grep -qE "^  quic/udp: .+" "$TMP/explain" || fail "quic/udp exclusion not explained: $(cat "$TMP/explain")"
+# interactive.yaml has interface rules: explain judges them against this host's interfaces.
+grep -q "^local addresses on this host" "$TMP/explain" || fail "no locals: $(cat "$TMP/explain")"
+grep -qE "^  127\.0\.0\.1 lo \(loopback\)" "$TMP/explain" || fail "lo not listed: $(cat "$TMP/explain")"
 pass "explain (text)"
 
 timeout 10 "$POST" policy explain "$SRC/policies/datagram.yaml" --remote udp://127.0.0.1:9 --json \

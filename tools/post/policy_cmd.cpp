@@ -3,6 +3,8 @@
 #include "common.hpp"
 #include "json_events.hpp"
 
+#include <post/interfaces.hpp>
+
 #include <fmt/core.h>
 
 namespace post_tool {
@@ -111,6 +113,22 @@ int run_explain(const global_options& g, const explain_options& o) {
                          "at most {} attempts in flight",
                          r.attempt_delay.count(), r.resolution_delay.count(), r.stack_delay.count(),
                          r.max_attempts));
+    // Interface rules are judged against this host's interfaces, as establishment will.
+    if (const auto& rules = merged.effective.interfaces) {
+        const auto gathered = post::apply_interface_rules(post::gather_interfaces(), rules);
+        out_line(
+            fmt::format("local addresses on this host, best first ({}):", gathered.usable.size()));
+        for (const auto& l : gathered.usable)
+            out_line(fmt::format("  {} {} ({}){}", l.address.to_string(), l.interface,
+                                 post::to_string(l.type),
+                                 l.rank == 0   ? ", preferred"
+                                 : l.rank == 2 ? ", avoided"
+                                               : ""));
+        out_line(fmt::format("excluded ({}):", gathered.excluded.size()));
+        for (const auto& [l, why] : gathered.excluded)
+            out_line(fmt::format(
+                "  {}{}", l.address.is_unspecified() ? "" : l.address.to_string() + " ", why));
+    }
     return 0;
 }
 
