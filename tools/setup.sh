@@ -20,7 +20,7 @@ POST_PACKAGES=(
     libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev
     libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
     iproute2 clang libclang-rt-14-dev socat netcat-openbsd python3
-    openssl curl nginx-light
+    openssl curl nginx-light nftables
 )
 
 post_log() { printf '==> %s\n' "$*" >&2; }

@@ -496,6 +496,7 @@ void add_bench(CLI::App& app, const global_options& g, runner& run) {
     t->callback([&g, &run, o] { run = [&g, o] { return run_bench(g, *o); }; });
     add_bench_hol(*b, g, run);
     add_bench_tls(*b, g, run);
+    add_bench_racing(*b, g, run);
 }
 
 } // namespace post_tool

@@ -39,6 +39,8 @@ void add_bench(CLI::App& app, const global_options& g, runner& run);
 void add_bench_hol(CLI::App& bench, const global_options& g, runner& run);
 /// `post bench tls`, registered in the same group.
 void add_bench_tls(CLI::App& bench, const global_options& g, runner& run);
+/// `post bench racing`, registered in the same group.
+void add_bench_racing(CLI::App& bench, const global_options& g, runner& run);
 void add_demo(CLI::App& app, const global_options& g, runner& run);
 
 /// Context options from the global flags.

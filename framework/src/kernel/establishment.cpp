@@ -85,6 +85,7 @@ void establishment::start() {
     });
 
     if (!gather(policy)) return;
+    start_learned_winner();
 
     if (remote_.is_literal()) {
         asio::ip::address addr = asio::ip::make_address(remote_.host());
@@ -234,8 +235,15 @@ void establishment::add_addresses(std::vector<asio::ip::address> addresses) {
                     attempts_.push_back(std::move(rec));
                 continue;
             }
-            for (auto& l : locals)
-                fresh.push_back(candidate{s, a, std::move(l), tiers_[s], 0});
+            for (auto& l : locals) {
+                // The learned winner may have started before DNS answered: not twice.
+                const bool queued = std::any_of(queue_.begin(), queue_.end(), [&](const auto& q) {
+                    return q.stack_index == s && q.address == a &&
+                           q.local.has_value() == l.has_value() &&
+                           (!l || q.local->address == l->address);
+                });
+                if (!queued) fresh.push_back(candidate{s, a, std::move(l), tiers_[s], 0});
+            }
         }
     }
     // One group per stack and remote address, with every local of equal rank: the policy
@@ -264,6 +272,33 @@ void establishment::add_addresses(std::vector<asio::ip::address> addresses) {
         // start has passed.
         arm_attempt_timer();
     }
+}
+
+void establishment::start_learned_winner() {
+    auto owner = owner_.lock();
+    if (!owner) return;
+    auto learned = owner->assoc()->last_winner();
+    if (!learned || std::chrono::steady_clock::now() - learned->when >
+                        owner->policy().effective.racing.history_expiry)
+        return;
+    auto stack = std::find_if(stacks_.begin(), stacks_.end(),
+                              [&](const candidate_stack& c) { return c.layers == learned->stack; });
+    auto ep = url::parse(learned->address);
+    if (stack == stacks_.end() || !ep || ep->port != remote_.port()) return;
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(ep->host, ec);
+    if (ec) return;
+    // Last time's winner starts now, before DNS answers (which may take the resolution delay
+    // or longer): a repeat connect to a remote that works costs one round trip. DNS goes on
+    // in parallel; if the winner fails, its answers race as usual.
+    auto locals = locals_for(addr);
+    if (locals.empty()) return;
+    const auto s = static_cast<std::size_t>(stack - stacks_.begin());
+    queue_.push_back(candidate{s, addr, locals.front(), tiers_[s], -1});
+    trace(trace_event::kind::resolved, {}, addr.to_string() + " (learned)");
+    asio::post(ctx_->executor, [self = shared_from_this()] {
+        if (!self->done_ && self->running_.empty()) self->launch_next();
+    });
 }
 
 void establishment::apply_history() {

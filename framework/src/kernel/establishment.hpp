@@ -47,6 +47,7 @@ private:
     void add_addresses(std::vector<boost::asio::ip::address> addresses);
     std::vector<std::optional<local_candidate>> locals_for(const boost::asio::ip::address& a);
     void apply_history();
+    void start_learned_winner();
     void launch_next();
     void launch(const candidate& c);
     void arm_attempt_timer();
