@@ -236,6 +236,24 @@ $winner_local
 check(mine == ("10.97.0.1", "tun9"), f"the winner is bound to {mine}, not 10.97.0.1 (tun9)")
 PY
 
+# ---- 5b. locals of equal rank start side by side ---------------------------------------------
+# prefer: [ethernet] ranks racing0 (10.99.0.1) and backup0 (10.98.0.1) equally: one group,
+# started together; tun9 (not preferred) would only come an attempt delay later.
+prefer_eth=$(policy_file prefer-ethernet "selection:" "  interface: { prefer: [ethernet] }")
+connect_trace "$TMP/s5b.out" "tcp://10.99.0.1:$P" --policy "$prefer_eth"
+[[ $CRC == 0 ]] || fail "5b: connect exited $CRC: $(cat "$TMP/s5b.out")"
+check_trace "5b: equal-rank locals race simultaneously" "$TMP/s5b.out" "port=$P" <<'PY'
+started = of("attempt-started")
+locals_ = {local_of(e)[0]: e["ms"] for e in started if local_of(e)}
+check("10.99.0.1" in locals_ and "10.98.0.1" in locals_,
+      f"not one attempt from each ethernet address: {locals_}")
+check(abs(locals_["10.99.0.1"] - locals_["10.98.0.1"]) < 20,
+      f"the two ethernet attempts started {abs(locals_['10.99.0.1'] - locals_['10.98.0.1']):.1f} ms apart")
+won = only("attempt-won")
+check("10.97.0.1" not in locals_ or locals_["10.97.0.1"] > won["ms"],
+      "the tunnel's attempt started before the winner, though the policy prefers ethernet")
+PY
+
 # ---- 6. every candidate dead: the error lists each attempt, in time -------------------------
 short=$(policy_file short-timeout "connection: { timeout: 2s }")
 P=9006 # nothing listens: v4 refused
