@@ -117,6 +117,16 @@ EOF
         fail "post connect --stream to nginx exited $rc: $(grep -v '^trace' "$dir/err")"
     pass "post connect --stream tls:// fetched a page from nginx over TLS 1.3"
 
+    # https:// means TLS over TCP too (and port 443 when none is given).
+    rc=0
+    printf "$request" | timeout 20 "$POST" -v connect --stream "https://localhost:$port" \
+        --ca "$CA" >"$dir/got3" 2>"$dir/err3" || rc=$?
+    grep -q "^HTTP/1.1 200" "$dir/got3" ||
+        fail "https:// (exit $rc): $(head -c 300 "$dir/got3"); $(grep -v '^trace' "$dir/err3")"
+    grep -q "attempt-won .*\[tls, tcp\]" "$dir/err3" ||
+        fail "https:// did not win over [tls, tcp]: $(grep attempt "$dir/err3")"
+    pass "post connect --stream https:// fetched the page over [tls, tcp]"
+
     # The system trust store does not know our CA: verification must fail, loudly.
     rc=0
     printf "$request" | timeout 20 "$POST" connect --stream "tls://localhost:$port" \

@@ -44,11 +44,13 @@ void trace_to_stderr(post::context& ctx) {
 
 post::stack_constraint constraint_for_scheme(std::string_view scheme) {
     if (scheme.empty()) return {};
-    if (scheme == "tcp" || scheme == "udp" || scheme == "tls" || scheme == "dtls")
+    if (scheme == "tcp" || scheme == "udp" || scheme == "tls" || scheme == "dtls" ||
+        scheme == "https" || scheme == "http")
         return post::constraint_for_scheme(scheme);
-    throw std::invalid_argument(fmt::format(
-        "unsupported URL scheme '{}://' (use tcp://, udp://, tls://, dtls:// or HOST:PORT)",
-        scheme));
+    throw std::invalid_argument(
+        fmt::format("unsupported URL scheme '{}://' (use tcp://, udp://, tls://, dtls://, "
+                    "https://, http:// or HOST:PORT)",
+                    scheme));
 }
 
 post::policy policy_for(const std::string& policy_file, std::string_view scheme) {

@@ -107,7 +107,8 @@ auto async_initiate(context& ctx, const remote& r, const policy& p, CompletionTo
 /// needs udp, and so on; none without a scheme.
 stack_constraint constraint_for(const remote& r);
 /// What a URL scheme asks of the stack: tcp:// and udp:// are plain (no tls/dtls), tls:// is
-/// TLS over TCP, dtls:// DTLS over UDP, any other scheme names a layer it needs.
+/// TLS over TCP, dtls:// DTLS over UDP, https:// TLS over TCP (port 443), http:// plain TCP
+/// (port 80); any other scheme names a layer it needs.
 stack_constraint constraint_for_scheme(std::string_view scheme);
 
 /// Listen on `l` with every stack the policy allows (the best-ranked one per bottom layer).

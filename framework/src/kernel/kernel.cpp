@@ -28,6 +28,13 @@ stack_constraint constraint_for_scheme(std::string_view scheme) {
         c.must_not_contain = {"dtls"};
     } else if (scheme == "tls") {
         c.must_contain = {"tls", "tcp"};
+    } else if (scheme == "https") {
+        // HTTP over TLS over TCP (port 443). QUIC candidates join when a quic layer and the
+        // HTTP framers exist (issue 7); until then, TLS over TCP is the one candidate.
+        c.must_contain = {"tls", "tcp"};
+    } else if (scheme == "http") {
+        c.must_contain = {"tcp"};
+        c.must_not_contain = {"tls"};
     } else if (scheme == "dtls") {
         c.must_contain = {"dtls", "udp"};
     } else {
