@@ -262,8 +262,14 @@ connect_trace "$TMP/s6a.out" "tcp://dual.test:$P" --policy "$short"
 [[ $CRC != 0 ]] || fail "6: connect succeeded: $(cat "$TMP/s6a.out")"
 check_trace "6: v6 dropped, v4 refused" "$TMP/s6a.out" "port=$P" "wall=$CMS" <<'PY'
 e = "\n".join(l for l in LINES if not l.startswith("trace "))
+# The end, on the trace's clock (which starts with establishment, not with the process: a
+# sanitizer build on a loaded machine can take a second just to start).
+closed = of("closed")
+check(closed, "no closed event in the trace")
+check(1900 <= closed[-1]["ms"] <= 3000,
+      f"the carrier ended {closed[-1]['ms']:.0f} ms after establishment began (timeout 2 s)")
 wall = int(ARGS["wall"])
-check(1900 <= wall <= 3000, f"the error came after {wall} ms (timeout 2 s)")
+check(wall <= 12000, f"post connect took {wall} ms in all: it hung")
 check(re.search(re.escape(V6) + r"[^;\n]*(timed out|still running)", e),
       f"the error does not say {V6} timed out")
 check(re.search(re.escape(V4) + r"[^;\n]*refused", e, re.I), f"the error does not say {V4} refused")
@@ -275,8 +281,14 @@ connect_trace "$TMP/s6b.out" "tcp://dual.test:$P" --policy "$short"
 [[ $CRC != 0 ]] || fail "6: connect succeeded: $(cat "$TMP/s6b.out")"
 check_trace "6: both families dropped" "$TMP/s6b.out" "port=$P" "wall=$CMS" <<'PY'
 e = "\n".join(l for l in LINES if not l.startswith("trace "))
+# The end, on the trace's clock (which starts with establishment, not with the process: a
+# sanitizer build on a loaded machine can take a second just to start).
+closed = of("closed")
+check(closed, "no closed event in the trace")
+check(1900 <= closed[-1]["ms"] <= 3000,
+      f"the carrier ended {closed[-1]['ms']:.0f} ms after establishment began (timeout 2 s)")
 wall = int(ARGS["wall"])
-check(1900 <= wall <= 3000, f"the error came after {wall} ms (timeout 2 s)")
+check(wall <= 12000, f"post connect took {wall} ms in all: it hung")
 for a in (V6, V4):
     check(re.search(re.escape(a) + r"[^;\n]*(timed out|still running)", e),
           f"the error does not say {a} timed out")
