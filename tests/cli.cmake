@@ -1,5 +1,5 @@
 # End-to-end tests of the `post` tool: real processes on loopback (tests/cli/*.sh).
-set(POST_CLI_TESTS tcp_exchange echo udp json file count refused local plugins policy demo bench tls_interop bench_tls dtls establishment bench_racing)
+set(POST_CLI_TESTS tcp_exchange echo udp json file count refused local plugins policy demo bench tls_interop bench_tls dtls establishment bench_racing sctp)
 foreach(test ${POST_CLI_TESTS})
   add_test(NAME cli_${test}
            COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cli/${test}.sh $<TARGET_FILE:post>)

@@ -16,7 +16,7 @@ export POST_ROOT
 POST_PACKAGES=(
     g++ cmake ninja-build pkg-config ccache
     libboost-dev libboost-filesystem-dev libboost-test-dev
-    libssl-dev libgnutls28-dev libusrsctp-dev
+    libssl-dev libgnutls28-dev libusrsctp-dev libusrsctp-examples
     libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev
     libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
     iproute2 clang libclang-rt-14-dev socat netcat-openbsd python3

@@ -24,8 +24,9 @@ stack_constraint constraint_for_scheme(std::string_view scheme) {
         c.must_contain = {"tcp"};
         c.must_not_contain = {"tls"};
     } else if (scheme == "udp") {
+        // Plain datagrams: nothing that runs its own protocol inside UDP.
         c.must_contain = {"udp"};
-        c.must_not_contain = {"dtls"};
+        c.must_not_contain = {"dtls", "sctp", "quic"};
     } else if (scheme == "tls") {
         c.must_contain = {"tls", "tcp"};
     } else if (scheme == "https") {
