@@ -2,6 +2,7 @@
 // TCP socket, against socat, stream to stream, the morph refusal for message stacks, and the
 // blocking iostream (from a second thread; refused on the executor's thread).
 #define BOOST_TEST_MODULE stream
+#include "../support/child_process.hpp"
 #include "loopback_support.hpp"
 
 #include <post/iostream.hpp>
@@ -12,17 +13,9 @@
 #include <boost/asio/write.hpp>
 #include <boost/system/system_error.hpp>
 
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <future>
 #include <optional>
 #include <thread>
-
-extern char** environ;
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
@@ -49,82 +42,6 @@ struct plain_server {
     std::uint16_t port() const { return acceptor.local_endpoint().port(); }
     tcp::acceptor acceptor;
     tcp::socket socket;
-};
-
-/// A child process (socat) whose stderr we read until it reports its port.
-class child_process {
-public:
-    explicit child_process(std::vector<std::string> args) {
-        int fds[2];
-        BOOST_REQUIRE(::pipe(fds) == 0);
-        posix_spawn_file_actions_t actions;
-        posix_spawn_file_actions_init(&actions);
-        posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
-        posix_spawn_file_actions_addclose(&actions, fds[0]);
-        std::vector<char*> argv;
-        for (auto& a : args)
-            argv.push_back(a.data());
-        argv.push_back(nullptr);
-        int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
-        posix_spawn_file_actions_destroy(&actions);
-        ::close(fds[1]);
-        err_ = fds[0];
-        BOOST_REQUIRE_MESSAGE(rc == 0, "cannot start " << args[0]);
-    }
-    ~child_process() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGTERM);
-            int status = 0;
-            ::waitpid(pid_, &status, 0);
-        }
-        if (err_ >= 0) ::close(err_); // kept open until now: socat dies of SIGPIPE otherwise
-    }
-    /// Read stderr until a line contains `marker`; returns that line (empty on timeout/EOF).
-    std::string wait_for_line(std::string_view marker) {
-        std::string text;
-        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-        while (std::chrono::steady_clock::now() < deadline) {
-            for (std::size_t nl; (nl = text.find('\n')) != std::string::npos;) {
-                auto line = text.substr(0, nl);
-                text.erase(0, nl + 1);
-                if (line.find(marker) != std::string::npos) return line;
-            }
-            pollfd p{err_, POLLIN, 0};
-            if (::poll(&p, 1, 200) <= 0) continue;
-            char buf[512];
-            auto n = ::read(err_, buf, sizeof buf);
-            if (n <= 0) return {};
-            text.append(buf, static_cast<std::size_t>(n));
-        }
-        return {};
-    }
-    /// Wait for the child to exit; its exit status (-1 on timeout, the child is then killed).
-    int wait_exit(std::chrono::seconds limit = std::chrono::seconds(10)) {
-        auto deadline = std::chrono::steady_clock::now() + limit;
-        int status = 0;
-        while (std::chrono::steady_clock::now() < deadline) {
-            pid_t r = ::waitpid(pid_, &status, WNOHANG);
-            if (r == pid_) {
-                pid_ = -1;
-                return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-            }
-            // Drain stderr meanwhile (socat -d -d logs each step), waiting on it as the event.
-            pollfd p{err_, POLLIN, 0};
-            if (::poll(&p, 1, 50) > 0) {
-                char buf[512];
-                if (::read(err_, buf, sizeof buf) <= 0) {
-                    ::waitpid(pid_, &status, 0);
-                    pid_ = -1;
-                    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-                }
-            }
-        }
-        return -1;
-    }
-
-private:
-    pid_t pid_ = -1;
-    int err_ = -1;
 };
 
 std::uint16_t port_from_socat_line(const std::string& line) {

@@ -74,6 +74,10 @@ public:
     carrier& on_acked(std::function<void(message_id)> h);
     carrier& on_closed(std::function<void()> h);
     carrier& on_error(std::function<void(const error&)> h);
+    /// The peer opened a new stream on this carrier's connection (SCTP, QUIC): a carrier for
+    /// it, ready. Carriers accepted by a listener get theirs from the listener instead. Without
+    /// a handler, up to 64 wait for one; more are refused.
+    carrier& on_incoming(std::function<void(carrier)> h);
 
     /// Queue a message; returns its id (also stored in the message). Errors arrive through
     /// on_send_error / on_error.

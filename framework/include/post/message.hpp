@@ -23,6 +23,10 @@ struct message_properties {
     int niceness = 0;                                  ///< 0 = most urgent.
     bool immediate = false;
     bool idempotent = false;
+    /// False: the message may be delivered before messages sent earlier (RFC 9622 msgOrdered)
+    /// where the stack can do that (SCTP unordered messages); stacks that only deliver in
+    /// order ignore it. Passed to the stack as the property "ordered" = "false".
+    bool ordered = true;
     std::vector<message_id> antecedents;
     std::map<std::string, std::string> extra; ///< Carried to the stack as-is.
 };

@@ -21,6 +21,8 @@ struct trace_event {
         accepted,
         layer_log,
         closed,
+        forked,   ///< A carrier opened on an existing association (a new stream), no handshake.
+        incoming, ///< The peer opened a new stream on an association: a carrier for it.
     };
     kind what;
     std::chrono::steady_clock::time_point when;

@@ -48,6 +48,11 @@ carrier& carrier::on_error(std::function<void(const error&)> h) {
     return *this;
 }
 
+carrier& carrier::on_incoming(std::function<void(carrier)> h) {
+    checked(impl_).set_incoming_handler(std::move(h));
+    return *this;
+}
+
 message_id carrier::send(message m) {
     return checked(impl_).send(std::move(m), nullptr);
 }

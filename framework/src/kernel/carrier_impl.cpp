@@ -2,6 +2,7 @@
 
 #include "carrier_impl.hpp"
 #include "establishment.hpp"
+#include "listener_impl.hpp"
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
@@ -59,13 +60,89 @@ void carrier_impl::adopt(std::shared_ptr<transient_impl> t,
 
 std::shared_ptr<carrier_impl> carrier_impl::fork() {
     auto twin = std::make_shared<carrier_impl>(ctx_, association_, policy_);
-    if (remote_)
-        twin->start_initiate(*remote_, candidates_, from_);
-    else
-        twin->fail_now({make_error_code(errc::not_supported),
-                        "fork() needs a carrier that was initiated: an accepted carrier does not "
-                        "know how to reach its peer again"});
+    ctx_->keep(twin);
+    // active_ and the stack are touched on the executor only; posted (never inline) so that
+    // the caller sets its handlers before any event of the new carrier.
+    asio::post(ctx_->executor, [self = shared_from_this(), twin] { self->fork_into(twin); });
     return twin;
+}
+
+std::shared_ptr<transient_impl> carrier_impl::sibling(carrier_impl& c, std::shared_ptr<sdk::flow> f,
+                                                      const transient_impl& on) const {
+    c.remote_ = remote_;
+    c.candidates_ = candidates_;
+    c.from_ = from_;
+    c.listener_ = listener_;
+    auto t = std::make_shared<transient_impl>(on.stack(), on.address());
+    t->attach(c.weak_from_this(), std::move(f));
+    return t;
+}
+
+void carrier_impl::fork_into(const std::shared_ptr<carrier_impl>& twin) {
+    if (state_ == carrier_state::active && active_) {
+        if (auto f = active_->top().fork()) {
+            auto t = sibling(*twin, std::move(f), *active_);
+            ctx_->emit(trace_event{trace_event::kind::forked, std::chrono::steady_clock::now(),
+                                   association_ ? association_->key() : active_->address(),
+                                   active_->stack()->names,
+                                   "new stream on the connection to " + active_->address()});
+            twin->adopt(std::move(t), nullptr);
+            return;
+        }
+    }
+    if (remote_) {
+        twin->start_initiate(*remote_, candidates_, from_);
+        return;
+    }
+    twin->fail_now({make_error_code(errc::not_supported),
+                    "fork() on an accepted carrier needs a stack that opens streams (SCTP, "
+                    "QUIC) and a live connection: an accepted carrier does not know how to "
+                    "reach its peer again"});
+}
+
+void carrier_impl::transient_incoming(transient_impl& t, std::shared_ptr<sdk::flow> incoming) {
+    auto c = std::make_shared<carrier_impl>(ctx_, association_, policy_);
+    auto nt = sibling(*c, std::move(incoming), t);
+    ctx_->emit(trace_event{trace_event::kind::incoming, std::chrono::steady_clock::now(),
+                           t.address(), t.stack()->names,
+                           "the peer opened a stream on the connection"});
+    if (auto l = listener_.lock()) {
+        l->adopt_stream(std::move(c), std::move(nt));
+        return;
+    }
+    // An initiated carrier: the application takes peer streams through on_incoming.
+    c->adopt(std::move(nt),
+             [weak = weak_from_this()](std::shared_ptr<carrier_impl> c, const error& e) {
+                 auto self = weak.lock();
+                 if (self && !e) self->incoming_ready(std::move(c));
+             });
+}
+
+void carrier_impl::incoming_ready(std::shared_ptr<carrier_impl> c) {
+    if (on_incoming) {
+        on_incoming(carrier(std::move(c)));
+        return;
+    }
+    constexpr std::size_t max_waiting = 64;
+    std::erase_if(incoming_backlog_, [](const std::shared_ptr<carrier_impl>& w) {
+        return w->state() == carrier_state::closed;
+    });
+    if (incoming_backlog_.size() >= max_waiting) {
+        c->abort();
+        return;
+    }
+    incoming_backlog_.push_back(std::move(c));
+}
+
+void carrier_impl::set_incoming_handler(std::function<void(carrier)> h) {
+    asio::dispatch(ctx_->executor, [self = shared_from_this(), h = std::move(h)]() mutable {
+        self->on_incoming = std::move(h);
+        while (self->on_incoming && !self->incoming_backlog_.empty()) {
+            auto c = std::move(self->incoming_backlog_.front());
+            self->incoming_backlog_.pop_front();
+            self->on_incoming(carrier(std::move(c)));
+        }
+    });
 }
 
 void carrier_impl::become_dormant(const sdk::flow_error& why) {
@@ -309,6 +386,7 @@ void carrier_impl::transmit(pending_send p, transient_impl& t) {
     meta.immediate = props.immediate;
     meta.idempotent = props.idempotent;
     meta.properties = props.extra;
+    if (!props.ordered) meta.properties["ordered"] = "false";
     if (p.done)
         in_flight_.emplace(id, std::move(p.done));
     else
@@ -576,6 +654,10 @@ void carrier_impl::clear_handlers() {
     on_acked = nullptr;
     on_closed = nullptr;
     on_error = nullptr;
+    on_incoming = nullptr;
+    // Peer streams nobody took can no longer be handed out.
+    for (auto& c : std::exchange(incoming_backlog_, {}))
+        c->abort();
 }
 
 void carrier_impl::shutdown() noexcept {

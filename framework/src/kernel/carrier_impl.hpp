@@ -20,6 +20,7 @@
 namespace post::detail {
 
 class establishment;
+class listener_impl;
 
 class carrier_impl final : public transient_owner,
                            public live_object,
@@ -44,10 +45,16 @@ public:
     /// messages may go on it before it is ready. The first such attempt is used.
     void offer_early(std::shared_ptr<transient_impl> t);
 
-    /// Another carrier to the same remote on the same association (a new connection: the
-    /// stacks so far do not multistream). Passive carriers cannot: the result fails with
-    /// errc::not_supported.
+    /// Another carrier to the same remote on the same association: a new stream of the active
+    /// stack's connection when its top layer multistreams (sdk::flow::fork), else a new
+    /// connection raced like the first (initiated carriers only: an accepted one fails with
+    /// errc::not_supported).
     std::shared_ptr<carrier_impl> fork();
+    /// Carriers for streams the peer opens on this carrier's connection go to `l` (accepted
+    /// carriers); without a listener they go to on_incoming.
+    void set_listener(std::weak_ptr<listener_impl> l) { listener_ = std::move(l); }
+    /// Set on_incoming and hand it the carriers that waited for it.
+    void set_incoming_handler(std::function<void(carrier)> h);
 
     // ---- public operations (any thread; they hop onto the executor) ----
     message_id send(message m, unique_function<void(boost::system::error_code, message_id)> done);
@@ -67,6 +74,7 @@ public:
     std::function<void(message_id)> on_acked;
     std::function<void()> on_closed;
     std::function<void(const error&)> on_error;
+    std::function<void(carrier)> on_incoming;
 
     // ---- inspection ----
     carrier_state state() const { return state_.load(); }
@@ -93,6 +101,7 @@ public:
     void transient_expired(transient_impl& t, std::uint64_t id) override;
     void transient_acked(transient_impl& t, std::uint64_t id) override;
     void transient_closed(transient_impl& t, const sdk::flow_error& e) override;
+    void transient_incoming(transient_impl& t, std::shared_ptr<sdk::flow> incoming) override;
 
 private:
     using pending_send = message_scheduler::entry;
@@ -102,6 +111,15 @@ private:
     };
 
     void become_active(std::shared_ptr<transient_impl> t);
+    /// On the executor: open `twin` as a new stream of the active connection if the stack
+    /// multistreams, else as a new connection.
+    void fork_into(const std::shared_ptr<carrier_impl>& twin);
+    /// A carrier on a flow of this carrier's stack instance (a forked or incoming stream),
+    /// sharing the association, policy and the way to reach the peer again.
+    /// Returns the transient (owned by `c`) for `f`.
+    std::shared_ptr<transient_impl> sibling(carrier_impl& c, std::shared_ptr<sdk::flow> f,
+                                            const transient_impl& on) const;
+    void incoming_ready(std::shared_ptr<carrier_impl> c);
     /// The connection went away and the policy allows dormancy: keep everything but the
     /// transient; the next send re-establishes.
     void become_dormant(const sdk::flow_error& why);
@@ -167,6 +185,9 @@ private:
     mutable std::mutex inspect_mutex_; ///< Guards active_ info and last_error_ for inspection.
     bool close_requested_ = false;
     bool stack_closed_ = false; ///< top().close() was called.
+    std::weak_ptr<listener_impl> listener_;
+    /// Carriers for peer-opened streams waiting for on_incoming (bounded).
+    std::deque<std::shared_ptr<carrier_impl>> incoming_backlog_;
 };
 
 } // namespace post::detail

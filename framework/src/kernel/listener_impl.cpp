@@ -120,18 +120,8 @@ void listener_impl::accepted(std::size_t index, std::shared_ptr<sdk::flow> flow)
     auto& b = bound_[index];
     flow = ctx_->registry.pin(b.stack->names.back(), std::move(flow));
     auto fi = flow->info();
-    if (live_carriers() >= policy_.effective.connection.max_connections) {
-        // Refused before any handshake: the carriers already there keep their share.
+    if (over_limit(fi.remote.to_string(), b.stack->names, "connection")) {
         flow->abort();
-        ctx_->emit(trace_event{trace_event::kind::accepted, std::chrono::steady_clock::now(),
-                               fi.remote.to_string(), b.stack->names,
-                               "refused: connection.max-connections is " +
-                                   std::to_string(policy_.effective.connection.max_connections)});
-        if (on_error)
-            on_error({make_error_code(errc::resource_limit),
-                      "connection from " + fi.remote.to_string() + " refused: " +
-                          std::to_string(policy_.effective.connection.max_connections) +
-                          " carriers already (connection.max-connections)"});
         return;
     }
     sdk::open_params params;
@@ -149,11 +139,41 @@ void listener_impl::accepted(std::size_t index, std::shared_ptr<sdk::flow> flow)
                            fi.remote.to_string(), b.stack->names, fi.local.to_string()});
     auto assoc = std::make_shared<association>(fi.remote.to_string());
     auto c = std::make_shared<carrier_impl>(ctx_, assoc, policy_);
+    c->set_listener(weak_from_this());
     auto t = std::make_shared<transient_impl>(b.stack, fi.remote.to_string());
     t->attach(c, top);
+    establish(std::move(c), std::move(t), fi.remote.to_string());
+}
+
+bool listener_impl::over_limit(const std::string& peer, const std::vector<std::string>& stack,
+                               const std::string& what) {
+    if (live_carriers() < policy_.effective.connection.max_connections) return false;
+    // Refused before any handshake: the carriers already there keep their share.
+    const auto limit = std::to_string(policy_.effective.connection.max_connections);
+    ctx_->emit(trace_event{trace_event::kind::accepted, std::chrono::steady_clock::now(), peer,
+                           stack, "refused: connection.max-connections is " + limit});
+    if (on_error)
+        on_error({make_error_code(errc::resource_limit),
+                  what + " from " + peer + " refused: " + limit +
+                      " carriers already (connection.max-connections)"});
+    return true;
+}
+
+void listener_impl::adopt_stream(std::shared_ptr<carrier_impl> c,
+                                 std::shared_ptr<transient_impl> t) {
+    const auto peer = t->address();
+    if (closed_ || over_limit(peer, t->stack()->names, "stream")) {
+        t->abort();
+        return;
+    }
+    establish(std::move(c), std::move(t), peer);
+}
+
+void listener_impl::establish(std::shared_ptr<carrier_impl> c, std::shared_ptr<transient_impl> t,
+                              std::string peer) {
     establishing_.insert(c);
-    c->adopt(t, [weak = weak_from_this(),
-                 peer = fi.remote.to_string()](std::shared_ptr<carrier_impl> c, const error& e) {
+    c->adopt(std::move(t), [weak = weak_from_this(), peer = std::move(peer)](
+                               std::shared_ptr<carrier_impl> c, const error& e) {
         auto self = weak.lock();
         if (!self) return;
         self->establishing_.erase(c);

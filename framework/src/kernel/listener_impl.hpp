@@ -24,6 +24,8 @@ public:
 
     void accepted(std::size_t acceptor_index, std::shared_ptr<sdk::flow> flow);
     void acceptor_closed(std::size_t acceptor_index, const sdk::flow_error& e);
+    /// A carrier for a stream the peer opened on the connection of one of our carriers.
+    void adopt_stream(std::shared_ptr<carrier_impl> c, std::shared_ptr<transient_impl> t);
     void accept(unique_function<void(boost::system::error_code, carrier)> h);
     void close();
     void shutdown() noexcept override;
@@ -43,6 +45,12 @@ private:
         sdk::endpoint where;
     };
     void ready(std::shared_ptr<carrier_impl> c);
+    /// Wait for `c` to be ready, then hand it out (or report why it failed).
+    void establish(std::shared_ptr<carrier_impl> c, std::shared_ptr<transient_impl> t,
+                   std::string peer);
+    /// Refuse a new carrier when connection.max-connections are live: true if refused.
+    bool over_limit(const std::string& peer, const std::vector<std::string>& stack,
+                    const std::string& what);
     /// Carriers from this listener not yet closed (establishing or handed out).
     std::size_t live_carriers();
 

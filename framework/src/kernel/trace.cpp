@@ -30,6 +30,10 @@ std::string_view to_string(trace_event::kind k) noexcept {
         return "layer-log";
     case closed:
         return "closed";
+    case forked:
+        return "forked";
+    case incoming:
+        return "incoming";
     }
     return "?";
 }

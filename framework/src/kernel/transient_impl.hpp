@@ -25,6 +25,11 @@ public:
     virtual void transient_expired(transient_impl& t, std::uint64_t id) = 0;
     virtual void transient_acked(transient_impl& t, std::uint64_t id) = 0;
     virtual void transient_closed(transient_impl& t, const sdk::flow_error& e) = 0;
+    /// The peer opened another flow on this transient's multistreaming layer (SCTP or QUIC
+    /// stream). The default refuses it.
+    virtual void transient_incoming(transient_impl&, std::shared_ptr<sdk::flow> incoming) {
+        if (incoming) incoming->abort();
+    }
 };
 
 class transient_impl final : public sdk::flow_events,
@@ -89,6 +94,13 @@ public:
         if (finished_) return;
         finished_ = true;
         if (auto o = owner_.lock()) o->transient_closed(*this, e);
+    }
+
+    void on_incoming_flow(std::shared_ptr<sdk::flow> incoming) noexcept override {
+        if (auto o = owner_.lock(); o && !finished_)
+            o->transient_incoming(*this, std::move(incoming));
+        else if (incoming)
+            incoming->abort();
     }
 
 private:
