@@ -36,6 +36,7 @@ void add_properties(nlohmann::json& j, const post::message_properties& p) {
     if (p.lifetime) j["lifetime_ms"] = p.lifetime->count();
     if (p.immediate) j["immediate"] = true;
     if (p.idempotent) j["idempotent"] = true;
+    if (!p.ordered) j["ordered"] = false;
 }
 
 } // namespace post_tool

@@ -36,7 +36,7 @@ using namespace std::chrono_literals;
 struct property_options {
     int niceness = 0;
     std::string lifetime; ///< Checked by the parser (lifetime_validator); empty: no lifetime.
-    bool immediate = false, idempotent = false;
+    bool immediate = false, idempotent = false, unordered = false;
 
     post::message_properties properties() const {
         post::message_properties p;
@@ -44,6 +44,7 @@ struct property_options {
         if (!lifetime.empty()) p.lifetime = post::parse_duration(lifetime);
         p.immediate = immediate;
         p.idempotent = idempotent;
+        p.ordered = !unordered;
         return p;
     }
 };
@@ -103,6 +104,10 @@ void add_property_options(CLI::App* app, property_options& p, const char* whose)
                   fmt::format("Send {} at once, never held back to be coalesced", whose));
     app->add_flag("--idempotent", p.idempotent,
                   fmt::format("Mark {} safe to replay (eligible for 0-RTT / Fast Open)", whose));
+    app->add_flag("--unordered", p.unordered,
+                  fmt::format("Let {} be delivered before earlier ones (SCTP unordered "
+                              "messages; ignored by in-order stacks)",
+                              whose));
 }
 
 /// Reads stdin on its own thread and posts each line (without its newline) to the executor.
