@@ -319,7 +319,8 @@ policy policy::defaults() {
     rule("preserve-msg-boundaries", preference::require);
     rule("preserve-order", preference::require);
     rule("congestion-control", preference::require);
-    rule("multistreaming", preference::prefer);
+    // No multistreaming preference: it would rank SCTP over UDP (and later QUIC) ahead of TCP
+    // for every peer, and most peers answer neither (policies/default.yaml says more).
     return p;
 }
 
