@@ -1,8 +1,9 @@
 // The `sctp` plugin: layer `sctp`, SCTP (usrsctp, no threads, AF_CONN) over a lower datagram
 // flow, for the client and the server role. The descriptor and the layer's factory.
-#include "sctp_flow.hpp"
+#include "sctp_association.hpp"
 #include "sctp_options.hpp"
 #include "sctp_stack.hpp"
+#include "sctp_stream.hpp"
 
 #include <iterator>
 
@@ -30,9 +31,8 @@ public:
                            std::string(sdk::to_string(kind)) + " flow"};
                 return nullptr;
             }
-            auto f = std::make_shared<sctp_flow>(executor_, stack_, settings_, std::move(lower), p);
-            f->attach();
-            return f;
+            // Stream 0 of a new association; fork() on it adds streams to the same one.
+            return sctp_association::open(executor_, stack_, settings_, std::move(lower), p);
         } catch (const std::exception& e) {
             err = {std::make_error_code(std::errc::not_enough_memory), e.what()};
             return nullptr;
@@ -63,10 +63,11 @@ std::unique_ptr<sdk::layer> create(const sdk::layer_context& ctx, sdk::flow_erro
     }
 }
 
-// Not multistreaming yet (one carrier per association; stage 2 adds fork), and no
-// zero-rtt-msg. The checksum is CRC32c over every packet, both ways.
+// Multistreaming: fork() opens a stream of the same association, peer streams arrive through
+// on_incoming_flow. No zero-rtt-msg. The checksum is CRC32c over every packet, both ways.
 constexpr sdk::feature_entry features[] = {
     {"reliability", sdk::feature_effect::provides},
+    {"multistreaming", sdk::feature_effect::provides},
     {"preserve-msg-boundaries", sdk::feature_effect::provides},
     {"preserve-order", sdk::feature_effect::provides},
     {"congestion-control", sdk::feature_effect::provides},
@@ -79,7 +80,8 @@ const sdk::layer_descriptor layers[] = {
     {
         "sctp",
         "SCTP (usrsctp, no threads) over datagrams, e.g. SCTP over UDP (RFC 6951): reliable, "
-        "ordered messages with congestion control; PR-SCTP lifetimes",
+        "ordered messages with congestion control; PR-SCTP lifetimes; multistreaming (one flow per "
+        "stream, niceness as stream priority)",
         sdk::edge::message,
         sdk::edge::datagram,
         features,
@@ -93,7 +95,7 @@ const sdk::layer_descriptor layers[] = {
 const sdk::plugin_descriptor descriptor = [] {
     sdk::plugin_descriptor d;
     d.name = "sctp";
-    d.version = "0.1.0";
+    d.version = "0.2.0";
     d.license = "same as Post Sockets";
     d.description = "SCTP over datagram layers (usrsctp in its no-threads AF_CONN mode)";
     d.layers = layers;

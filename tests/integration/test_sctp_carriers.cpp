@@ -1,15 +1,23 @@
 // SCTP through the kernel, from policies: carriers over [sctp, udp] and over [sctp, dtls, udp]
 // (the WebRTC data-channel stack: SCTP inside DTLS inside UDP) echo messages with their
 // boundaries; over DTLS the server's certificate is verified, and an untrusted one is refused.
+// Multistreaming: fork() opens streams on one association (no new handshake), against a
+// server in this process and against `post listen` in another; a server opens a stream to the
+// client (on_incoming); streams close one by one; with the stream count exhausted, fork()
+// falls back to a new association.
 #define BOOST_TEST_MODULE sctp carriers
 #include <utility>
 
+#include "../support/child_process.hpp"
 #include "../support/test_pki.hpp"
 #include "loopback_support.hpp"
 
+#include <boost/asio/ip/udp.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -115,4 +123,248 @@ BOOST_AUTO_TEST_CASE(sctp_over_dtls_refuses_an_untrusted_server) {
     BOOST_TEST_MESSAGE(std::get<error>(got).to_string());
     BOOST_TEST(std::get<error>(got).to_string().find("certificate") != std::string::npos,
                std::get<error>(got).to_string());
+}
+
+// ---- multistreaming ----
+
+namespace {
+
+/// Counts what the kernel reports: new streams on an association (forked/incoming) and new
+/// associations (accepted connections).
+struct trace_counts {
+    int forked = 0;
+    int incoming = 0;
+    int accepted = 0;
+    explicit trace_counts(context& ctx) {
+        ctx.on_trace([this](const trace_event& e) {
+            if (e.what == trace_event::kind::forked) ++forked;
+            if (e.what == trace_event::kind::incoming) ++incoming;
+            if (e.what == trace_event::kind::accepted &&
+                e.detail.find("refused") == std::string::npos)
+                ++accepted;
+        });
+    }
+};
+
+/// Echo carriers counted as the listener hands them out.
+struct counting_echo_server : echo_server {
+    int carriers = 0;
+    counting_echo_server(context& ctx, const policy& p)
+        : echo_server(ctx, p) {
+        l.on_carrier([this](carrier c) {
+            ++carriers;
+            c.on_received([c](message m) mutable { c.send(std::move(m)); });
+        });
+    }
+};
+
+/// A UDP port free a moment ago (the listener is retried should another process take it).
+std::uint16_t free_udp_port() {
+    boost::asio::io_context io;
+    boost::asio::ip::udp::socket s(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    return s.local_endpoint().port();
+}
+
+/// `post listen --echo` in a child process: the other end of the association is not ours.
+struct external_echo {
+    std::optional<child_process> proc;
+    std::uint16_t port = 0;
+    external_echo() {
+        for (int attempt = 0; attempt < 5 && !proc; ++attempt) {
+            port = free_udp_port();
+            proc.emplace(std::vector<std::string>{POST_TOOL, "listen",
+                                                  "sctp://127.0.0.1:" + std::to_string(port),
+                                                  "--echo"},
+                         child_stdout::discard);
+            if (proc->wait_for_line("listening on").empty()) proc.reset();
+        }
+        BOOST_REQUIRE_MESSAGE(proc, "post listen did not start");
+    }
+    remote where() const { return remote::from_url("sctp://127.0.0.1:" + std::to_string(port)); }
+};
+
+/// Each carrier sends its own messages and collects its echoes.
+struct stream_client {
+    std::vector<carrier> carriers;
+    std::map<std::size_t, std::vector<std::string>> echoes;
+    std::optional<error> failure;
+
+    void add(carrier c) {
+        const auto index = carriers.size();
+        c.on_received([this, index](message m) { echoes[index].emplace_back(m.text()); });
+        c.on_error([this](const error& e) { failure = e; });
+        carriers.push_back(std::move(c));
+    }
+    void send_all(int per_carrier) {
+        for (std::size_t i = 0; i < carriers.size(); ++i)
+            for (int n = 0; n < per_carrier; ++n)
+                carriers[i].send(message(std::string_view(label(i, n))));
+    }
+    static std::string label(std::size_t carrier_index, int n) {
+        // Sizes differ so that boundaries matter; one message is larger than a datagram.
+        return "c" + std::to_string(carrier_index) + "-" + std::to_string(n) + ":" +
+               std::string(n == 1 ? 5000 : n * 3, 'x');
+    }
+    bool all_echoed(int per_carrier) const {
+        if (carriers.empty()) return false;
+        for (std::size_t i = 0; i < carriers.size(); ++i) {
+            auto it = echoes.find(i);
+            if (it == echoes.end() || it->second.size() < static_cast<std::size_t>(per_carrier))
+                return false;
+        }
+        return true;
+    }
+    void check_echoes(int per_carrier) const {
+        for (std::size_t i = 0; i < carriers.size(); ++i) {
+            std::vector<std::string> want;
+            for (int n = 0; n < per_carrier; ++n)
+                want.push_back(label(i, n));
+            BOOST_TEST(echoes.at(i) == want, boost::test_tools::per_element());
+        }
+    }
+};
+
+void wait_ready(boost::asio::io_context& io, carrier& c) {
+    bool ready = false;
+    std::optional<error> failure;
+    c.async_wait_ready([&](boost::system::error_code ec) {
+        ready = true;
+        if (ec) failure = error{ec, ec.message()};
+    });
+    run_until(io, [&] { return ready; });
+    BOOST_REQUIRE_MESSAGE(!failure, "carrier not ready: " << (failure ? failure->to_string() : ""));
+}
+
+/// Three carriers on one association: the first initiated, two forked from it; every one
+/// echoes its own messages in order, with their boundaries.
+void three_streams_on_one_association(loopback_fixture& f, trace_counts& counts,
+                                      const remote& where) {
+    stream_client client;
+    client.add(initiate(f.ctx, where, sctp_policy("[sctp, udp]")));
+    wait_ready(f.io, client.carriers[0]);
+    client.add(client.carriers[0].fork());
+    client.add(client.carriers[1].fork()); // a forked carrier forks too
+    client.send_all(4);
+    run_until(f.io, [&] { return client.all_echoed(4) || client.failure.has_value(); });
+    BOOST_REQUIRE_MESSAGE(!client.failure,
+                          (client.failure ? client.failure->to_string() : std::string()));
+    client.check_echoes(4);
+    BOOST_TEST(counts.forked == 2, "forked streams traced: " << counts.forked);
+    // One association: the three carriers share the one UDP socket below.
+    std::set<std::string> locals;
+    for (auto& c : client.carriers) {
+        BOOST_REQUIRE(c.path());
+        BOOST_TEST(c.stack() == (std::vector<std::string>{"sctp", "udp"}),
+                   boost::test_tools::per_element());
+        locals.insert(c.path()->local.to_string());
+    }
+    BOOST_TEST(locals.size() == 1u, "carriers on different sockets: " << locals.size());
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(forked_carriers_are_streams_of_one_association) {
+    loopback_fixture f;
+    trace_counts counts(f.ctx);
+    counting_echo_server server(f.ctx, sctp_policy("[sctp, udp]"));
+    three_streams_on_one_association(f, counts, server.where());
+    // The listener accepted one association and handed out a carrier per stream.
+    BOOST_TEST(counts.accepted == 1);
+    BOOST_TEST(server.carriers == 3);
+    BOOST_TEST(counts.incoming == 2);
+}
+
+BOOST_AUTO_TEST_CASE(forked_carriers_against_post_listen_in_another_process) {
+    loopback_fixture f;
+    trace_counts counts(f.ctx);
+    external_echo server;
+    three_streams_on_one_association(f, counts, server.where());
+    BOOST_TEST(counts.accepted == 0); // nothing of the server side runs here
+}
+
+BOOST_AUTO_TEST_CASE(a_server_opens_a_stream_to_its_client) {
+    loopback_fixture f;
+    trace_counts counts(f.ctx);
+    listener l = listen(f.ctx, local::parse("127.0.0.1:0"), sctp_policy("[sctp, udp]"));
+    std::vector<carrier> server_side;
+    std::vector<std::string> replies; // what the client sent back on the server's stream
+    l.on_carrier([&](carrier c) {
+        server_side.push_back(c);
+        if (server_side.size() > 1) return;
+        // The first carrier forks a stream of its own towards the client.
+        carrier pushed = c.fork();
+        pushed.on_received([&](message m) { replies.emplace_back(m.text()); });
+        pushed.send(message(std::string_view("pushed by the server")));
+        server_side.push_back(pushed);
+    });
+    auto c = initiate(f.ctx, remote::from_url("sctp://127.0.0.1:" + std::to_string(port_of(l))),
+                      sctp_policy("[sctp, udp]"));
+    std::vector<carrier> incoming;
+    std::vector<std::string> pushed;
+    c.on_incoming([&](carrier in) {
+        in.on_received([&, in](message m) mutable {
+            pushed.emplace_back(m.text());
+            in.send(message(std::string_view("thanks")));
+        });
+        incoming.push_back(in);
+    });
+    c.send(message(std::string_view("hello"))); // the server learns of the association
+    run_until(f.io, [&] { return !replies.empty(); });
+    BOOST_TEST(incoming.size() == 1u);
+    BOOST_TEST(pushed == (std::vector<std::string>{"pushed by the server"}),
+               boost::test_tools::per_element());
+    BOOST_TEST(replies == (std::vector<std::string>{"thanks"}), boost::test_tools::per_element());
+    BOOST_TEST(counts.accepted == 1);
+    BOOST_TEST(counts.forked == 1);   // on the server
+    BOOST_TEST(counts.incoming == 1); // on the client
+}
+
+BOOST_AUTO_TEST_CASE(closing_one_stream_leaves_the_others_working) {
+    loopback_fixture f;
+    counting_echo_server server(f.ctx, sctp_policy("[sctp, udp]"));
+    std::vector<carrier> server_carriers;
+    int server_closed = 0;
+    server.l.on_carrier([&](carrier c) {
+        c.on_received([c](message m) mutable { c.send(std::move(m)); });
+        c.on_closed([&] { ++server_closed; });
+        server_carriers.push_back(c);
+    });
+    stream_client client;
+    client.add(initiate(f.ctx, server.where(), sctp_policy("[sctp, udp]")));
+    wait_ready(f.io, client.carriers[0]);
+    client.add(client.carriers[0].fork());
+    client.send_all(1);
+    run_until(f.io, [&] { return client.all_echoed(1); });
+    bool closed = false;
+    client.carriers[1].on_closed([&] { closed = true; });
+    client.carriers[1].close();
+    run_until(f.io, [&] { return closed && server_closed == 1; });
+    BOOST_TEST(!client.carriers[1].last_error());
+    // The first stream still carries messages both ways.
+    client.carriers[0].send(message(std::string_view("after")));
+    run_until(f.io, [&] { return client.echoes[0].size() == 2; });
+    BOOST_TEST(client.echoes[0].back() == "after");
+    BOOST_TEST((client.carriers[0].state() == carrier_state::active));
+    BOOST_TEST(server_closed == 1);
+}
+
+BOOST_AUTO_TEST_CASE(with_no_stream_left_fork_opens_a_new_association) {
+    loopback_fixture f;
+    trace_counts counts(f.ctx);
+    // Two streams each way: the client's ids are the even ones, so only stream 0 is its own.
+    const std::string two = "protocols:\n  sctp: { streams: 2 }\n";
+    counting_echo_server server(f.ctx, sctp_policy("[sctp, udp]", two));
+    stream_client client;
+    client.add(initiate(f.ctx, server.where(), sctp_policy("[sctp, udp]", two)));
+    wait_ready(f.io, client.carriers[0]);
+    client.add(client.carriers[0].fork());
+    client.send_all(2);
+    run_until(f.io, [&] { return client.all_echoed(2) || client.failure.has_value(); });
+    BOOST_REQUIRE_MESSAGE(!client.failure,
+                          (client.failure ? client.failure->to_string() : std::string()));
+    client.check_echoes(2);
+    BOOST_TEST(counts.forked == 0);
+    BOOST_TEST(counts.accepted == 2); // a second association
+    BOOST_TEST(client.carriers[0].path()->local.to_string() !=
+               client.carriers[1].path()->local.to_string());
 }

@@ -79,7 +79,11 @@ std::shared_ptr<transient_impl> carrier_impl::sibling(carrier_impl& c, std::shar
 }
 
 void carrier_impl::fork_into(const std::shared_ptr<carrier_impl>& twin) {
-    if (state_ == carrier_state::active && active_) {
+    // A carrier with its transient (active, or a stream not ready yet: adopted, no race) can
+    // ask its top flow for another stream; the layer says no when it cannot.
+    const bool has_flow =
+        state_ == carrier_state::active || (state_ == carrier_state::establishing && !race_);
+    if (has_flow && active_) {
         if (auto f = active_->top().fork()) {
             auto t = sibling(*twin, std::move(f), *active_);
             ctx_->emit(trace_event{trace_event::kind::forked, std::chrono::steady_clock::now(),
