@@ -21,6 +21,8 @@ POST_PACKAGES=(
     libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
     iproute2 clang libclang-rt-14-dev socat netcat-openbsd python3
     openssl curl nginx-light nftables
+    # cli_sctp_wire: dissects SCTP over UDP in a capture on lo.
+    tshark
 )
 
 post_log() { printf '==> %s\n' "$*" >&2; }
@@ -52,6 +54,12 @@ post_install_packages() {
     fi
     post_log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # wireshark-common (pulled in by tshark) asks whether non-root users may capture. Answer
+    # no, which is also the non-interactive default; the capture test runs as root anyway.
+    if command -v debconf-set-selections >/dev/null 2>&1; then
+        echo 'wireshark-common wireshark-common/install-setuid boolean false' |
+            debconf-set-selections || true
+    fi
     apt-get update -q || return 1
     apt-get install -y -q --no-install-recommends "${missing[@]}" || return 1
 }
