@@ -1,11 +1,22 @@
 # sctp:// end to end with the `post` tool, real processes over loopback UDP (SCTP over UDP,
-# RFC 6951): `post listen` + `post connect` exchange lines; our client against usrsctp's own
+# RFC 6951): `post listen` + `post connect` exchange lines; a client killed without a word and
+# restarted from the same port restarts the association (RFC 9260 5.2.4); our client against usrsctp's own
 # /usr/lib/usrsctp/echo_server (SCTP port 7) gets its echo; usrsctp's tsctp as a client sends
 # 100 messages of 1200 bytes to `post listen`. The usrsctp programs come with the Debian package
 # libusrsctp-examples (tools/setup.sh installs it); without it those parts are skipped, saying so.
 source "$(dirname "$0")/lib.sh" "$@"
 
 USRSCTP=/usr/lib/usrsctp
+
+# wait_output FILE TEXT: until FILE (a listener's output, written as it happens) contains TEXT.
+wait_output() {
+    local i
+    for i in $(seq 1 200); do
+        grep -qF -- "$2" "$1" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    fail "no '$2' in $1 within 10 s: $(tail -3 "$1")"
+}
 
 # wait_udp_bound PORT: until some process has a UDP socket bound to PORT (a condition, polled;
 # the usrsctp programs print nothing when they are ready).
@@ -90,3 +101,35 @@ PY
 else
     echo "note: $USRSCTP/tsctp is missing (apt-get install libusrsctp-examples); tsctp interop skipped"
 fi
+
+# 4. Association restart across processes: a client killed with SIGKILL sends no ABORT, so the
+# listener still has its association; a new client from the same UDP port (and SCTP port)
+# sends INIT for it. The listener reports the restart on the old carrier, as an error, and the
+# restarted association arrives as a new carrier that receives the new client's message.
+start_listener sctp:// 127.0.0.1 --json --count 2
+cport=$(random_port)
+[[ $cport != "${LURL##*:}" ]] || cport=$((cport + 1))
+exec {feed}> >(exec "$POST" connect "$LURL" --local "127.0.0.1:$cport" >"$TMP/first_client" 2>&1)
+FIRST=$!
+PIDS+=("$FIRST")
+echo before >&"$feed"
+wait_output "$LOUT" '"message":"before"'
+kill -KILL "$FIRST"
+exec {feed}>&-
+wait "$FIRST" 2>/dev/null || true
+printf 'after\n' | timeout 10 "$POST" connect "$LURL" --local "127.0.0.1:$cport" --json \
+    >"$TMP/second_client" 2>&1 || fail "the restarted client exited $?: $(cat "$TMP/second_client")"
+finish_listener "$TMP/restart_events"
+[[ $LRC == 0 ]] || fail "listener exited $LRC after the restart: $(tail -3 "$TMP/restart_events")"
+python3 - "$TMP/restart_events" "$cport" <<'PY'
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+kinds = [e["event"] for e in ev]
+# One carrier received "before"; the restart ended it with an error; a second carrier (the
+# restarted association, same peer address and port) received "after".
+assert kinds == ["ready", "received", "error", "ready", "received", "closed"], ev
+assert [e["message"] for e in ev if e["event"] == "received"] == ["before", "after"], ev
+assert "restarted the association" in ev[2]["reason"], ev[2]
+assert ev[0]["remote"] == ev[3]["remote"] == "127.0.0.1:" + sys.argv[2], ev
+PY
+pass "a client killed and restarted from UDP port $cport restarted the association on $LURL"
