@@ -3,8 +3,8 @@
 // boundaries; over DTLS the server's certificate is verified, and an untrusted one is refused.
 // Multistreaming: fork() opens streams on one association (no new handshake), against a
 // server in this process and against `post listen` in another; a server opens a stream to the
-// client (on_incoming); streams close one by one; with the stream count exhausted, fork()
-// falls back to a new association.
+// client (on_incoming); streams close one by one, and all of them when the listener process
+// stops; with the stream count exhausted, fork() falls back to a new association.
 #define BOOST_TEST_MODULE sctp carriers
 #include <utility>
 
@@ -280,6 +280,27 @@ BOOST_AUTO_TEST_CASE(forked_carriers_against_post_listen_in_another_process) {
     external_echo server;
     three_streams_on_one_association(f, counts, server.where());
     BOOST_TEST(counts.accepted == 0); // nothing of the server side runs here
+}
+
+BOOST_AUTO_TEST_CASE(streams_end_when_the_listener_process_stops) {
+    loopback_fixture f;
+    external_echo server;
+    stream_client client;
+    client.add(initiate(f.ctx, server.where(), sctp_policy("[sctp, udp]")));
+    wait_ready(f.io, client.carriers[0]);
+    client.add(client.carriers[0].fork());
+    client.send_all(2);
+    run_until(f.io, [&] { return client.all_echoed(2) || client.failure.has_value(); });
+    int closed = 0;
+    for (auto& c : client.carriers)
+        c.on_closed([&] { ++closed; });
+    // post listen closes its carriers when terminated: SHUTDOWN, not a silent disappearance,
+    // so both streams end now rather than after the peer is presumed lost.
+    server.proc->signal(SIGTERM);
+    run_until(f.io, [&] { return closed == 2; });
+    BOOST_TEST(server.proc->wait_exit() == 0);
+    for (auto& c : client.carriers)
+        BOOST_TEST((c.state() == carrier_state::closed));
 }
 
 BOOST_AUTO_TEST_CASE(a_server_opens_a_stream_to_its_client) {

@@ -57,6 +57,10 @@ public:
         }
         if (err_ >= 0) ::close(err_); // kept open until now: socat dies of SIGPIPE otherwise
     }
+    /// Send `sig` to the child (it is still reaped by wait_exit or the destructor).
+    void signal(int sig) {
+        if (pid_ > 0) ::kill(pid_, sig);
+    }
     /// Read stderr until a line contains `marker`; returns that line (empty on timeout/EOF).
     std::string wait_for_line(std::string_view marker) {
         std::string text;
