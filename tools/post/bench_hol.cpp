@@ -9,6 +9,7 @@
 // network namespaces joined by a veth pair rate-limited with tbf.
 #include "common.hpp"
 #include "hol_link.hpp"
+#include "hol_stamp.hpp"
 #include "json_events.hpp"
 
 #include <fmt/core.h>
@@ -33,6 +34,9 @@ namespace {
 
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
+using bench::kind;
+using bench::now_ns;
+using bench::stamp;
 using boost::asio::ip::tcp;
 
 constexpr std::size_t bulk_size = 1024 * 1024;
@@ -57,42 +61,6 @@ protocols:
   framer: { send-window: 32768 }
   tcp: { nodelay: true, notsent-lowat: 16384, receive-buffer: 262144 }
 )";
-
-std::int64_t now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               clock_type::now().time_since_epoch())
-        .count();
-}
-
-// ---- the payload: what the receiver needs to attribute and time a message ------------------
-
-enum class kind : std::uint8_t { urgent = 1, bulk = 2 };
-
-/// Bytes 0..20 of every payload: kind, phase, sequence number and the sender's steady_clock
-/// time at send(). Same process, so host byte order and one clock.
-struct stamp {
-    kind what;
-    std::uint32_t phase;
-    std::uint64_t seq;
-    std::int64_t sent_ns;
-    static constexpr std::size_t size = 1 + 4 + 8 + 8;
-
-    void write(std::byte* p) const {
-        std::memcpy(p, &what, 1);
-        std::memcpy(p + 1, &phase, 4);
-        std::memcpy(p + 5, &seq, 8);
-        std::memcpy(p + 13, &sent_ns, 8);
-    }
-    static std::optional<stamp> read(std::span<const std::byte> payload) {
-        if (payload.size() < size) return std::nullopt;
-        stamp s;
-        std::memcpy(&s.what, payload.data(), 1);
-        std::memcpy(&s.phase, payload.data() + 1, 4);
-        std::memcpy(&s.seq, payload.data() + 5, 8);
-        std::memcpy(&s.sent_ns, payload.data() + 13, 8);
-        return s;
-    }
-};
 
 // ---- one phase: shared by the sender thread, the receiver thread and the main thread --------
 

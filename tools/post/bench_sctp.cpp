@@ -13,6 +13,7 @@
 #include "bench_support.hpp"
 #include "common.hpp"
 #include "hol_link.hpp"
+#include "hol_stamp.hpp"
 #include "json_events.hpp"
 
 #include <fmt/core.h>
@@ -67,42 +68,8 @@ stacks:
   - [sctp, udp]
 )";
 
-std::int64_t now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               clock_type::now().time_since_epoch())
-        .count();
-}
-
-// ---- the hol payload stamp: first bytes of every head-of-line message ------------------------
-
-/// Byte 0 tells the receiver what a message is: throughput payloads are filled with 'b' (as
-/// tsctp's are), head-of-line payloads start with a stamp.
-enum class kind : std::uint8_t { urgent = 1, bulk = 2 };
-
-struct stamp {
-    kind what = kind::bulk;
-    std::uint32_t phase = 0;
-    std::uint64_t seq = 0;
-    std::int64_t sent_ns = 0;
-    static constexpr std::size_t size = 1 + 4 + 8 + 8;
-
-    void write(std::byte* p) const {
-        std::memcpy(p, &what, 1);
-        std::memcpy(p + 1, &phase, 4);
-        std::memcpy(p + 5, &seq, 8);
-        std::memcpy(p + 13, &sent_ns, 8);
-    }
-    static std::optional<stamp> read(std::span<const std::byte> m) {
-        if (m.size() < size) return std::nullopt;
-        stamp s;
-        std::memcpy(&s.what, m.data(), 1);
-        if (s.what != kind::urgent && s.what != kind::bulk) return std::nullopt;
-        std::memcpy(&s.phase, m.data() + 1, 4);
-        std::memcpy(&s.seq, m.data() + 5, 8);
-        std::memcpy(&s.sent_ns, m.data() + 13, 8);
-        return s;
-    }
-};
+// Payload bytes 0..20 of every head-of-line message: hol_stamp.hpp. Throughput payloads are
+// filled with 'b' (as tsctp's are), which no stamp starts with.
 
 struct bench_options {
     std::size_t bytes = 32 * 1024 * 1024;
