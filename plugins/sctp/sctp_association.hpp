@@ -205,18 +205,7 @@ private:
     static constexpr std::size_t read_chunk = 64 * 1024;
     std::unique_ptr<std::byte[]> read_buffer_{new std::byte[read_chunk]};
 
-    struct upper_call {
-        explicit upper_call(bool& flag)
-            : flag_(flag)
-            , outer_(flag) {
-            flag_ = true;
-        }
-        ~upper_call() { flag_ = outer_; }
-        upper_call(const upper_call&) = delete;
-        upper_call& operator=(const upper_call&) = delete;
-        bool& flag_;
-        bool outer_;
-    };
+    using upper_call = sdk::upper_call_scope;
 };
 
 } // namespace post::plugins::sctp

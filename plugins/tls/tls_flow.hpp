@@ -165,18 +165,7 @@ private:
     /// event may reach the upper side from inside its own call.
     bool in_upper_call_ = false;
 
-    struct upper_call {
-        explicit upper_call(bool& flag)
-            : flag_(flag)
-            , outer_(flag) {
-            flag_ = true;
-        }
-        ~upper_call() { flag_ = outer_; }
-        upper_call(const upper_call&) = delete;
-        upper_call& operator=(const upper_call&) = delete;
-        bool& flag_;
-        bool outer_;
-    };
+    using upper_call = sdk::upper_call_scope;
 
     static constexpr std::size_t read_chunk = 64 * 1024;
     std::unique_ptr<unsigned char[]> read_buffer_{new unsigned char[read_chunk]};

@@ -40,4 +40,24 @@ void report_end(flow_events& events, const flow_error& e, const std::vector<std:
     if (wanted()) events.on_closed(e);
 }
 
+/// Sets a flag for the duration of a call from the layer above (send, close...) and restores
+/// it after, so that nested calls keep it. A flow checks the flag before it reports an event
+/// that would re-enter its caller (e.g. a failure found inside send()), and reports it from a
+/// later turn of the executor instead.
+class upper_call_scope {
+public:
+    explicit upper_call_scope(bool& flag) noexcept
+        : flag_(flag)
+        , outer_(flag) {
+        flag_ = true;
+    }
+    ~upper_call_scope() { flag_ = outer_; }
+    upper_call_scope(const upper_call_scope&) = delete;
+    upper_call_scope& operator=(const upper_call_scope&) = delete;
+
+private:
+    bool& flag_;
+    bool outer_;
+};
+
 } // namespace post::sdk
