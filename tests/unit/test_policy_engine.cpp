@@ -165,6 +165,31 @@ BOOST_AUTO_TEST_CASE(derivation_adds_new_layers_up_to_depth_four) {
     BOOST_TEST(r.candidates[0].notes == (std::vector<std::string>{"prefers security: present"}));
 }
 
+BOOST_AUTO_TEST_CASE(derivation_never_secures_twice) {
+    auto catalog = post_test::test_catalog();
+    // A QUIC-like message layer over datagrams and a DTLS-like datagram layer, both secure:
+    // [quic, udp] and [dtls, udp] are derived, [quic, dtls, udp] is not.
+    post::layer_info dtls{"dtls", "tls", "", post::sdk::edge::datagram, post::sdk::edge::datagram,
+                          {},     {}};
+    dtls.features["security"] = post::sdk::feature_effect::provides;
+    post::layer_info quic{"quic", "quic", "", post::sdk::edge::message, post::sdk::edge::datagram,
+                          {},     {}};
+    quic.features["security"] = post::sdk::feature_effect::provides;
+    catalog.push_back(dtls);
+    catalog.push_back(quic);
+    auto r = post::select_stacks(app_only("version: 1\n"), catalog);
+    auto all = candidate_layers(r);
+    for (const auto& e : r.excluded)
+        all.push_back(e.layers);
+    BOOST_TEST((std::find(all.begin(), all.end(), layers{"quic", "udp"}) != all.end()));
+    BOOST_TEST((std::find(all.begin(), all.end(), layers{"dtls", "udp"}) != all.end()));
+    BOOST_TEST((std::find(all.begin(), all.end(), layers{"quic", "dtls", "udp"}) == all.end()));
+    // Listed in a policy, it is the policy's choice.
+    auto listed =
+        post::select_stacks(app_only("version: 1\nstacks: [[quic, dtls, udp]]\n"), catalog);
+    BOOST_TEST((candidate_layers(listed) == (std::vector<layers>{{"quic", "dtls", "udp"}})));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(validation)

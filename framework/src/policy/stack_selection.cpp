@@ -82,8 +82,15 @@ std::vector<std::string> structure_problems(const std::vector<std::string>& laye
     return problems;
 }
 
+bool provides_security(const layer_info& l) {
+    auto it = l.features.find("security");
+    return it != l.features.end() && it->second == sdk::feature_effect::provides;
+}
+
 /// Every stack the loaded layers can form: built bottom-up from layers that talk to the
-/// operating system, each layer at most once, up to max_derived_depth layers.
+/// operating system, each layer at most once, up to max_derived_depth layers, and at most one
+/// layer that provides security: a derived stack never encrypts twice ([quic, dtls, udp] is not
+/// a way through the network, only a slower [quic, udp]). A policy may still list such a stack.
 void derive(std::vector<const layer_info*>& bottom_up, const std::vector<const layer_info*>& layers,
             bool stream_top, std::vector<std::vector<std::string>>& out) {
     const auto* top = bottom_up.back();
@@ -97,6 +104,10 @@ void derive(std::vector<const layer_info*>& bottom_up, const std::vector<const l
     for (const auto* l : layers) {
         if (l->lower != top->upper) continue;
         if (std::find(bottom_up.begin(), bottom_up.end(), l) != bottom_up.end()) continue;
+        if (provides_security(*l) &&
+            std::any_of(bottom_up.begin(), bottom_up.end(),
+                        [](const layer_info* b) { return provides_security(*b); }))
+            continue;
         bottom_up.push_back(l);
         derive(bottom_up, layers, stream_top, out);
         bottom_up.pop_back();
