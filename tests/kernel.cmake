@@ -29,7 +29,7 @@ post_add_boost_test(test_conformance SOURCES integration/test_conformance.cpp
   support/test_pki.cpp
   LIBRARIES PostSockets::kernel OpenSSL::Crypto TIMEOUT 120)
 target_compile_definitions(test_conformance PRIVATE POST_PLUGIN_DIR="${POST_PLUGIN_OUTPUT_DIR}")
-foreach(p tcp udp framing tls)
+foreach(p tcp udp framing tls sctp quic)
   if(TARGET post_plugin_${p})
     add_dependencies(test_conformance post_plugin_${p})
   endif()

@@ -45,7 +45,7 @@ std::string required_options(const std::vector<std::string>& stack,
                              const post::test::test_pki& pki) {
     std::string out;
     for (const auto& layer : stack)
-        if (layer == "tls" || layer == "dtls")
+        if (layer == "tls" || layer == "dtls" || layer == "quic")
             out += "  " + layer + ": { cert-file: " + pki.server.cert +
                    ", key-file: " + pki.server.key + ", ca-file: " + pki.ca + " }\n";
     return out.empty() ? out : "protocols:\n" + out;

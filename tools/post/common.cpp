@@ -45,11 +45,11 @@ void trace_to_stderr(post::context& ctx) {
 post::stack_constraint constraint_for_scheme(std::string_view scheme) {
     if (scheme.empty()) return {};
     if (scheme == "tcp" || scheme == "udp" || scheme == "tls" || scheme == "dtls" ||
-        scheme == "https" || scheme == "http" || scheme == "sctp")
+        scheme == "https" || scheme == "http" || scheme == "sctp" || scheme == "quic")
         return post::constraint_for_scheme(scheme);
     throw std::invalid_argument(
         fmt::format("unsupported URL scheme '{}://' (use tcp://, udp://, tls://, dtls://, "
-                    "https://, http://, sctp:// or HOST:PORT)",
+                    "https://, http://, sctp://, quic:// or HOST:PORT)",
                     scheme));
 }
 

@@ -598,7 +598,7 @@ void add_listen_connect(CLI::App& app, const global_options& g, runner& run) {
     auto* l = app.add_subcommand("listen", "Listen on URL's address and print received messages");
     l->fallthrough();
     l->add_option("url", lo->url,
-                  "SCHEME://HOST:PORT (tcp, udp, tls, dtls, sctp, https, http) or HOST:PORT "
+                  "SCHEME://HOST:PORT (tcp, udp, tls, dtls, sctp, quic, https, http) or HOST:PORT "
                   "(policy decides)")
         ->required();
     l->add_option("--policy", lo->policy_file, "Policy file (default: built-in defaults)")
@@ -624,7 +624,7 @@ void add_listen_connect(CLI::App& app, const global_options& g, runner& run) {
     auto* c = app.add_subcommand("connect", "Send each line of stdin as a message to URL");
     c->fallthrough();
     c->add_option("url", co->url,
-                  "SCHEME://HOST:PORT (tcp, udp, tls, dtls, sctp, https, http) or HOST:PORT "
+                  "SCHEME://HOST:PORT (tcp, udp, tls, dtls, sctp, quic, https, http) or HOST:PORT "
                   "(policy decides)")
         ->required();
     c->add_option("--policy", co->policy_file, "Policy file (default: built-in defaults)")

@@ -1,0 +1,1113 @@
+#include "quic_connection.hpp"
+
+#include <utility>
+
+#include <boost/asio/post.hpp>
+
+#include <gnutls/crypto.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+#include <ngtcp2/ngtcp2_crypto_gnutls.h>
+
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <limits>
+
+namespace post::plugins::quic {
+
+namespace {
+
+constexpr std::size_t client_dcid_len = 18;
+constexpr std::size_t scid_len = 17;
+/// Packets written in one pass before the executor gets a turn (then another pass is posted).
+constexpr int packets_per_pass = 64;
+
+std::string hex(std::uint64_t v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+    return buf;
+}
+
+std::string app_error_name(std::uint64_t code) {
+    switch (code) {
+    case app_no_error:
+        return "no error";
+    case app_aborted:
+        return "aborted";
+    case app_message_size:
+        return "message larger than max-message-size";
+    case app_bad_framing:
+        return "stream ended inside a message";
+    case app_internal:
+        return "internal error";
+    }
+    return "application error " + hex(code);
+}
+
+void to_sockaddr(const sdk::endpoint& e, sockaddr_storage& out) {
+    out = {};
+    if (e.address.is_v6()) {
+        auto* a = reinterpret_cast<sockaddr_in6*>(&out);
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons(e.port);
+        const auto b = e.address.to_v6().to_bytes();
+        std::memcpy(&a->sin6_addr, b.data(), b.size());
+    } else {
+        auto* a = reinterpret_cast<sockaddr_in*>(&out);
+        a->sin_family = AF_INET;
+        a->sin_port = htons(e.port);
+        const auto b = e.address.to_v4().to_bytes();
+        std::memcpy(&a->sin_addr, b.data(), b.size());
+    }
+}
+
+socklen_t length_of(const sockaddr_storage& a) {
+    return a.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+}
+
+/// TLS alerts about the certificate: the peer refused ours, or found it unusable.
+bool certificate_alert(unsigned alert) {
+    return alert == 42 || alert == 43 || alert == 44 || alert == 45 || alert == 46 || alert == 48 ||
+           alert == 49 || alert == 116;
+}
+
+constexpr unsigned alert_no_application_protocol = 120;
+
+} // namespace
+
+// ---- construction -----------------------------------------------------------------------------
+
+std::shared_ptr<quic_stream> quic_connection::open(boost::asio::any_io_executor ex,
+                                                   std::shared_ptr<const quic_settings> settings,
+                                                   std::shared_ptr<const quic_tls_context> tls,
+                                                   std::shared_ptr<sdk::flow> lower,
+                                                   sdk::open_params p) {
+    auto c = std::make_shared<quic_connection>(std::move(ex), std::move(settings), std::move(tls),
+                                               std::move(lower), std::move(p));
+    c->lower_->set_events(std::static_pointer_cast<sdk::flow_events>(c));
+    auto s = std::make_shared<quic_stream>(c, true, false);
+    c->streams_.push_back(s);
+    return s;
+}
+
+quic_connection::quic_connection(boost::asio::any_io_executor ex,
+                                 std::shared_ptr<const quic_settings> settings,
+                                 std::shared_ptr<const quic_tls_context> tls,
+                                 std::shared_ptr<sdk::flow> lower, sdk::open_params p)
+    : executor_(std::move(ex))
+    , settings_(std::move(settings))
+    , tls_(std::move(tls))
+    , lower_(std::move(lower))
+    , params_(std::move(p))
+    , timer_(executor_)
+    , handshake_timer_(executor_) {}
+
+quic_connection::~quic_connection() {
+    boost::system::error_code ignored;
+    timer_.cancel(ignored);
+    handshake_timer_.cancel(ignored);
+    try {
+        // Every stream flow was dropped without a close: the peer hears it at once.
+        if (conn_ && state_ != state::done && !closing_sent_ && !lower_closed_) {
+            ngtcp2_connection_close_error cc;
+            ngtcp2_connection_close_error_default(&cc);
+            static constexpr char why[] = "all streams dropped";
+            ngtcp2_connection_close_error_set_application_error(
+                &cc, app_aborted, reinterpret_cast<const std::uint8_t*>(why), sizeof why - 1);
+            write_close(cc);
+        }
+        if (lower_ && !lower_closed_ && !lower_close_requested_) lower_->close();
+    } catch (...) {
+    }
+    if (conn_) ngtcp2_conn_del(conn_);
+    if (session_) gnutls_deinit(session_);
+}
+
+std::string quic_connection::peer() const {
+    return params_.remote.to_string();
+}
+
+void quic_connection::log(sdk::log_level level, const std::string& text) const noexcept {
+    settings_->write_log(level, text);
+}
+
+std::uint64_t quic_connection::now() noexcept {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                          std::chrono::steady_clock::now().time_since_epoch())
+                                          .count());
+}
+
+ngtcp2_callbacks quic_connection::callbacks(bool client) {
+    ngtcp2_callbacks cb{};
+    if (client) {
+        cb.client_initial = ngtcp2_crypto_client_initial_cb;
+        cb.recv_retry = ngtcp2_crypto_recv_retry_cb;
+    } else {
+        cb.recv_client_initial = ngtcp2_crypto_recv_client_initial_cb;
+    }
+    cb.recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
+    cb.handshake_completed = &cb_handshake_completed;
+    cb.encrypt = ngtcp2_crypto_encrypt_cb;
+    cb.decrypt = ngtcp2_crypto_decrypt_cb;
+    cb.hp_mask = ngtcp2_crypto_hp_mask_cb;
+    cb.recv_stream_data = &cb_recv_stream_data;
+    cb.acked_stream_data_offset = &cb_acked_stream_data_offset;
+    cb.stream_open = &cb_stream_open;
+    cb.stream_close = &cb_stream_close;
+    cb.extend_max_local_streams_bidi = &cb_extend_max_local_streams_bidi;
+    cb.rand = &cb_rand;
+    cb.get_new_connection_id = &cb_get_new_connection_id;
+    cb.update_key = ngtcp2_crypto_update_key_cb;
+    cb.stream_reset = &cb_stream_reset;
+    cb.delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb;
+    cb.delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb;
+    cb.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
+    cb.stream_stop_sending = &cb_stream_stop_sending;
+    cb.version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+    return cb;
+}
+
+void quic_connection::fill_settings(ngtcp2_settings& settings,
+                                    ngtcp2_transport_params& params) const {
+    ngtcp2_settings_default(&settings);
+    settings.initial_ts = now();
+    settings.handshake_timeout =
+        static_cast<ngtcp2_duration>(settings_->handshake_timeout.count()) * NGTCP2_MILLISECONDS;
+    ngtcp2_transport_params_default(&params);
+    params.initial_max_stream_data_bidi_local = settings_->stream_window;
+    params.initial_max_stream_data_bidi_remote = settings_->stream_window;
+    params.initial_max_stream_data_uni = 0;
+    params.initial_max_data = settings_->connection_window;
+    params.initial_max_streams_bidi = settings_->max_streams;
+    params.initial_max_streams_uni = 0; // our protocol uses bidirectional streams only
+    params.max_idle_timeout =
+        static_cast<ngtcp2_duration>(settings_->idle_timeout.count()) * NGTCP2_MILLISECONDS;
+    params.active_connection_id_limit = 7;
+}
+
+void quic_connection::set_path() {
+    const auto below = lower_->info();
+    to_sockaddr(below.local, local_addr_);
+    to_sockaddr(params_.remote.port ? params_.remote : below.remote, remote_addr_);
+    path_.local.addr = reinterpret_cast<ngtcp2_sockaddr*>(&local_addr_);
+    path_.local.addrlen = length_of(local_addr_);
+    path_.remote.addr = reinterpret_cast<ngtcp2_sockaddr*>(&remote_addr_);
+    path_.remote.addrlen = length_of(remote_addr_);
+    path_.user_data = nullptr;
+}
+
+bool quic_connection::create_client(sdk::flow_error& err) {
+    set_path();
+    ngtcp2_cid dcid{}, scid{};
+    dcid.datalen = client_dcid_len;
+    scid.datalen = scid_len;
+    if (gnutls_rnd(GNUTLS_RND_RANDOM, dcid.data, dcid.datalen) != 0 ||
+        gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, scid.datalen) != 0) {
+        err = {std::make_error_code(std::errc::io_error), "quic: no random connection id"};
+        return false;
+    }
+    ngtcp2_settings settings;
+    ngtcp2_transport_params params;
+    fill_settings(settings, params);
+    const auto cb = callbacks(true);
+    if (int rv = ngtcp2_conn_client_new(&conn_, &dcid, &scid, &path_, NGTCP2_PROTO_VER_V1, &cb,
+                                        &settings, &params, nullptr, this);
+        rv != 0) {
+        conn_ = nullptr;
+        err = {std::make_error_code(std::errc::not_enough_memory),
+               std::string("quic: cannot create a connection: ") + ngtcp2_strerror(rv)};
+        return false;
+    }
+    return set_up_tls(err);
+}
+
+bool quic_connection::accept_initial(const std::uint8_t* data, std::size_t len) {
+    ngtcp2_pkt_hd hd{};
+    if (ngtcp2_accept(&hd, data, len) != 0) {
+        // Not a valid client Initial: nothing to answer (no connection, no state).
+        if (summary_.dropped_before_accept++ == 0)
+            log(sdk::log_level::debug, "datagram of " + std::to_string(len) + " bytes from " +
+                                           peer() + " is not a QUIC Initial: dropped");
+        return false;
+    }
+    set_path();
+    ngtcp2_cid scid{};
+    scid.datalen = scid_len;
+    if (gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, scid.datalen) != 0) return false;
+    ngtcp2_settings settings;
+    ngtcp2_transport_params params;
+    fill_settings(settings, params);
+    params.original_dcid = hd.dcid;
+    const auto cb = callbacks(false);
+    if (int rv = ngtcp2_conn_server_new(&conn_, &hd.scid, &scid, &path_, hd.version, &cb, &settings,
+                                        &params, nullptr, this);
+        rv != 0) {
+        conn_ = nullptr;
+        ++summary_.dropped_before_accept;
+        log(sdk::log_level::info,
+            std::string("cannot accept a connection from ") + peer() + ": " + ngtcp2_strerror(rv));
+        return false;
+    }
+    sdk::flow_error err;
+    if (!set_up_tls(err)) {
+        fail(err, std::nullopt);
+        return false;
+    }
+    return true;
+}
+
+bool quic_connection::set_up_tls(sdk::flow_error& err) {
+    std::string sni;
+    if (client()) {
+        std::string name =
+            settings_->server_name.empty() ? params_.host_name : settings_->server_name;
+        bool is_address = false;
+        if (name.empty()) {
+            name = params_.remote.address.to_string();
+            is_address = true;
+        } else {
+            boost::system::error_code ec;
+            boost::asio::ip::make_address(name, ec);
+            is_address = !ec;
+        }
+        verify_.check_chain = settings_->verify_peer;
+        verify_.pins = settings_->pins;
+        verify_.expected_name = name;
+        verify_.expected_is_address = is_address;
+        if (!is_address) sni = name; // RFC 6066: SNI carries host names only
+        if (!settings_->verify_peer)
+            log(sdk::log_level::warning,
+                "certificate verification is OFF (verify-peer: false): the server at " + peer() +
+                    " is not authenticated, anyone on the path can read and change the data");
+    }
+    link_.ref.get_conn = &cb_get_conn;
+    link_.ref.user_data = this;
+    link_.verify = client() ? &verify_ : nullptr;
+    link_.keylog = settings_->keylog.empty() ? nullptr : &settings_->keylog;
+    session_ = tls_->new_session(params_.side, link_, sni, err);
+    if (!session_) return false;
+    ngtcp2_conn_set_tls_native_handle(conn_, session_);
+    return true;
+}
+
+// ---- calls from the stream flows ----------------------------------------------------------
+
+void quic_connection::start_stream(quic_stream& s) noexcept {
+    try {
+        if (state_ == state::idle && s.first_) {
+            state_ = state::connecting;
+            handshake_timer_.expires_after(settings_->handshake_timeout);
+            handshake_timer_.async_wait(
+                [weak = weak_from_this()](const boost::system::error_code& ec) {
+                    if (ec) return;
+                    if (auto self = weak.lock()) self->guarded([&] { self->on_handshake_timer(); });
+                });
+            lower_->start(); // the client connects at its on_ready; the server waits for data
+            return;
+        }
+        schedule();
+    } catch (...) {
+        fail_later({std::make_error_code(std::errc::not_enough_memory), "quic: out of memory"});
+    }
+}
+
+void quic_connection::abort_stream(quic_stream& s) noexcept {
+    try {
+        if (state_ == state::done) return;
+        if (s.id_ >= 0) resets_.push_back(s.id_);
+        bool others = !new_incoming_.empty();
+        for (auto& w : streams_) {
+            auto o = w.lock();
+            if (o && o.get() != &s && !o->done_ && !o->aborted_) others = true;
+        }
+        // The last open stream: the connection ends with CONNECTION_CLOSE (aborted), as a
+        // one-stream connection always does.
+        if (!others) abort_requested_ = true;
+        schedule();
+    } catch (...) {
+    }
+}
+
+void quic_connection::adopt_orphans(quic_stream& s) noexcept {
+    try {
+        if (s.id_ < 0 || !conn_) return;
+        std::deque<retained_bytes> keep = std::move(s.retained_);
+        for (auto& m : s.out_)
+            if (m.written > 0)
+                keep.push_back({s.tx_offset_, std::move(m.header), std::move(m.data)});
+        if (keep.empty()) return;
+        auto& o = orphans_[s.id_];
+        for (auto& r : keep)
+            o.bytes.push_back(std::move(r));
+    } catch (...) {
+        // Out of memory while keeping bytes ngtcp2 references: it must not touch them again.
+        if (conn_ && state_ != state::done) {
+            ngtcp2_conn_del(conn_);
+            conn_ = nullptr;
+        }
+    }
+}
+
+std::shared_ptr<sdk::flow> quic_connection::fork() noexcept {
+    try {
+        if (state_ == state::done || closing_sent_ || abort_requested_) return nullptr;
+        auto s = std::make_shared<quic_stream>(shared_from_this(), false, false);
+        streams_.push_back(s);
+        schedule();
+        return s;
+    } catch (...) {
+        return nullptr;
+    }
+}
+
+sdk::flow_info quic_connection::info() const noexcept {
+    sdk::flow_info i;
+    const auto below = lower_->info();
+    i.kind = sdk::edge::message;
+    i.local = below.local;
+    i.remote = below.remote;
+    i.max_message_size = settings_->max_message_size;
+    // Ordered and reliable per stream; on_sent when written into packets, not when acked.
+    i.capabilities = sdk::cap_ordered;
+    return i;
+}
+
+void quic_connection::schedule() noexcept {
+    if (service_posted_) return;
+    try {
+        boost::asio::post(executor_, [self = shared_from_this()] {
+            self->service_posted_ = false;
+            self->guarded([&] { self->service(); });
+        });
+        service_posted_ = true;
+    } catch (...) {
+    }
+}
+
+void quic_connection::fail_later(sdk::flow_error e) noexcept {
+    try {
+        boost::asio::post(executor_, [self = shared_from_this(), e = std::move(e)] {
+            self->guarded([&] { self->fail_app(e, app_internal, "internal error"); });
+        });
+    } catch (...) {
+    }
+}
+
+// ---- the lower flow -----------------------------------------------------------------------
+
+void quic_connection::on_ready() noexcept {
+    if (state_ == state::done || !client() || conn_) return;
+    try {
+        sdk::flow_error err;
+        if (!create_client(err)) return fail(err, std::nullopt);
+        log(sdk::log_level::debug, "Initial sent to " + peer());
+        service();
+    } catch (...) {
+        fail({std::make_error_code(std::errc::not_enough_memory), "quic: out of memory"},
+             std::nullopt);
+    }
+}
+
+void quic_connection::on_received(sdk::byte_buffer data, const sdk::receive_meta&) noexcept {
+    if (state_ == state::done || data.empty()) return;
+    try {
+        ++summary_.packets_in;
+        const auto* p = reinterpret_cast<const std::uint8_t*>(data.data());
+        if (!conn_) {
+            if (client() || state_ == state::idle) return;
+            if (!accept_initial(p, data.size())) return;
+        }
+        ngtcp2_pkt_info pi{};
+        const int rv = ngtcp2_conn_read_pkt(conn_, &path_, &pi, p, data.size(), now());
+        if (pending_close_) {
+            auto pc = std::move(*pending_close_);
+            pending_close_.reset();
+            return fail_app(pc.error, pc.app_code, pc.reason);
+        }
+        if (rv != 0) return handle_liberr(rv, "reading a packet");
+        service();
+    } catch (...) {
+        fail_app({std::make_error_code(std::errc::not_enough_memory), "quic: out of memory"},
+                 app_internal, "internal error");
+    }
+}
+
+void quic_connection::on_closed(const sdk::flow_error& e) noexcept {
+    lower_closed_ = true;
+    if (state_ == state::done) return;
+    try {
+        fail(e ? sdk::flow_error{e.code, "quic: the datagram flow below failed: " + e.reason}
+               : sdk::flow_error{std::make_error_code(std::errc::connection_aborted),
+                                 "quic: the datagram flow below closed before the connection "
+                                 "ended"},
+             std::nullopt);
+    } catch (...) {
+    }
+}
+
+// ---- the service pass ---------------------------------------------------------------------
+
+void quic_connection::service() {
+    auto self = shared_from_this();
+    if (abort_requested_ && state_ != state::done) {
+        abort_requested_ = false;
+        return fail_app({std::make_error_code(std::errc::connection_aborted),
+                         "quic: the connection to " + peer() +
+                             " was aborted (abort() on its last open stream)"},
+                        app_aborted, "aborted");
+    }
+    if (state_ == state::done || !conn_) return dispatch();
+    if (handshake_done_ && state_ == state::connecting) {
+        on_established();
+        if (state_ == state::done) return;
+    }
+    if (state_ == state::established) open_pending_streams();
+    for (auto id : std::exchange(resets_, {}))
+        ngtcp2_conn_shutdown_stream(conn_, id, app_aborted); // RESET_STREAM + STOP_SENDING
+    write_packets();
+    if (state_ == state::done) return;
+    dispatch();
+    if (state_ == state::done) return;
+    maybe_close_connection();
+    if (state_ == state::done) return;
+    arm_timer();
+}
+
+void quic_connection::on_established() {
+    state_ = state::established;
+    boost::system::error_code ignored;
+    handshake_timer_.cancel(ignored);
+    gnutls_datum_t alpn{};
+    if (gnutls_alpn_get_selected_protocol(session_, &alpn) != 0 || alpn.size == 0) {
+        ngtcp2_connection_close_error cc;
+        ngtcp2_connection_close_error_default(&cc);
+        ngtcp2_connection_close_error_set_transport_error_tls_alert(
+            &cc, alert_no_application_protocol, nullptr, 0);
+        return fail({std::make_error_code(std::errc::protocol_error),
+                     "quic: handshake failed: no shared ALPN protocol (we offered " +
+                         alpn_text(settings_->alpn) + ")"},
+                    cc);
+    }
+    summary_.alpn.assign(reinterpret_cast<const char*>(alpn.data), alpn.size);
+    log(sdk::log_level::debug, "connection up with " + peer() + " (ALPN " + summary_.alpn + ")");
+}
+
+void quic_connection::open_pending_streams() {
+    for (auto& w : streams_) {
+        auto s = w.lock();
+        if (!s || s->done_ || s->aborted_ || s->id_ >= 0) continue;
+        if (s->first_ && !client()) continue; // bound to the client's first stream
+        std::int64_t id = -1;
+        const int rv = ngtcp2_conn_open_bidi_stream(conn_, &id, nullptr);
+        if (rv == NGTCP2_ERR_STREAM_ID_BLOCKED) {
+            // Waits for MAX_STREAMS (extend_max_local_streams_bidi), then the next pass.
+            if (!s->waited_) {
+                s->waited_ = true;
+                ++summary_.streams_blocked;
+                log(sdk::log_level::debug,
+                    "no stream credit from " + peer() + ": a new stream waits for MAX_STREAMS");
+            }
+            return;
+        }
+        if (rv != 0) {
+            s->finish({std::make_error_code(std::errc::no_stream_resources),
+                       std::string("quic: cannot open a stream: ") + ngtcp2_strerror(rv)});
+            continue;
+        }
+        s->id_ = id;
+        s->announce_ = true;
+    }
+}
+
+std::shared_ptr<quic_stream> quic_connection::find(std::int64_t id) const {
+    for (auto& w : streams_)
+        if (auto s = w.lock(); s && s->id_ == id) return s;
+    return nullptr;
+}
+
+std::shared_ptr<quic_stream> quic_connection::peer_stream(std::int64_t id) {
+    if (auto s = find(id)) return s;
+    if (ngtcp2_conn_is_local_stream(conn_, id) || (id & 0x2) != 0) return nullptr;
+    if (!client()) {
+        // The server's first flow is the first stream the client opens.
+        for (auto& w : streams_) {
+            auto s = w.lock();
+            if (s && s->first_ && s->id_ < 0 && !s->done_ && !s->aborted_) {
+                s->id_ = id;
+                return s;
+            }
+        }
+    }
+    auto s = std::make_shared<quic_stream>(shared_from_this(), false, true);
+    s->id_ = id;
+    streams_.push_back(s);
+    new_incoming_.push_back(s);
+    return s;
+}
+
+std::shared_ptr<sdk::flow_events> quic_connection::first_open_events() const {
+    for (auto& w : streams_) {
+        auto s = w.lock();
+        if (!s || !s->open() || !s->started_) continue;
+        if (auto ev = s->events_.lock()) return ev;
+    }
+    return nullptr;
+}
+
+bool quic_connection::any_open_stream() const {
+    if (!new_incoming_.empty()) return true;
+    for (auto& w : streams_)
+        if (auto s = w.lock(); s && !s->done_) return true;
+    return false;
+}
+
+// ---- writing ------------------------------------------------------------------------------
+
+void quic_connection::write_packets() {
+    const std::size_t size = ngtcp2_conn_get_path_max_tx_udp_payload_size(conn_);
+    if (packet_.size() < size) packet_.resize(size);
+    auto* buf = reinterpret_cast<std::uint8_t*>(packet_.data());
+    std::vector<std::int64_t> blocked;
+    int packets = 0;
+    for (;;) {
+        // The most urgent front message of a writable stream; among equals, the one served
+        // longest ago.
+        std::shared_ptr<quic_stream> s;
+        for (auto& w : streams_) {
+            auto c = w.lock();
+            if (!c || !c->writable() ||
+                std::find(blocked.begin(), blocked.end(), c->id_) != blocked.end())
+                continue;
+            if (s) {
+                const int cn = c->out_.empty() ? 0 : c->out_.front().niceness;
+                const int sn = s->out_.empty() ? 0 : s->out_.front().niceness;
+                if (std::pair(cn, c->order_) >= std::pair(sn, s->order_)) continue;
+            }
+            s = std::move(c);
+        }
+        ngtcp2_vec vec[2];
+        std::size_t count = 0;
+        std::uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_NONE;
+        std::int64_t sid = -1;
+        bool fin = false;
+        if (s) {
+            sid = s->id_;
+            flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
+            if (!s->out_.empty()) {
+                auto& m = s->out_.front();
+                const std::size_t hs = m.header.size();
+                if (m.written < hs)
+                    vec[count++] = {reinterpret_cast<std::uint8_t*>(m.header.data()) + m.written,
+                                    hs - m.written};
+                const std::size_t dw = m.written > hs ? m.written - hs : 0;
+                if (dw < m.data.size())
+                    vec[count++] = {reinterpret_cast<std::uint8_t*>(m.data.data()) + dw,
+                                    m.data.size() - dw};
+                fin = s->close_requested_ && s->out_.size() == 1;
+            } else {
+                fin = s->close_requested_;
+            }
+            if (fin) flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
+        }
+        ngtcp2_ssize written = -1;
+        ngtcp2_pkt_info pi{};
+        const auto n = ngtcp2_conn_writev_stream(conn_, &path_, &pi, buf, size, &written, flags,
+                                                 sid, count ? vec : nullptr, count, now());
+        auto account = [&] {
+            if (!s || written < 0) return;
+            s->announce_ = false;
+            s->order_ = ++serve_counter_;
+            const auto w = static_cast<std::size_t>(written);
+            s->tx_offset_ += w;
+            if (!s->out_.empty()) {
+                auto& m = s->out_.front();
+                m.written += w;
+                s->queued_bytes_ -= std::min(s->queued_bytes_, w);
+                if (m.written == m.size()) {
+                    s->retained_.push_back({s->tx_offset_, std::move(m.header), std::move(m.data)});
+                    s->sent_.push_back(m.id);
+                    s->out_.pop_front();
+                }
+            }
+            if (fin && s->out_.empty()) s->fin_sent_ = true;
+        };
+        if (n < 0) {
+            if (n == NGTCP2_ERR_WRITE_MORE) {
+                account();
+                continue;
+            }
+            if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR ||
+                n == NGTCP2_ERR_STREAM_NOT_FOUND) {
+                blocked.push_back(sid);
+                continue;
+            }
+            return handle_liberr(static_cast<int>(n), "writing a packet");
+        }
+        account();
+        if (n == 0) break; // nothing more now (congestion or pacing: the timer says when)
+        send_packet(buf, static_cast<std::size_t>(n));
+        if (++packets >= packets_per_pass) {
+            schedule();
+            break;
+        }
+    }
+}
+
+void quic_connection::send_packet(const std::uint8_t* data, std::size_t n) {
+    if (!lower_ || lower_closed_ || lower_close_requested_) return;
+    const auto* b = reinterpret_cast<const std::byte*>(data);
+    sdk::send_meta m;
+    m.id = lower_next_id_++;
+    ++summary_.packets_out;
+    lower_->send(sdk::byte_buffer(b, b + n), m);
+}
+
+void quic_connection::write_close(const ngtcp2_connection_close_error& cc) {
+    if (!conn_ || closing_sent_) return;
+    closing_sent_ = true;
+    if (ngtcp2_conn_is_in_closing_period(conn_) || ngtcp2_conn_is_in_draining_period(conn_)) return;
+    std::uint8_t buf[NGTCP2_MAX_UDP_PAYLOAD_SIZE];
+    ngtcp2_pkt_info pi{};
+    const auto n =
+        ngtcp2_conn_write_connection_close(conn_, &path_, &pi, buf, sizeof buf, &cc, now());
+    if (n > 0) send_packet(buf, static_cast<std::size_t>(n));
+}
+
+// ---- events upward ------------------------------------------------------------------------
+
+void quic_connection::dispatch() {
+    auto self = shared_from_this();
+    for (auto& s : std::exchange(new_incoming_, {})) {
+        if (s->done_) continue;
+        auto ev = first_open_events();
+        if (!ev) {
+            log(sdk::log_level::info, "stream " + std::to_string(s->id_) + " opened by " + peer() +
+                                          " refused: no open stream flow to hand it to");
+            s->abort();
+            continue;
+        }
+        ++summary_.incoming_streams;
+        log(sdk::log_level::debug, "stream " + std::to_string(s->id_) + " opened by " + peer());
+        ev->on_incoming_flow(s);
+        // If nobody kept it, its destructor refuses it (RESET_STREAM).
+    }
+    std::vector<std::shared_ptr<quic_stream>> all;
+    for (auto& w : streams_)
+        if (auto s = w.lock()) all.push_back(std::move(s));
+    std::erase_if(streams_, [](const std::weak_ptr<quic_stream>& w) { return w.expired(); });
+    for (auto& s : all)
+        report(*s);
+}
+
+void quic_connection::report(quic_stream& s) {
+    if (s.aborted_ || !s.started_) return;
+    auto events = [&s]() -> std::shared_ptr<sdk::flow_events> {
+        return s.aborted_ ? nullptr : s.events_.lock();
+    };
+    auto make_ready = [&] {
+        s.ready_ = true;
+        if (auto ev = events()) ev->on_ready();
+        if (s.held_credit_ && conn_ && s.id_ >= 0 && state_ != state::done) {
+            ngtcp2_conn_extend_max_stream_offset(conn_, s.id_, s.held_credit_);
+            ngtcp2_conn_extend_max_offset(conn_, s.held_credit_);
+            s.held_credit_ = 0;
+            schedule(); // MAX_STREAM_DATA / MAX_DATA go out
+        }
+    };
+    const bool opened = s.id_ >= 0 || (s.first_ && !client());
+    if (!s.ready_ && !s.done_ && state_ == state::established && opened) make_ready();
+    if (s.done_ && s.end_ && !*s.end_ && !s.ready_ && !s.aborted_) make_ready();
+    while (s.ready_ && !s.inbox_.empty() && !s.aborted_) {
+        auto m = std::move(s.inbox_.front());
+        s.inbox_.pop_front();
+        if (auto ev = events()) ev->on_received(std::move(m), {});
+    }
+    for (auto id : std::exchange(s.sent_, {}))
+        if (auto ev = events()) ev->on_sent(id);
+    for (auto& [id, e] : std::exchange(s.send_errors_, {}))
+        if (auto ev = events()) ev->on_send_error(id, e);
+    if (s.done_ && s.end_ && !s.end_reported_ && !s.aborted_) {
+        s.end_reported_ = true;
+        const auto e = *s.end_;
+        s.end_.reset();
+        auto ev = events();
+        s.events_.reset();
+        if (ev) ev->on_closed(e);
+    }
+}
+
+void quic_connection::maybe_close_connection() {
+    if (state_ != state::established || closing_sent_ || any_open_stream()) return;
+    // Every stream has ended (FIN both ways, acknowledged): the connection closes without
+    // error.
+    log(sdk::log_level::debug, "all streams with " + peer() + " ended: CONNECTION_CLOSE");
+    ngtcp2_connection_close_error cc;
+    ngtcp2_connection_close_error_default(&cc);
+    ngtcp2_connection_close_error_set_application_error(&cc, app_no_error, nullptr, 0);
+    write_close(cc);
+    end_all({});
+}
+
+// ---- timers -------------------------------------------------------------------------------
+
+void quic_connection::arm_timer() {
+    if (!conn_ || state_ == state::done) return;
+    const auto expiry = ngtcp2_conn_get_expiry(conn_);
+    if (expiry == std::numeric_limits<std::uint64_t>::max()) return;
+    if (timer_at_ == expiry) return;
+    timer_at_ = expiry;
+    const auto t = now();
+    timer_.expires_after(std::chrono::nanoseconds(expiry > t ? expiry - t : 0));
+    timer_.async_wait([weak = weak_from_this(), expiry](const boost::system::error_code& ec) {
+        if (ec) return;
+        auto self = weak.lock();
+        if (!self || self->timer_at_ != expiry) return;
+        self->timer_at_ = 0;
+        self->on_timer();
+    });
+}
+
+void quic_connection::on_timer() {
+    if (state_ == state::done || !conn_) return;
+    try {
+        if (int rv = ngtcp2_conn_handle_expiry(conn_, now()); rv != 0)
+            return handle_liberr(rv, "handling a timer");
+        service();
+    } catch (...) {
+        fail_app({std::make_error_code(std::errc::not_enough_memory), "quic: out of memory"},
+                 app_internal, "internal error");
+    }
+}
+
+void quic_connection::on_handshake_timer() {
+    if (state_ != state::connecting) return;
+    fail({std::make_error_code(std::errc::timed_out),
+          "quic: handshake timeout: no connection with " + peer() + " after " +
+              std::to_string(settings_->handshake_timeout.count()) + " ms" +
+              (client() ? ""
+               : conn_  ? " (the client never completed the handshake)"
+                        : " (no valid QUIC Initial arrived)")},
+         std::nullopt);
+}
+
+// ---- ending -------------------------------------------------------------------------------
+
+void quic_connection::handle_liberr(int rv, const char* where) {
+    switch (rv) {
+    case NGTCP2_ERR_DRAINING:
+        return handle_peer_close();
+    case NGTCP2_ERR_CLOSING:
+        return end_all({std::make_error_code(std::errc::connection_aborted),
+                        "quic: the connection is closing"});
+    case NGTCP2_ERR_IDLE_CLOSE:
+        return end_all({std::make_error_code(std::errc::timed_out),
+                        "quic: idle timeout: nothing from " + peer() + " for " +
+                            std::to_string(settings_->idle_timeout.count()) + " ms"});
+    case NGTCP2_ERR_HANDSHAKE_TIMEOUT:
+        return end_all({std::make_error_code(std::errc::timed_out),
+                        "quic: handshake timeout: no connection with " + peer() + " after " +
+                            std::to_string(settings_->handshake_timeout.count()) + " ms"});
+    case NGTCP2_ERR_DROP_CONN:
+        return end_all({std::make_error_code(std::errc::connection_aborted),
+                        "quic: the connection with " + peer() + " was dropped"});
+    case NGTCP2_ERR_CRYPTO: {
+        ngtcp2_connection_close_error cc;
+        ngtcp2_connection_close_error_default(&cc);
+        ngtcp2_connection_close_error_set_transport_error_tls_alert(
+            &cc, ngtcp2_conn_get_tls_alert(conn_), nullptr, 0);
+        if (verify_.failure)
+            return fail(
+                {std::make_error_code(std::errc::permission_denied), "quic: " + *verify_.failure},
+                cc);
+        const int tls = ngtcp2_conn_get_tls_error(conn_);
+        const unsigned alert = ngtcp2_conn_get_tls_alert(conn_);
+        if (tls == GNUTLS_E_NO_APPLICATION_PROTOCOL || alert == alert_no_application_protocol)
+            return fail({std::make_error_code(std::errc::protocol_error),
+                         "quic: handshake failed: no shared ALPN protocol (we accept " +
+                             alpn_text(settings_->alpn) + ")"},
+                        cc);
+        return fail(
+            {std::make_error_code(std::errc::protocol_error),
+             std::string("quic: handshake failed: ") +
+                 (tls ? std::string(gnutls_strerror(tls)) : "TLS alert " + alert_name(alert))},
+            cc);
+    }
+    default: {
+        ngtcp2_connection_close_error cc;
+        ngtcp2_connection_close_error_default(&cc);
+        ngtcp2_connection_close_error_set_transport_error_liberr(&cc, rv, nullptr, 0);
+        return fail({std::make_error_code(std::errc::protocol_error),
+                     std::string("quic: ") + where + " failed: " + ngtcp2_strerror(rv)},
+                    cc);
+    }
+    }
+}
+
+void quic_connection::handle_peer_close() {
+    ngtcp2_connection_close_error cc;
+    ngtcp2_connection_close_error_default(&cc);
+    ngtcp2_conn_get_connection_close_error(conn_, &cc);
+    const std::string phrase =
+        cc.reason && cc.reasonlen
+            ? ": \"" + std::string(reinterpret_cast<const char*>(cc.reason), cc.reasonlen) + "\""
+            : std::string();
+    const bool handshaking = state_ != state::established;
+    auto err = [](std::errc c, std::string r) {
+        return sdk::flow_error{std::make_error_code(c), r};
+    };
+    if (cc.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_TRANSPORT) {
+        if (cc.error_code == NGTCP2_NO_ERROR) {
+            if (!handshaking) return end_all({});
+            return end_all(
+                err(std::errc::connection_refused,
+                    "quic: " + peer() + " closed the connection during the handshake" + phrase));
+        }
+        if ((cc.error_code & ~std::uint64_t{0xff}) == NGTCP2_CRYPTO_ERROR) {
+            const auto alert = static_cast<unsigned>(cc.error_code & 0xff);
+            if (alert == alert_no_application_protocol)
+                return end_all(err(std::errc::protocol_error,
+                                   "quic: handshake failed: no shared ALPN protocol (the peer "
+                                   "accepts none of " +
+                                       alpn_text(settings_->alpn) + "; TLS alert " +
+                                       alert_name(alert) + ")"));
+            return end_all(err(
+                certificate_alert(alert) ? std::errc::permission_denied : std::errc::protocol_error,
+                "quic: the peer refused the handshake: TLS alert " + alert_name(alert) + phrase));
+        }
+        return end_all(err(std::errc::connection_aborted,
+                           "quic: the peer closed the connection with transport error " +
+                               hex(cc.error_code) + phrase));
+    }
+    if (cc.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION) {
+        if (cc.error_code == app_no_error && !handshaking) return end_all({});
+        const auto code = cc.error_code == app_message_size ? std::errc::message_size
+                          : cc.error_code == app_aborted    ? std::errc::connection_reset
+                                                            : std::errc::connection_aborted;
+        return end_all(err(code, "quic: the peer closed the connection with application error " +
+                                     hex(cc.error_code) + " (" + app_error_name(cc.error_code) +
+                                     ")" + phrase));
+    }
+    end_all(err(std::errc::connection_aborted, "quic: the connection with " + peer() + " ended"));
+}
+
+void quic_connection::fail(const sdk::flow_error& e,
+                           std::optional<ngtcp2_connection_close_error> cc) {
+    if (state_ == state::done) return;
+    if (conn_ && cc) write_close(*cc);
+    end_all(e);
+}
+
+void quic_connection::fail_app(const sdk::flow_error& e, std::uint64_t code,
+                               const std::string& reason) {
+    ngtcp2_connection_close_error cc;
+    ngtcp2_connection_close_error_default(&cc);
+    ngtcp2_connection_close_error_set_application_error(
+        &cc, code, reinterpret_cast<const std::uint8_t*>(reason.data()), reason.size());
+    fail(e, cc);
+}
+
+void quic_connection::end_all(const sdk::flow_error& e) {
+    if (ended_) return;
+    auto self = shared_from_this();
+    ended_ = e;
+    state_ = state::done;
+    boost::system::error_code ignored;
+    timer_.cancel(ignored);
+    handshake_timer_.cancel(ignored);
+    if (e) log(sdk::log_level::debug, e.reason);
+    for (auto& w : streams_)
+        if (auto s = w.lock()) s->finish(e);
+    for (auto& s : std::exchange(new_incoming_, {}))
+        s->finish(e); // never handed up: nobody hears of them
+    close_lower_soon();
+    dispatch();
+}
+
+void quic_connection::close_lower_soon() {
+    if (!lower_ || lower_closed_ || lower_close_requested_) return;
+    const bool closing = conn_ && (closing_sent_ || ngtcp2_conn_is_in_draining_period(conn_));
+    if (!closing) {
+        lower_close_requested_ = true;
+        lower_->close();
+        return;
+    }
+    // RFC 9000 10.2: stay for three PTOs after CONNECTION_CLOSE, so the peer's late packets
+    // reach this (closed) connection and are ignored, instead of opening a fresh lower flow
+    // on the server that would wait for its handshake timeout. The timer keeps the
+    // connection alive that long even when every stream flow is gone.
+    const auto linger = std::chrono::nanoseconds(3 * ngtcp2_conn_get_pto(conn_));
+    handshake_timer_.expires_after(
+        std::min<std::chrono::nanoseconds>(linger, std::chrono::seconds(3)));
+    handshake_timer_.async_wait([self = shared_from_this()](const boost::system::error_code&) {
+        if (self->lower_ && !self->lower_closed_ && !self->lower_close_requested_) {
+            self->lower_close_requested_ = true;
+            self->lower_->close();
+        }
+    });
+}
+
+// ---- ngtcp2 callbacks ---------------------------------------------------------------------
+
+ngtcp2_conn* quic_connection::cb_get_conn(ngtcp2_crypto_conn_ref* ref) {
+    return static_cast<quic_connection*>(ref->user_data)->conn_;
+}
+
+int quic_connection::cb_handshake_completed(ngtcp2_conn*, void* user) {
+    static_cast<quic_connection*>(user)->handshake_done_ = true;
+    return 0;
+}
+
+int quic_connection::cb_recv_stream_data(ngtcp2_conn* conn, std::uint32_t flags, std::int64_t id,
+                                         std::uint64_t, const std::uint8_t* data, std::size_t len,
+                                         void* user, void*) {
+    auto* self = static_cast<quic_connection*>(user);
+    try {
+        auto s = self->peer_stream(id);
+        if (!s || s->done_ || s->aborted_) {
+            // A stream nobody reads (refused or ended): its bytes are dropped, and the window
+            // reopened so the connection does not stall on it.
+            ngtcp2_conn_extend_max_stream_offset(conn, id, len);
+            ngtcp2_conn_extend_max_offset(conn, len);
+            return 0;
+        }
+        std::uint64_t announced = 0;
+        if (!s->take(data, len, self->settings_->max_message_size, announced)) {
+            self->pending_close_ = pending_close{
+                {std::make_error_code(std::errc::message_size),
+                 "quic: the peer sent a message of " + std::to_string(announced) +
+                     " bytes on stream " + std::to_string(id) + ", more than max-message-size (" +
+                     std::to_string(self->settings_->max_message_size) +
+                     " bytes); connection closed"},
+                app_message_size,
+                "message of " + std::to_string(announced) + " bytes exceeds max-message-size " +
+                    std::to_string(self->settings_->max_message_size)};
+            return NGTCP2_ERR_CALLBACK_FAILURE;
+        }
+        if (s->ready_) {
+            ngtcp2_conn_extend_max_stream_offset(conn, id, len);
+            ngtcp2_conn_extend_max_offset(conn, len);
+        } else {
+            s->held_credit_ += len;
+        }
+        if (flags & NGTCP2_STREAM_DATA_FLAG_FIN) {
+            if (s->rx_need_ || s->rx_header_len_) {
+                s->finish({std::make_error_code(std::errc::protocol_error),
+                           "quic: the peer ended stream " + std::to_string(id) +
+                               " inside a message (truncated framing)"});
+                self->resets_.push_back(id);
+            } else {
+                // The peer is done sending: this side finishes too, after what it queued.
+                s->peer_fin_ = true;
+                s->close_requested_ = true;
+            }
+        }
+        return 0;
+    } catch (...) {
+        self->pending_close_ = pending_close{{std::make_error_code(std::errc::not_enough_memory),
+                                              "quic: out of memory while receiving"},
+                                             app_internal,
+                                             "internal error"};
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+    }
+}
+
+int quic_connection::cb_acked_stream_data_offset(ngtcp2_conn*, std::int64_t id,
+                                                 std::uint64_t offset, std::uint64_t len,
+                                                 void* user, void*) {
+    auto* self = static_cast<quic_connection*>(user);
+    const auto acked = offset + len;
+    auto release = [acked](std::deque<retained_bytes>& q) {
+        while (!q.empty() && q.front().end <= acked)
+            q.pop_front();
+    };
+    if (auto s = self->find(id)) release(s->retained_);
+    if (auto it = self->orphans_.find(id); it != self->orphans_.end()) release(it->second.bytes);
+    return 0;
+}
+
+int quic_connection::cb_stream_open(ngtcp2_conn*, std::int64_t id, void* user) {
+    auto* self = static_cast<quic_connection*>(user);
+    try {
+        self->peer_stream(id);
+        return 0;
+    } catch (...) {
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+    }
+}
+
+int quic_connection::cb_stream_close(ngtcp2_conn* conn, std::uint32_t flags, std::int64_t id,
+                                     std::uint64_t app_error, void* user, void*) {
+    auto* self = static_cast<quic_connection*>(user);
+    try {
+        self->orphans_.erase(id);
+        // A peer stream is gone: the peer may open another (MAX_STREAMS).
+        if (!ngtcp2_conn_is_local_stream(conn, id) && (id & 0x2) == 0)
+            ngtcp2_conn_extend_max_streams_bidi(conn, 1);
+        auto s = self->find(id);
+        if (!s) return 0;
+        s->retained_.clear();
+        if (s->done_) return 0;
+        if ((flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET) && app_error != app_no_error)
+            s->finish({std::make_error_code(std::errc::connection_reset),
+                       "quic: stream " + std::to_string(id) + " was reset (" +
+                           app_error_name(app_error) + ")"});
+        else
+            s->finish({}); // FIN both ways, all acknowledged
+        return 0;
+    } catch (...) {
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+    }
+}
+
+int quic_connection::cb_stream_reset(ngtcp2_conn*, std::int64_t id, std::uint64_t,
+                                     std::uint64_t app_error, void* user, void*) {
+    auto* self = static_cast<quic_connection*>(user);
+    try {
+        auto s = self->find(id);
+        if (!s || s->done_) return 0;
+        s->finish({std::make_error_code(std::errc::connection_reset),
+                   "quic: the peer reset stream " + std::to_string(id) + " (" +
+                       app_error_name(app_error) + ")"});
+        self->resets_.push_back(id);
+        return 0;
+    } catch (...) {
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+    }
+}
+
+int quic_connection::cb_stream_stop_sending(ngtcp2_conn*, std::int64_t id, std::uint64_t app_error,
+                                            void* user, void*) {
+    auto* self = static_cast<quic_connection*>(user);
+    try {
+        auto s = self->find(id);
+        if (!s || s->done_) return 0;
+        s->finish({std::make_error_code(std::errc::connection_reset),
+                   "quic: the peer stopped reading stream " + std::to_string(id) + " (" +
+                       app_error_name(app_error) + ")"});
+        self->resets_.push_back(id);
+        return 0;
+    } catch (...) {
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+    }
+}
+
+int quic_connection::cb_extend_max_local_streams_bidi(ngtcp2_conn*, std::uint64_t, void*) {
+    return 0; // the service pass after this read opens the streams that waited
+}
+
+void quic_connection::cb_rand(std::uint8_t* dest, std::size_t len, const ngtcp2_rand_ctx*) {
+    if (gnutls_rnd(GNUTLS_RND_RANDOM, dest, len) != 0) std::memset(dest, 0, len);
+}
+
+int quic_connection::cb_get_new_connection_id(ngtcp2_conn*, ngtcp2_cid* cid, std::uint8_t* token,
+                                              std::size_t cidlen, void*) {
+    if (gnutls_rnd(GNUTLS_RND_RANDOM, cid->data, cidlen) != 0 ||
+        gnutls_rnd(GNUTLS_RND_RANDOM, token, NGTCP2_STATELESS_RESET_TOKENLEN) != 0)
+        return NGTCP2_ERR_CALLBACK_FAILURE;
+    cid->datalen = cidlen;
+    return 0;
+}
+
+} // namespace post::plugins::quic

@@ -1,0 +1,228 @@
+// One QUIC connection (ngtcp2 0.12, GnuTLS) over one lower datagram flow, and the stream flows
+// (quic_stream) it carries. The layer's open() returns the connection's first stream flow;
+// fork() on any stream opens another bidirectional stream; a stream the peer opens becomes a
+// flow handed to on_incoming_flow of the first open stream flow.
+//
+// Everything runs on the executor, without threads: datagrams from the lower flow go to
+// ngtcp2_conn_read_pkt, packets ngtcp2 writes go down as one lower send each, and one
+// steady_timer follows ngtcp2_conn_get_expiry (loss recovery, acks, idle timeout).
+//
+// ngtcp2's callbacks only record (bytes into a stream's reassembly, ends, new streams); events
+// reach the layer above afterwards, in service(), never from inside a call it made: calls from
+// above change state and schedule() a service pass.
+//
+// Client: the connection starts when the lower flow is ready; at handshake completion it opens
+// stream 0 for the first flow (a 0-length STREAM frame tells the server at once) and the
+// streams forked meanwhile. Server: the first datagram of a fresh lower flow must be a valid
+// Initial (ngtcp2_accept), else it is dropped; the first flow is ready at handshake completion
+// and is bound to the first stream the client opens (our clients: stream 0).
+//
+// Ownership: stream flows own the connection; the connection knows them by weak reference and
+// owns the lower flow, the ngtcp2_conn and the TLS session.
+#pragma once
+
+#include "quic_settings.hpp"
+#include "quic_stream.hpp"
+#include "quic_tls.hpp"
+
+#include <utility>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <ngtcp2/ngtcp2.h>
+
+#include <post/sdk.hpp>
+
+#include <sys/socket.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace post::plugins::quic {
+
+/// Application error codes of our ALPN ("post"), in CONNECTION_CLOSE and RESET_STREAM.
+enum app_error : std::uint64_t {
+    app_no_error = 0x0,
+    app_aborted = 0x1,      ///< abort() by the application.
+    app_message_size = 0x2, ///< A message longer than the receiver's max-message-size.
+    app_bad_framing = 0x3,  ///< A stream ended inside a message.
+    app_internal = 0x4,
+};
+
+/// What the connection saw; for logs and tests.
+struct quic_summary {
+    std::uint64_t packets_in = 0;
+    std::uint64_t packets_out = 0;
+    std::uint64_t dropped_before_accept = 0; ///< Datagrams that were not a valid Initial.
+    std::uint64_t incoming_streams = 0;
+    std::uint64_t streams_blocked = 0; ///< Forks that waited for MAX_STREAMS credit.
+    std::string alpn;                  ///< Negotiated.
+};
+
+class quic_connection final : public sdk::flow_events,
+                              public std::enable_shared_from_this<quic_connection> {
+public:
+    /// A new connection over `lower` and its first stream flow (not started).
+    static std::shared_ptr<quic_stream> open(boost::asio::any_io_executor ex,
+                                             std::shared_ptr<const quic_settings> settings,
+                                             std::shared_ptr<const quic_tls_context> tls,
+                                             std::shared_ptr<sdk::flow> lower, sdk::open_params p);
+
+    quic_connection(boost::asio::any_io_executor ex, std::shared_ptr<const quic_settings> settings,
+                    std::shared_ptr<const quic_tls_context> tls, std::shared_ptr<sdk::flow> lower,
+                    sdk::open_params p); // use open()
+    ~quic_connection() override;
+    quic_connection(const quic_connection&) = delete;
+    quic_connection& operator=(const quic_connection&) = delete;
+
+    const quic_summary& summary() const noexcept { return summary_; }
+    std::size_t max_message_size() const noexcept { return settings_->max_message_size; }
+
+    // For quic_stream (its sdk::flow calls; never reports inside them).
+    void start_stream(quic_stream& s) noexcept;
+    void abort_stream(quic_stream& s) noexcept;
+    void adopt_orphans(quic_stream& s) noexcept;
+    std::shared_ptr<sdk::flow> fork() noexcept;
+    sdk::flow_info info() const noexcept;
+    /// A service pass on the executor soon (coalesced).
+    void schedule() noexcept;
+    void fail_later(sdk::flow_error e) noexcept;
+
+    // sdk::flow_events (from the lower flow)
+    void on_ready() noexcept override;
+    void on_received(sdk::byte_buffer data, const sdk::receive_meta& meta) noexcept override;
+    void on_sent(std::uint64_t) noexcept override {}
+    void on_send_error(std::uint64_t, const sdk::flow_error&) noexcept override {}
+    void on_closed(const sdk::flow_error& e) noexcept override;
+
+private:
+    enum class state : std::uint8_t { idle, connecting, established, done };
+
+    /// A connection error found inside an ngtcp2 callback, acted on after it returns.
+    struct pending_close {
+        sdk::flow_error error;
+        std::uint64_t app_code;
+        std::string reason; ///< Sent in CONNECTION_CLOSE.
+    };
+
+    struct orphan {
+        std::deque<retained_bytes> bytes;
+    };
+
+    bool client() const noexcept { return params_.side == sdk::role::client; }
+    std::string peer() const;
+    void log(sdk::log_level level, const std::string& text) const noexcept;
+    static std::uint64_t now() noexcept;
+    /// Runs `f` from an executor task: nothing may escape to the caller's event loop (an
+    /// allocation failure ends the connection instead).
+    template <class F> void guarded(F f) noexcept {
+        try {
+            f();
+        } catch (...) {
+            try {
+                end_all(
+                    {std::make_error_code(std::errc::not_enough_memory), "quic: out of memory"});
+            } catch (...) {
+            }
+        }
+    }
+
+    bool create_client(sdk::flow_error& err);
+    bool accept_initial(const std::uint8_t* data, std::size_t len);
+    bool set_up_tls(sdk::flow_error& err);
+    void set_path();
+    void fill_settings(ngtcp2_settings& settings, ngtcp2_transport_params& params) const;
+
+    /// One pass: open streams, write packets, report events, re-arm the timer.
+    void service();
+    void open_pending_streams();
+    void on_established();
+    void write_packets();
+    void send_packet(const std::uint8_t* data, std::size_t n);
+    void dispatch();
+    void report(quic_stream& s);
+    void maybe_close_connection();
+    void arm_timer();
+    void on_timer();
+    void on_handshake_timer();
+
+    /// After ngtcp2 returned `rv` from read or expiry handling.
+    void handle_liberr(int rv, const char* where);
+    void handle_peer_close();
+    /// Sends CONNECTION_CLOSE (when a connection exists) and ends every stream with `e`.
+    void fail(const sdk::flow_error& e, std::optional<ngtcp2_connection_close_error> cc);
+    void fail_app(const sdk::flow_error& e, std::uint64_t code, const std::string& reason);
+    void end_all(const sdk::flow_error& e);
+    /// Closes the lower flow, after the closing or draining period when there is one.
+    void close_lower_soon();
+    void write_close(const ngtcp2_connection_close_error& cc);
+
+    std::shared_ptr<quic_stream> find(std::int64_t id) const;
+    std::shared_ptr<quic_stream> peer_stream(std::int64_t id);
+    std::shared_ptr<sdk::flow_events> first_open_events() const;
+    bool any_open_stream() const;
+
+    // ngtcp2 callbacks (user_data is the connection)
+    static int cb_handshake_completed(ngtcp2_conn*, void* user);
+    static int cb_recv_stream_data(ngtcp2_conn*, std::uint32_t flags, std::int64_t id,
+                                   std::uint64_t offset, const std::uint8_t* data, std::size_t len,
+                                   void* user, void* stream_user);
+    static int cb_acked_stream_data_offset(ngtcp2_conn*, std::int64_t id, std::uint64_t offset,
+                                           std::uint64_t len, void* user, void* stream_user);
+    static int cb_stream_open(ngtcp2_conn*, std::int64_t id, void* user);
+    static int cb_stream_close(ngtcp2_conn*, std::uint32_t flags, std::int64_t id,
+                               std::uint64_t app_error, void* user, void* stream_user);
+    static int cb_stream_reset(ngtcp2_conn*, std::int64_t id, std::uint64_t final_size,
+                               std::uint64_t app_error, void* user, void* stream_user);
+    static int cb_stream_stop_sending(ngtcp2_conn*, std::int64_t id, std::uint64_t app_error,
+                                      void* user, void* stream_user);
+    static int cb_extend_max_local_streams_bidi(ngtcp2_conn*, std::uint64_t max, void* user);
+    static void cb_rand(std::uint8_t* dest, std::size_t len, const ngtcp2_rand_ctx*);
+    static int cb_get_new_connection_id(ngtcp2_conn*, ngtcp2_cid* cid, std::uint8_t* token,
+                                        std::size_t cidlen, void* user);
+    static ngtcp2_conn* cb_get_conn(ngtcp2_crypto_conn_ref* ref);
+    static ngtcp2_callbacks callbacks(bool client);
+
+    boost::asio::any_io_executor executor_;
+    std::shared_ptr<const quic_settings> settings_;
+    std::shared_ptr<const quic_tls_context> tls_;
+    std::shared_ptr<sdk::flow> lower_;
+    sdk::open_params params_;
+    boost::asio::steady_timer timer_;
+    boost::asio::steady_timer handshake_timer_;
+    std::uint64_t timer_at_ = 0;
+
+    ngtcp2_conn* conn_ = nullptr;
+    gnutls_session_t session_ = nullptr;
+    session_link link_;
+    verify_state verify_;
+    sockaddr_storage local_addr_{};
+    sockaddr_storage remote_addr_{};
+    ngtcp2_path path_{};
+
+    state state_ = state::idle;
+    bool lower_closed_ = false;
+    bool service_posted_ = false;
+    bool in_service_ = false;
+    bool handshake_done_ = false; ///< Recorded by the callback, acted on in service().
+    bool closing_sent_ = false;
+    bool lower_close_requested_ = false;
+    bool abort_requested_ = false; ///< abort() on the last open stream: CONNECTION_CLOSE.
+    std::optional<pending_close> pending_close_;
+    std::optional<sdk::flow_error> ended_;
+
+    std::vector<std::weak_ptr<quic_stream>> streams_; ///< In creation order.
+    std::vector<std::shared_ptr<quic_stream>> new_incoming_;
+    std::vector<std::int64_t> resets_; ///< Streams to reset (RESET_STREAM + STOP_SENDING).
+    std::map<std::int64_t, orphan> orphans_;
+    std::uint64_t serve_counter_ = 0;
+    std::uint64_t lower_next_id_ = 1;
+    quic_summary summary_;
+    sdk::byte_buffer packet_;
+};
+
+} // namespace post::plugins::quic

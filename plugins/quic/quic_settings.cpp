@@ -1,0 +1,170 @@
+#include "quic_settings.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <iterator>
+#include <string>
+
+namespace post::plugins::quic {
+
+namespace {
+
+constexpr std::int64_t max_message_limit = std::int64_t{1} << 30;
+
+constexpr sdk::option_spec schema[] = {
+    {"verify-peer", sdk::option_type::boolean,
+     "Verify the server's certificate chain (ca-file, else the system trust store) and that it "
+     "is valid for the server name or address; false disables authentication and logs a "
+     "warning at every connection",
+     "true"},
+    {"ca-file", sdk::option_type::string,
+     "PEM bundle of trusted CAs, used instead of the system trust store", ""},
+    {"pin-sha256", sdk::option_type::string_list,
+     "Base64 SHA-256 digests of accepted server public keys (SubjectPublicKeyInfo); when set, "
+     "the server's key must match one, in addition to the chain check",
+     ""},
+    {"cert-file", sdk::option_type::string,
+     "PEM certificate chain we present (required for the server role)", ""},
+    {"key-file", sdk::option_type::string, "PEM private key of cert-file", ""},
+    {"server-name", sdk::option_type::string,
+     "Name sent as SNI and verified in the server's certificate, instead of the host name the "
+     "application asked for",
+     ""},
+    {"alpn", sdk::option_type::string_list,
+     "ALPN protocols: offered by a client, accepted by a server in this order of preference; "
+     "QUIC requires one both sides know. 'post' is this library's own protocol (messages framed "
+     "on streams)",
+     "post"},
+    {"keylog", sdk::option_type::string,
+     "Append TLS secrets to this file in NSS key log format (for Wireshark); empty = GnuTLS "
+     "honours $SSLKEYLOGFILE itself. Anyone with the file can decrypt the traffic",
+     ""},
+    {"max-message-size", sdk::option_type::integer,
+     "Largest message a send accepts and a receive reassembles; a larger length announced by "
+     "the peer closes the connection with an error",
+     "16777216", 1, max_message_limit},
+    {"idle-timeout", sdk::option_type::duration,
+     "Close the connection when nothing arrives from the peer for this long (the smaller of "
+     "both sides' values applies)",
+     "30s"},
+    {"handshake-timeout", sdk::option_type::duration,
+     "Give up a handshake not complete after this long; also ends accepted flows whose peer "
+     "never sends a valid Initial",
+     "10s"},
+    {"max-streams", sdk::option_type::integer,
+     "Bidirectional streams the peer may open at once (QUIC MAX_STREAMS, renewed as they close)",
+     "100", 1, 1 << 20},
+    {"stream-window", sdk::option_type::integer,
+     "Initial receive window per stream in bytes (extended as messages are consumed)", "1048576",
+     1024, std::int64_t{1} << 30},
+    {"connection-window", sdk::option_type::integer,
+     "Initial receive window of the connection in bytes (extended as messages are consumed)",
+     "4194304", 1024, std::int64_t{1} << 32},
+};
+
+sdk::flow_error bad(std::string text) {
+    return {std::make_error_code(std::errc::invalid_argument), "quic: " + std::move(text)};
+}
+
+bool is_base64(char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/';
+}
+
+/// Accepts "sha256/<b64>" (the HPKP spelling) and surrounding blanks; checks it is the base64
+/// of 32 bytes (44 characters ending in one '=').
+bool normalise_pin(std::string pin, std::string& out, sdk::flow_error& err) {
+    auto blank = [](unsigned char c) { return std::isspace(c) != 0; };
+    pin.erase(pin.begin(), std::find_if_not(pin.begin(), pin.end(), blank));
+    pin.erase(std::find_if_not(pin.rbegin(), pin.rend(), blank).base(), pin.end());
+    if (pin.rfind("sha256/", 0) == 0) pin.erase(0, 7);
+    const bool shape =
+        pin.size() == 44 && pin[43] == '=' && std::all_of(pin.begin(), pin.begin() + 43, is_base64);
+    if (!shape) {
+        err = bad("pin-sha256 entry '" + pin +
+                  "' is not a base64 SHA-256 digest (44 characters, e.g. from `openssl x509 "
+                  "-pubkey | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | "
+                  "base64`)");
+        return false;
+    }
+    out = std::move(pin);
+    return true;
+}
+
+} // namespace
+
+std::span<const sdk::option_spec> option_schema() noexcept {
+    return {schema, std::size(schema)};
+}
+
+bool parse_settings(const sdk::options& opts, quic_settings& s, sdk::flow_error& err) {
+    s.verify_peer = opts.get_or<bool>("verify-peer", true);
+    s.ca_file = opts.get_or<std::string>("ca-file", "");
+    for (const auto& p : opts.get_or<std::vector<std::string>>("pin-sha256", {})) {
+        if (p.empty()) continue;
+        std::string norm;
+        if (!normalise_pin(p, norm, err)) return false;
+        s.pins.push_back(std::move(norm));
+    }
+    s.cert_file = opts.get_or<std::string>("cert-file", "");
+    s.key_file = opts.get_or<std::string>("key-file", "");
+    if (s.cert_file.empty() != s.key_file.empty()) {
+        err = bad(std::string(s.cert_file.empty() ? "key-file" : "cert-file") + " is set but " +
+                  (s.cert_file.empty() ? "cert-file" : "key-file") +
+                  " is not: set both (our certificate chain and its private key)");
+        return false;
+    }
+    s.server_name = opts.get_or<std::string>("server-name", "");
+    auto alpn = opts.get_or<std::vector<std::string>>("alpn", {});
+    std::erase_if(alpn, [](const std::string& a) { return a.empty(); });
+    if (alpn.empty()) alpn.emplace_back(default_alpn);
+    for (const auto& a : alpn) {
+        if (a.size() > 255) {
+            err = bad("alpn entries must be 1 to 255 bytes long, got '" + a + "'");
+            return false;
+        }
+    }
+    s.alpn = std::move(alpn);
+    s.keylog = opts.get_or<std::string>("keylog", "");
+
+    const auto max_size = opts.get_or<std::int64_t>("max-message-size",
+                                                    static_cast<std::int64_t>(s.max_message_size));
+    if (max_size < 1 || max_size > max_message_limit) {
+        err = bad("max-message-size must be between 1 and " + std::to_string(max_message_limit) +
+                  " bytes, got " + std::to_string(max_size));
+        return false;
+    }
+    s.max_message_size = static_cast<std::size_t>(max_size);
+    s.idle_timeout = opts.get_or<std::chrono::milliseconds>("idle-timeout", s.idle_timeout);
+    if (s.idle_timeout.count() <= 0) {
+        err = bad("idle-timeout must be above 0, got " + std::to_string(s.idle_timeout.count()) +
+                  " ms");
+        return false;
+    }
+    s.handshake_timeout =
+        opts.get_or<std::chrono::milliseconds>("handshake-timeout", s.handshake_timeout);
+    if (s.handshake_timeout.count() <= 0) {
+        err = bad("handshake-timeout must be above 0, got " +
+                  std::to_string(s.handshake_timeout.count()) + " ms");
+        return false;
+    }
+    const auto streams =
+        opts.get_or<std::int64_t>("max-streams", static_cast<std::int64_t>(s.max_streams));
+    const auto swin =
+        opts.get_or<std::int64_t>("stream-window", static_cast<std::int64_t>(s.stream_window));
+    const auto cwin = opts.get_or<std::int64_t>("connection-window",
+                                                static_cast<std::int64_t>(s.connection_window));
+    if (streams < 1 || streams > (1 << 20)) {
+        err = bad("max-streams must be between 1 and 1048576, got " + std::to_string(streams));
+        return false;
+    }
+    if (swin < 1024 || cwin < 1024) {
+        err = bad("stream-window and connection-window must be at least 1024 bytes");
+        return false;
+    }
+    s.max_streams = static_cast<std::uint64_t>(streams);
+    s.stream_window = static_cast<std::uint64_t>(swin);
+    s.connection_window = static_cast<std::uint64_t>(cwin);
+    return true;
+}
+
+} // namespace post::plugins::quic

@@ -1,0 +1,117 @@
+// One bidirectional QUIC stream, as the sdk::flow the layer above sees: its queue of framed
+// messages, the bytes ngtcp2 still references until they are acknowledged, the reassembly of
+// what arrives, and the events it still has to report. The connection (quic_connection) does
+// the QUIC work and calls the events; this class only keeps the stream's state.
+//
+// Framing (docs/quic.md): each message is a QUIC variable-length integer (RFC 9000 16) giving
+// its length, then its bytes. A stream carries messages in order.
+#pragma once
+
+#include <utility>
+
+#include <post/sdk.hpp>
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace post::plugins::quic {
+
+class quic_connection;
+
+/// Bytes of a message handed to ngtcp2: kept (at a fixed heap address) until acknowledged.
+struct retained_bytes {
+    std::uint64_t end = 0; ///< Stream offset just past these bytes.
+    sdk::byte_buffer header;
+    sdk::byte_buffer data;
+};
+
+/// Appends the QUIC varint encoding of `v` (v < 2^62).
+void put_varint(sdk::byte_buffer& out, std::uint64_t v);
+
+class quic_stream final : public sdk::flow, public std::enable_shared_from_this<quic_stream> {
+public:
+    /// `first`: the flow open() returned (client: the stream it opens after the handshake;
+    /// server: the first stream the client opens). `incoming`: opened by the peer.
+    quic_stream(std::shared_ptr<quic_connection> conn, bool first, bool incoming);
+    ~quic_stream() override;
+    quic_stream(const quic_stream&) = delete;
+    quic_stream& operator=(const quic_stream&) = delete;
+
+    /// -1 until the stream exists in QUIC.
+    std::int64_t stream_id() const noexcept { return id_; }
+    bool incoming() const noexcept { return incoming_; }
+    quic_connection& connection() const noexcept { return *conn_; }
+
+    // sdk::flow
+    void set_events(std::weak_ptr<sdk::flow_events> events) noexcept override;
+    void start() noexcept override;
+    void send(sdk::byte_buffer data, const sdk::send_meta& meta) noexcept override;
+    void close() noexcept override;
+    void abort() noexcept override;
+    sdk::flow_info info() const noexcept override;
+    std::size_t queued_bytes() const noexcept override { return queued_bytes_; }
+    std::shared_ptr<sdk::flow> fork() noexcept override;
+
+private:
+    friend class quic_connection;
+
+    struct out_message {
+        std::uint64_t id = 0;
+        int niceness = 0;
+        sdk::byte_buffer header;
+        sdk::byte_buffer data;
+        std::size_t written = 0; ///< Of header + data, handed to ngtcp2.
+        std::size_t size() const noexcept { return header.size() + data.size(); }
+    };
+
+    /// Open: neither closed nor aborted here, nor ended.
+    bool open() const noexcept { return !done_ && !aborted_ && !close_requested_; }
+    bool writable() const noexcept;
+    /// Feeds received stream bytes to the reassembly; false when a length exceeds `limit`
+    /// (`announced` is set to it).
+    bool take(const std::uint8_t* p, std::size_t n, std::size_t limit, std::uint64_t& announced);
+    /// Ends the flow (reported later by the connection). Unwritten messages fail.
+    void finish(sdk::flow_error e);
+
+    std::shared_ptr<quic_connection> conn_;
+    std::int64_t id_ = -1;
+    bool first_;
+    bool incoming_;
+    std::weak_ptr<sdk::flow_events> events_;
+
+    bool started_ = false;
+    bool ready_ = false;
+    bool close_requested_ = false;
+    bool announce_ = false; ///< A 0-length STREAM frame is due, so the peer sees the stream.
+    bool fin_sent_ = false;
+    bool peer_fin_ = false;
+    bool aborted_ = false;
+    bool done_ = false;
+    bool end_reported_ = false;
+    bool waited_ = false;     ///< Waited for MAX_STREAMS credit (counted once).
+    std::uint64_t order_ = 0; ///< When it was last served (round robin among equals).
+
+    // Sending
+    std::deque<out_message> out_;
+    std::deque<retained_bytes> retained_;
+    std::uint64_t tx_offset_ = 0;
+    std::size_t queued_bytes_ = 0;
+    std::vector<std::uint64_t> sent_;
+    std::vector<std::pair<std::uint64_t, sdk::flow_error>> send_errors_;
+
+    // Receiving
+    std::array<std::uint8_t, 8> rx_header_{};
+    std::size_t rx_header_len_ = 0;
+    std::optional<std::uint64_t> rx_need_; ///< Length of the message being reassembled.
+    sdk::byte_buffer rx_body_;
+    std::deque<sdk::byte_buffer> inbox_; ///< Complete messages not yet delivered.
+    std::uint64_t held_credit_ = 0;      ///< Bytes taken while not ready: window not reopened.
+
+    std::optional<sdk::flow_error> end_; ///< How it ended, until reported.
+};
+
+} // namespace post::plugins::quic

@@ -1,0 +1,645 @@
+// The quic layer (ngtcp2 + GnuTLS, no threads) over real loopback UDP, both ends in this process:
+// the handshake against a test CA, echo of small and 1 MiB messages with their boundaries, many
+// streams (fork, peer-opened, waiting for stream credit), the verification failures by name
+// (untrusted, wrong name, expired, pin mismatch, no ALPN overlap), garbage and truncated
+// datagrams (from a stranger and from the peer's own address), idle and handshake timeouts,
+// oversize messages, abort, and clean close from either side.
+#define BOOST_TEST_MODULE quic layer
+#include <utility>
+
+#include "../support/child_process.hpp"
+#include "../support/test_pki.hpp"
+#include "layer_test_support.hpp"
+#include "quic_connection.hpp"
+#include "quic_stream.hpp"
+
+#include <boost/asio/ip/udp.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include <array>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+const post::sdk::plugin_descriptor* post_plugin_udp() noexcept;
+const post::sdk::plugin_descriptor* post_plugin_quic() noexcept;
+
+using namespace post;
+using namespace post::test;
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+
+namespace {
+
+const test_pki& pki() {
+    static test_pki p;
+    return p;
+}
+
+template <class T> sdk::options with(sdk::options o, const std::string& key, T value) {
+    o.set(key, sdk::option_value(std::move(value)));
+    return o;
+}
+
+sdk::options server_options(const cert_files& c = pki().server) {
+    return with(with(sdk::options{}, "cert-file", c.cert), "key-file", c.key);
+}
+
+sdk::options client_options() {
+    return with(sdk::options{}, "ca-file", pki().ca);
+}
+
+std::string create_error(asio::io_context& io, sdk::options opts) {
+    sdk::layer_context ctx{io.get_executor(), std::move(opts), nullptr};
+    sdk::flow_error err;
+    auto l = post_plugin_quic()->layers[0].create(ctx, err);
+    BOOST_TEST(!l);
+    return err.reason;
+}
+
+std::size_t thread_count() {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/task"))
+        ++n;
+    return n;
+}
+
+/// Records one stream flow's events and the flows the peer opens on its connection.
+struct stream_recorder : flow_recorder {
+    std::vector<std::shared_ptr<sdk::flow>> incoming;
+    void on_incoming_flow(std::shared_ptr<sdk::flow> f) noexcept override {
+        note("incoming");
+        incoming.push_back(std::move(f));
+    }
+};
+
+struct stream_end {
+    std::shared_ptr<sdk::flow> flow;
+    std::shared_ptr<stream_recorder> events;
+};
+
+/// Sets a recorder on `f` and starts it; on_ready must not come inside start().
+stream_end adopt(std::shared_ptr<sdk::flow> f) {
+    BOOST_REQUIRE(f != nullptr);
+    auto r = std::make_shared<stream_recorder>();
+    f->set_events(r);
+    f->start();
+    BOOST_TEST(!r->ready);
+    return {std::move(f), r};
+}
+
+/// Every message a stream flow receives goes back on the same flow.
+void echo_on(const stream_end& e) {
+    std::weak_ptr<sdk::flow> weak = e.flow;
+    e.events->on_message = [weak](flow_recorder& r, const sdk::byte_buffer& m) {
+        if (auto f = weak.lock()) f->send(m, meta(1000 + r.messages.size()));
+    };
+}
+
+const plugins::quic::quic_summary& summary_of(const std::shared_ptr<sdk::flow>& f) {
+    auto s = std::dynamic_pointer_cast<plugins::quic::quic_stream>(f);
+    BOOST_REQUIRE(s);
+    return s->connection().summary();
+}
+
+std::int64_t stream_id_of(const std::shared_ptr<sdk::flow>& f) {
+    auto s = std::dynamic_pointer_cast<plugins::quic::quic_stream>(f);
+    BOOST_REQUIRE(s);
+    return s->stream_id();
+}
+
+/// A udp listener whose flows are wrapped by a server quic layer (accepted connections' first
+/// streams in `accepted`, started at once), and a client quic layer.
+struct quic_pair {
+    asio::io_context io;
+    log_capture server_log, client_log;
+    std::unique_ptr<sdk::layer> udp = make_layer(post_plugin_udp(), io);
+    std::unique_ptr<sdk::layer> server_quic;
+    std::unique_ptr<sdk::layer> client_quic;
+    std::vector<stream_end> accepted;
+    bool echo = false;
+
+    struct acceptor_events : sdk::acceptor_events {
+        quic_pair* t = nullptr;
+        void on_accepted(std::shared_ptr<sdk::flow> lower) noexcept override {
+            sdk::open_params p;
+            p.side = sdk::role::server;
+            p.remote = lower->info().remote;
+            sdk::flow_error err;
+            auto f = t->server_quic->open(std::move(lower), p, err);
+            if (!f) return;
+            auto r = std::make_shared<stream_recorder>();
+            f->set_events(r);
+            t->accepted.push_back({f, r});
+            if (t->echo) echo_on(t->accepted.back());
+            f->start();
+        }
+        void on_closed(const sdk::flow_error&) noexcept override {}
+    };
+    std::shared_ptr<acceptor_events> server = std::make_shared<acceptor_events>();
+    std::shared_ptr<sdk::acceptor> acc;
+
+    explicit quic_pair(sdk::options server_opts = server_options(),
+                       sdk::options client_opts = client_options())
+        : server_quic(make_layer(post_plugin_quic(), io, std::move(server_opts), &server_log))
+        , client_quic(make_layer(post_plugin_quic(), io, std::move(client_opts), &client_log)) {
+        server->t = this;
+        sdk::flow_error err;
+        acc = udp->listen(ep("127.0.0.1"), err);
+        BOOST_REQUIRE_MESSAGE(acc, err.reason);
+        acc->set_events(server);
+        acc->start();
+    }
+    std::uint16_t port() const { return acc->local_endpoint().port; }
+    bool wait(std::function<bool()> f, std::chrono::milliseconds limit = 10s) {
+        return run_until(io, std::move(f), limit);
+    }
+    /// The first stream of a new connection, started (not waited for).
+    stream_end open(std::uint16_t to = 0, std::string host = "localhost") {
+        sdk::open_params p;
+        p.side = sdk::role::client;
+        p.remote = ep("127.0.0.1", to ? to : port());
+        p.host_name = std::move(host);
+        sdk::flow_error err;
+        auto lower = udp->open(nullptr, p, err);
+        BOOST_REQUIRE_MESSAGE(lower, err.reason);
+        auto f = client_quic->open(lower, p, err);
+        BOOST_REQUIRE_MESSAGE(f, err.reason);
+        return adopt(f);
+    }
+    /// A connection up on both sides.
+    stream_end connect(std::uint16_t to = 0) {
+        const auto before = accepted.size();
+        auto c = open(to);
+        BOOST_REQUIRE(wait([&] { return c.events->ready || c.events->closed; }));
+        BOOST_REQUIRE_MESSAGE(c.events->ready, "connection failed: " << c.events->closed->reason);
+        BOOST_REQUIRE(
+            wait([&] { return accepted.size() > before && accepted.back().events->ready; }));
+        return c;
+    }
+    /// The failure a client sees (the connection must not come up).
+    std::string refused(std::string host = "localhost") {
+        auto c = open(0, std::move(host));
+        BOOST_REQUIRE(wait([&] { return c.events->ready || c.events->closed; }));
+        BOOST_REQUIRE(c.events->closed.has_value());
+        BOOST_TEST(!c.events->ready);
+        BOOST_TEST(static_cast<bool>(*c.events->closed));
+        return c.events->closed->reason;
+    }
+};
+
+/// A loopback UDP relay for one client: the client talks to port(), the relay forwards to the
+/// server from its own socket, so what it injects comes from the client's address as the
+/// server sees it. With `forward` false it drops everything both ways (a path gone silent).
+struct udp_relay {
+    using udp = asio::ip::udp;
+    udp::socket front, back;
+    bool forward = true;
+    std::optional<udp::endpoint> client;
+    std::vector<sdk::byte_buffer> from_client;
+    std::array<std::byte, 65536> fbuf{}, bbuf{};
+    udp::endpoint sender;
+
+    udp_relay(asio::io_context& io, std::uint16_t server_port)
+        : front(io, udp::endpoint(asio::ip::make_address("127.0.0.1"), 0))
+        , back(io, udp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+        back.connect({asio::ip::make_address("127.0.0.1"), server_port});
+        pump_front();
+        pump_back();
+    }
+    std::uint16_t port() const { return front.local_endpoint().port(); }
+    void inject(const sdk::byte_buffer& d) { back.send(asio::buffer(d)); }
+    void pump_front() {
+        front.async_receive_from(asio::buffer(fbuf), sender,
+                                 [this](const boost::system::error_code& ec, std::size_t n) {
+                                     if (ec) return;
+                                     client = sender;
+                                     from_client.emplace_back(fbuf.begin(), fbuf.begin() + n);
+                                     boost::system::error_code ignored;
+                                     if (forward)
+                                         back.send(asio::buffer(fbuf.data(), n), 0, ignored);
+                                     pump_front();
+                                 });
+    }
+    void pump_back() {
+        back.async_receive(asio::buffer(bbuf),
+                           [this](const boost::system::error_code& ec, std::size_t n) {
+                               if (ec == asio::error::operation_aborted) return;
+                               if (!ec && client && forward) {
+                                   boost::system::error_code ignored;
+                                   front.send_to(asio::buffer(bbuf.data(), n), *client, 0, ignored);
+                               }
+                               pump_back();
+                           });
+    }
+};
+
+bool has(const std::string& text, std::string_view what) {
+    return text.find(what) != std::string::npos;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(descriptor_message_over_datagram_with_quic_features) {
+    const auto* p = post_plugin_quic();
+    BOOST_REQUIRE(p);
+    BOOST_TEST(std::string(p->name) == "quic");
+    BOOST_REQUIRE(p->layer_count == 1u);
+    const auto& d = p->layers[0];
+    BOOST_TEST(std::string(d.name) == "quic");
+    BOOST_TEST((d.upper == sdk::edge::message && d.lower == sdk::edge::datagram));
+    std::vector<std::string> features;
+    for (std::size_t i = 0; i < d.feature_count; ++i)
+        features.emplace_back(d.features[i].name);
+    for (const char* want :
+         {"reliability", "preserve-msg-boundaries", "preserve-order", "congestion-control",
+          "multistreaming", "full-checksum-send", "full-checksum-recv", "security"})
+        BOOST_TEST((std::find(features.begin(), features.end(), want) != features.end()), want);
+    std::vector<std::string> options;
+    for (std::size_t i = 0; i < d.option_count; ++i)
+        options.emplace_back(d.options[i].name);
+    for (const char* want :
+         {"alpn", "ca-file", "cert-file", "key-file", "server-name", "pin-sha256", "verify-peer",
+          "keylog", "max-message-size", "idle-timeout", "handshake-timeout"})
+        BOOST_TEST((std::find(options.begin(), options.end(), want) != options.end()), want);
+}
+
+BOOST_AUTO_TEST_CASE(configuration_errors_name_the_option_or_file) {
+    asio::io_context io;
+    BOOST_TEST(has(create_error(io, with({}, "pin-sha256", std::vector<std::string>{"abc"})),
+                   "pin-sha256"));
+    BOOST_TEST(has(create_error(io, with({}, "cert-file", pki().server.cert)), "key-file"));
+    BOOST_TEST(has(create_error(io, with({}, "ca-file", std::string("/nonexistent.pem"))),
+                   "/nonexistent.pem"));
+    BOOST_TEST(
+        has(create_error(io, with({}, "max-message-size", std::int64_t{0})), "max-message-size"));
+    BOOST_TEST(has(create_error(io, with({}, "idle-timeout", std::chrono::milliseconds(0))),
+                   "idle-timeout"));
+    auto quic = make_layer(post_plugin_quic(), io);
+    sdk::open_params p;
+    sdk::flow_error err;
+    BOOST_TEST(!quic->open(nullptr, p, err));
+    BOOST_TEST(has(err.reason, "datagram flow below"));
+    // The server role needs a certificate.
+    auto udp = make_layer(post_plugin_udp(), io);
+    p.remote = ep("127.0.0.1", 9);
+    auto lower = udp->open(nullptr, p, err);
+    BOOST_REQUIRE(lower);
+    p.side = sdk::role::server;
+    BOOST_TEST(!quic->open(lower, p, err));
+    BOOST_TEST(has(err.reason, "cert-file"), err.reason);
+}
+
+BOOST_AUTO_TEST_CASE(handshake_then_echo_keeps_boundaries_small_and_one_mebibyte) {
+    quic_pair t;
+    t.echo = true;
+    auto c = t.connect();
+    const auto i = c.flow->info();
+    BOOST_TEST((i.kind == sdk::edge::message));
+    BOOST_TEST(i.max_message_size == 16u * 1024 * 1024);
+    BOOST_TEST((i.capabilities & sdk::cap_ordered) != 0u);
+    BOOST_TEST((i.capabilities & sdk::cap_acked) == 0u);
+    BOOST_TEST(i.remote.port == t.port());
+    BOOST_TEST(summary_of(c.flow).alpn == "post");
+    BOOST_TEST(stream_id_of(c.flow) == 0);
+
+    const std::vector<std::size_t> sizes{1, 0, 100, 1200, 5000, 65536, 300000, 1024 * 1024, 7};
+    for (std::size_t k = 0; k < sizes.size(); ++k)
+        c.flow->send(pattern(sizes[k], static_cast<unsigned>(k)), meta(k + 1));
+    BOOST_REQUIRE(
+        t.wait([&] { return c.events->messages.size() == sizes.size() || c.events->closed; }, 20s));
+    for (std::size_t k = 0; k < sizes.size(); ++k)
+        BOOST_TEST((c.events->messages[k] == pattern(sizes[k], static_cast<unsigned>(k))),
+                   "message " << k << " of " << sizes[k] << " bytes");
+    BOOST_TEST(c.events->sent.size() == sizes.size());
+    BOOST_TEST(c.flow->queued_bytes() == 0u);
+    BOOST_TEST(stream_id_of(t.accepted[0].flow) == 0);
+    // No threads: ngtcp2 and GnuTLS run on this one.
+    BOOST_TEST(thread_count() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(many_messages_arrive_in_order) {
+    quic_pair t;
+    auto c = t.connect();
+    constexpr std::size_t count = 2000;
+    for (std::size_t k = 0; k < count; ++k)
+        c.flow->send(bytes("m" + std::to_string(k)), meta(k + 1));
+    auto s = t.accepted.front();
+    BOOST_REQUIRE(t.wait([&] { return s.events->messages.size() == count || s.events->closed; }));
+    for (std::size_t k = 0; k < count; ++k)
+        if (text(s.events->messages[k]) != "m" + std::to_string(k))
+            BOOST_FAIL("message " << k << " out of order: " << text(s.events->messages[k]));
+    BOOST_REQUIRE(t.wait([&] { return c.events->sent.size() == count; }));
+    for (std::size_t k = 0; k < count; ++k)
+        BOOST_TEST_REQUIRE(c.events->sent[k] == k + 1);
+}
+
+BOOST_AUTO_TEST_CASE(server_can_send_first_on_the_first_stream) {
+    quic_pair t;
+    auto c = t.connect();
+    t.accepted[0].flow->send(bytes("hello first"), meta(1));
+    BOOST_REQUIRE(t.wait([&] { return !c.events->messages.empty() || c.events->closed; }));
+    BOOST_TEST(text(c.events->messages[0]) == "hello first");
+}
+
+BOOST_AUTO_TEST_CASE(fork_opens_streams_and_peer_streams_arrive_as_incoming_flows) {
+    quic_pair t;
+    t.echo = true;
+    auto c = t.connect();
+    auto s = t.accepted.front();
+    // Client forks: the server's first flow hears of each new stream.
+    std::vector<stream_end> forks;
+    for (int k = 0; k < 3; ++k)
+        forks.push_back(adopt(c.flow->fork()));
+    BOOST_REQUIRE(t.wait([&] {
+        return s.events->incoming.size() == 3u &&
+               std::all_of(forks.begin(), forks.end(), [](auto& f) { return f.events->ready; });
+    }));
+    std::vector<stream_end> server_side;
+    for (auto& f : s.events->incoming) {
+        server_side.push_back(adopt(f));
+        echo_on(server_side.back());
+    }
+    for (std::size_t k = 0; k < forks.size(); ++k)
+        forks[k].flow->send(bytes("stream " + std::to_string(k)), meta(1));
+    BOOST_REQUIRE(t.wait([&] {
+        return std::all_of(forks.begin(), forks.end(),
+                           [](auto& f) { return f.events->messages.size() == 1u; });
+    }));
+    for (std::size_t k = 0; k < forks.size(); ++k) {
+        BOOST_TEST(text(forks[k].events->messages[0]) == "stream " + std::to_string(k));
+        BOOST_TEST(stream_id_of(forks[k].flow) == static_cast<std::int64_t>(4 * (k + 1)));
+    }
+    BOOST_TEST(summary_of(s.flow).incoming_streams == 3u);
+    // The server forks: a server-initiated stream (id 1) reaches the client's first flow.
+    auto sf = adopt(s.flow->fork());
+    BOOST_REQUIRE(t.wait([&] { return sf.events->ready && !c.events->incoming.empty(); }));
+    BOOST_TEST(stream_id_of(sf.flow) == 1);
+    auto ci = adopt(c.events->incoming[0]);
+    sf.flow->send(bytes("from the server"), meta(1));
+    BOOST_REQUIRE(t.wait([&] { return !ci.events->messages.empty(); }));
+    BOOST_TEST(text(ci.events->messages[0]) == "from the server");
+    // Closing one stream leaves the others (and the connection) alone.
+    forks[0].flow->close();
+    BOOST_REQUIRE(t.wait([&] { return forks[0].events->closed && server_side[0].events->closed; }));
+    BOOST_TEST(!*forks[0].events->closed);
+    BOOST_TEST(!*server_side[0].events->closed);
+    c.flow->send(bytes("still up"), meta(9));
+    BOOST_REQUIRE(t.wait([&] { return c.events->messages.size() == 1u; }));
+    BOOST_TEST(!c.events->closed);
+}
+
+BOOST_AUTO_TEST_CASE(fork_waits_for_stream_credit_instead_of_failing) {
+    // The server lets the client open two streams at once.
+    quic_pair t(with(server_options(), "max-streams", std::int64_t{2}));
+    auto c = t.connect();
+    auto s = t.accepted.front();
+    auto a = adopt(c.flow->fork());
+    auto b = adopt(c.flow->fork());
+    BOOST_REQUIRE(t.wait([&] { return a.events->ready && s.events->incoming.size() == 1u; }));
+    // b tried to open in the same pass as a, and found no credit.
+    BOOST_TEST(!b.events->ready);
+    BOOST_TEST(!b.events->closed);
+    BOOST_TEST(summary_of(c.flow).streams_blocked == 1u);
+    b.flow->send(bytes("waited"), meta(1));
+    auto sa = adopt(s.events->incoming[0]);
+    a.flow->close(); // stream 4 ends both ways: the server grants one more
+    BOOST_REQUIRE(t.wait([&] { return b.events->ready && s.events->incoming.size() == 2u; }));
+    auto sb = adopt(s.events->incoming[1]);
+    BOOST_REQUIRE(t.wait([&] { return sb.events->messages.size() == 1u; }));
+    BOOST_TEST(text(sb.events->messages[0]) == "waited");
+}
+
+BOOST_AUTO_TEST_CASE(untrusted_server_is_refused_with_the_reason) {
+    quic_pair t(server_options(pki().foreign));
+    const auto why = t.refused();
+    BOOST_TEST(has(why, "untrusted"), why);
+    BOOST_TEST(has(why, "certificate verify failed"), why);
+}
+
+BOOST_AUTO_TEST_CASE(wrong_name_is_refused_with_the_reason) {
+    quic_pair t(server_options(pki().wrong_name));
+    const auto why = t.refused();
+    BOOST_TEST(has(why, "hostname mismatch"), why);
+    BOOST_TEST(has(why, "'localhost'"), why);
+}
+
+BOOST_AUTO_TEST_CASE(expired_certificate_is_refused_with_the_reason) {
+    quic_pair t(server_options(pki().expired));
+    const auto why = t.refused();
+    BOOST_TEST(has(why, "expired"), why);
+}
+
+BOOST_AUTO_TEST_CASE(address_is_checked_when_no_name_is_given) {
+    quic_pair t;
+    auto c = t.open(0, ""); // verified against 127.0.0.1, which the certificate lists
+    BOOST_REQUIRE(t.wait([&] { return c.events->ready || c.events->closed; }));
+    BOOST_TEST(c.events->ready, (c.events->closed ? c.events->closed->reason : ""));
+}
+
+BOOST_AUTO_TEST_CASE(pin_mismatch_is_refused_and_a_matching_pin_passes) {
+    {
+        quic_pair t(server_options(), with(client_options(), "pin-sha256",
+                                           std::vector<std::string>{pin_of(pki().foreign.cert)}));
+        const auto why = t.refused();
+        BOOST_TEST(has(why, "pinned key mismatch"), why);
+    }
+    quic_pair t(server_options(), with(client_options(), "pin-sha256",
+                                       std::vector<std::string>{pin_of(pki().server.cert)}));
+    auto c = t.connect();
+    BOOST_TEST(c.events->ready);
+}
+
+BOOST_AUTO_TEST_CASE(no_alpn_overlap_is_refused_on_both_sides) {
+    quic_pair t(with(server_options(), "alpn", std::vector<std::string>{"h3"}),
+                with(client_options(), "alpn", std::vector<std::string>{"post", "other"}));
+    const auto why = t.refused();
+    BOOST_TEST(has(why, "no shared ALPN protocol"), why);
+    BOOST_REQUIRE(t.wait([&] { return !t.accepted.empty() && t.accepted[0].events->closed; }));
+    BOOST_TEST(has(t.accepted[0].events->closed->reason, "ALPN"),
+               t.accepted[0].events->closed->reason);
+}
+
+BOOST_AUTO_TEST_CASE(verify_peer_off_accepts_an_untrusted_server_with_a_warning) {
+    quic_pair t(server_options(pki().self_signed), with(sdk::options{}, "verify-peer", false));
+    auto c = t.connect();
+    BOOST_TEST(c.events->ready);
+    BOOST_TEST(t.client_log.contains("verification is OFF"));
+}
+
+BOOST_AUTO_TEST_CASE(client_close_ends_both_sides_cleanly) {
+    quic_pair t;
+    auto c = t.connect();
+    auto s = t.accepted.front();
+    c.flow->send(bytes("last words"), meta(1));
+    c.flow->close();
+    c.flow->send(bytes("too late"), meta(2));
+    BOOST_REQUIRE(t.wait([&] { return c.events->closed && s.events->closed; }));
+    BOOST_TEST(!*c.events->closed, c.events->closed->reason);
+    BOOST_TEST(!*s.events->closed, s.events->closed->reason);
+    BOOST_REQUIRE(s.events->messages.size() == 1u);
+    BOOST_TEST(text(s.events->messages[0]) == "last words");
+    BOOST_TEST(c.events->sent == std::vector<std::uint64_t>{1});
+    BOOST_REQUIRE(c.events->send_errors.size() == 1u);
+    BOOST_TEST(c.events->send_errors[0].first == 2u);
+    BOOST_TEST(c.events->events_after_close == 0);
+    // Whichever side finished last closed the connection without error.
+    BOOST_TEST(
+        (t.client_log.contains("CONNECTION_CLOSE") || t.server_log.contains("CONNECTION_CLOSE")));
+}
+
+BOOST_AUTO_TEST_CASE(server_close_ends_both_sides_cleanly) {
+    quic_pair t;
+    auto c = t.connect();
+    c.flow->send(bytes("hi"), meta(1)); // opens stream 0 at the server with data too
+    auto s = t.accepted.front();
+    BOOST_REQUIRE(t.wait([&] { return s.events->messages.size() == 1u; }));
+    s.flow->send(bytes("bye"), meta(1));
+    s.flow->close();
+    BOOST_REQUIRE(t.wait([&] { return c.events->closed && s.events->closed; }));
+    BOOST_TEST(!*c.events->closed, c.events->closed->reason);
+    BOOST_TEST(!*s.events->closed, s.events->closed->reason);
+    BOOST_REQUIRE(c.events->messages.size() == 1u);
+    BOOST_TEST(text(c.events->messages[0]) == "bye");
+}
+
+BOOST_AUTO_TEST_CASE(peer_abort_ends_every_stream_with_the_error_named) {
+    quic_pair t;
+    auto c = t.connect();
+    auto s = t.accepted.front();
+    auto f = adopt(c.flow->fork());
+    BOOST_REQUIRE(t.wait([&] { return f.events->ready && s.events->incoming.size() == 1u; }));
+    auto si = adopt(s.events->incoming[0]);
+    f.flow->abort();
+    // One of several: only that stream is reset.
+    BOOST_REQUIRE(t.wait([&] { return si.events->closed.has_value(); }));
+    BOOST_TEST(has(si.events->closed->reason, "reset stream 4"), si.events->closed->reason);
+    BOOST_TEST(!s.events->closed);
+    c.flow->abort(); // the last one: CONNECTION_CLOSE with our "aborted" error
+    BOOST_REQUIRE(t.wait([&] { return s.events->closed.has_value(); }));
+    BOOST_TEST(static_cast<bool>(*s.events->closed));
+    BOOST_TEST(has(s.events->closed->reason, "application error 0x1 (aborted)"),
+               s.events->closed->reason);
+    BOOST_TEST((s.events->closed->code == std::make_error_code(std::errc::connection_reset)));
+    BOOST_TEST(!c.events->closed); // abort: no further events
+}
+
+BOOST_AUTO_TEST_CASE(oversize_messages_refused_here_and_close_the_connection_there) {
+    quic_pair t(with(server_options(), "max-message-size", std::int64_t{1000}),
+                with(client_options(), "max-message-size", std::int64_t{4000}));
+    auto c = t.connect();
+    c.flow->send(pattern(5000, 1), meta(1)); // over the client's own limit
+    BOOST_REQUIRE(t.wait([&] { return !c.events->send_errors.empty(); }));
+    BOOST_TEST(
+        (c.events->send_errors[0].second.code == std::make_error_code(std::errc::message_size)));
+    c.flow->send(pattern(1000, 2), meta(2)); // at the server's limit: fine
+    auto s = t.accepted.front();
+    BOOST_REQUIRE(t.wait([&] { return s.events->messages.size() == 1u; }));
+    c.flow->send(pattern(3000, 3), meta(3)); // over the server's: it closes the connection
+    BOOST_REQUIRE(t.wait([&] { return s.events->closed && c.events->closed; }));
+    BOOST_TEST(has(s.events->closed->reason, "max-message-size"), s.events->closed->reason);
+    BOOST_TEST((s.events->closed->code == std::make_error_code(std::errc::message_size)));
+    BOOST_TEST(has(c.events->closed->reason, "max-message-size"), c.events->closed->reason);
+}
+
+BOOST_AUTO_TEST_CASE(garbage_from_a_stranger_is_dropped_and_its_flow_times_out) {
+    quic_pair t(with(server_options(), "handshake-timeout", std::chrono::milliseconds(300)));
+    t.echo = true;
+    auto c = t.connect();
+    asio::ip::udp::socket raw(t.io, {asio::ip::make_address("127.0.0.1"), 0});
+    const asio::ip::udp::endpoint to(asio::ip::make_address("127.0.0.1"), t.port());
+    sdk::byte_buffer long_header(1200, std::byte{0});
+    long_header[0] = std::byte{0xc0}; // long header, Initial, but nothing valid after it
+    long_header[4] = std::byte{1};
+    for (const auto& d : {bytes("GET / HTTP/1.1\r\n\r\n"), sdk::byte_buffer(1, std::byte{0xc0}),
+                          long_header, pattern(1400, 9), sdk::byte_buffer{}})
+        raw.send_to(asio::buffer(d), to);
+    BOOST_REQUIRE(t.wait([&] { return t.accepted.size() == 2u; }));
+    auto stranger = t.accepted[1];
+    BOOST_REQUIRE(t.wait([&] { return stranger.events->closed.has_value(); }));
+    BOOST_TEST((stranger.events->closed->code == std::make_error_code(std::errc::timed_out)));
+    BOOST_TEST(has(stranger.events->closed->reason, "no valid QUIC Initial"),
+               stranger.events->closed->reason);
+    BOOST_TEST(!stranger.events->ready);
+    BOOST_TEST(summary_of(stranger.flow).dropped_before_accept >= 3u);
+    // The established connection and the listener carry on.
+    c.flow->send(bytes("still here"), meta(1));
+    BOOST_REQUIRE(t.wait([&] { return c.events->messages.size() == 1u || c.events->closed; }));
+    BOOST_TEST(text(c.events->messages[0]) == "still here");
+    auto c2 = t.connect();
+    BOOST_TEST(c2.events->ready);
+}
+
+BOOST_AUTO_TEST_CASE(damaged_and_truncated_packets_from_the_peer_address_are_dropped) {
+    quic_pair t;
+    t.echo = true;
+    udp_relay relay(t.io, t.port());
+    auto c = t.connect(relay.port());
+    c.flow->send(pattern(3000, 1), meta(1));
+    BOOST_REQUIRE(t.wait([&] { return c.events->messages.size() == 1u; }));
+    BOOST_REQUIRE(!relay.from_client.empty());
+    // Every packet the client sent so far, truncated, with a flipped bit, and replayed.
+    for (const auto& d : relay.from_client) {
+        relay.inject(d); // replay: a duplicate
+        if (d.size() > 30) relay.inject(sdk::byte_buffer(d.begin(), d.begin() + 25));
+        auto flipped = d;
+        flipped[flipped.size() / 2] ^= std::byte{0x10};
+        relay.inject(flipped);
+    }
+    relay.inject(bytes("not quic at all"));
+    c.flow->send(pattern(2000, 2), meta(2));
+    BOOST_REQUIRE(t.wait([&] { return c.events->messages.size() == 2u || c.events->closed; }));
+    BOOST_TEST((c.events->messages[1] == pattern(2000, 2)));
+    BOOST_TEST(!c.events->closed);
+    BOOST_TEST(!t.accepted[0].events->closed);
+}
+
+BOOST_AUTO_TEST_CASE(a_silent_peer_ends_in_an_idle_timeout) {
+    quic_pair t(server_options(),
+                with(client_options(), "idle-timeout", std::chrono::milliseconds(400)));
+    udp_relay relay(t.io, t.port());
+    auto c = t.connect(relay.port());
+    relay.forward = false;
+    const auto start = std::chrono::steady_clock::now();
+    BOOST_REQUIRE(t.wait([&] { return c.events->closed.has_value(); }, 5s));
+    BOOST_TEST(has(c.events->closed->reason, "idle timeout"), c.events->closed->reason);
+    BOOST_TEST((c.events->closed->code == std::make_error_code(std::errc::timed_out)));
+    BOOST_TEST((std::chrono::steady_clock::now() - start >= 350ms));
+}
+
+BOOST_AUTO_TEST_CASE(no_answer_ends_in_a_handshake_timeout) {
+    quic_pair t(server_options(),
+                with(client_options(), "handshake-timeout", std::chrono::milliseconds(300)));
+    asio::ip::udp::socket silent(t.io, {asio::ip::make_address("127.0.0.1"), 0});
+    auto c = t.open(silent.local_endpoint().port());
+    BOOST_REQUIRE(t.wait([&] { return c.events->closed.has_value(); }, 5s));
+    BOOST_TEST(!c.events->ready);
+    BOOST_TEST(has(c.events->closed->reason, "handshake timeout"), c.events->closed->reason);
+}
+
+BOOST_AUTO_TEST_CASE(keylog_option_writes_nss_key_log_lines) {
+    const auto path = pki().dir() / "keys.log";
+    quic_pair t(server_options(), with(client_options(), "keylog", path.string()));
+    auto c = t.connect();
+    std::ifstream in(path);
+    std::stringstream all;
+    all << in.rdbuf();
+    BOOST_TEST(has(all.str(), "CLIENT_HANDSHAKE_TRAFFIC_SECRET "), all.str());
+    BOOST_TEST(has(all.str(), "CLIENT_TRAFFIC_SECRET_0 "), all.str());
+}
+
+BOOST_AUTO_TEST_CASE(gnutls_honours_sslkeylogfile_by_itself) {
+    // In a child process (GnuTLS reads the variable once per process): this binary, one echo
+    // test, with SSLKEYLOGFILE set and no keylog option.
+    const auto path = pki().dir() / "env-keys.log";
+    const std::string self = boost::unit_test::framework::master_test_suite().argv[0];
+    ::setenv("SSLKEYLOGFILE", path.c_str(), 1);
+    child_process child({self, "-t", "many_messages_arrive_in_order"}, child_stdout::discard);
+    ::unsetenv("SSLKEYLOGFILE");
+    BOOST_REQUIRE(child.wait_exit(std::chrono::seconds(30)) == 0);
+    std::ifstream in(path);
+    std::stringstream all;
+    all << in.rdbuf();
+    BOOST_TEST(has(all.str(), "CLIENT_HANDSHAKE_TRAFFIC_SECRET "), all.str());
+    BOOST_TEST(has(all.str(), "SERVER_TRAFFIC_SECRET_0 "), all.str());
+}

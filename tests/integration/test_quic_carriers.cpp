@@ -1,0 +1,261 @@
+// QUIC through the kernel, from policies: carriers over [quic, udp] echo messages with their
+// boundaries after a verified TLS 1.3 handshake; an untrusted server is refused with the
+// reason. Multistreaming: fork() opens a stream of the same connection (trace `forked`, one
+// accepted connection, a carrier per stream at the listener), and a server opens a stream to
+// its client (carrier::on_incoming).
+#define BOOST_TEST_MODULE quic carriers
+#include <utility>
+
+#include "../support/test_pki.hpp"
+#include "loopback_support.hpp"
+
+#include <boost/test/unit_test.hpp>
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <variant>
+#include <vector>
+
+using namespace post;
+using namespace post::test;
+
+namespace {
+
+const test_pki& pki() {
+    static test_pki p;
+    return p;
+}
+
+/// [quic, udp] with the test PKI: the server's certificate and the CA that issued it.
+policy quic_policy(const cert_files& cert = pki().server) {
+    return policy::parse("version: 1\nname: quic\nstacks:\n  - [quic, udp]\nprotocols:\n"
+                         "  quic: { cert-file: " +
+                             cert.cert + ", key-file: " + cert.key + ", ca-file: " + pki().ca +
+                             " }\n",
+                         "quic.yaml");
+}
+
+/// Counts what the kernel reports: new streams on a connection (forked/incoming) and new
+/// connections (accepted).
+struct trace_counts {
+    int forked = 0;
+    int incoming = 0;
+    int accepted = 0;
+    explicit trace_counts(context& ctx) {
+        ctx.on_trace([this](const trace_event& e) {
+            if (e.what == trace_event::kind::forked) ++forked;
+            if (e.what == trace_event::kind::incoming) ++incoming;
+            if (e.what == trace_event::kind::accepted &&
+                e.detail.find("refused") == std::string::npos)
+                ++accepted;
+        });
+    }
+};
+
+/// Echoes every message back on its carrier; counts the carriers the listener hands out.
+struct echo_server {
+    listener l;
+    int carriers = 0;
+    echo_server(context& ctx, const policy& p)
+        : l(listen(ctx, local::parse("127.0.0.1:0"), p)) {
+        l.on_carrier([this](carrier c) {
+            ++carriers;
+            c.on_received([c](message m) mutable { c.send(std::move(m)); });
+        });
+    }
+    remote where() const {
+        return remote::from_url("quic://localhost:" + std::to_string(port_of(l)));
+    }
+};
+
+/// Sends `texts` on one carrier and collects the echoes, then closes. The failure, if any,
+/// else the echoes.
+std::variant<error, std::vector<std::string>> exchange(boost::asio::io_context& io, context& ctx,
+                                                       const remote& r, const policy& p,
+                                                       const std::vector<std::string>& texts) {
+    auto c = initiate(ctx, r, p);
+    std::vector<std::string> echoes;
+    std::optional<error> failure;
+    bool closed = false;
+    for (const auto& t : texts)
+        c.send(message(std::string_view(t)));
+    c.on_received([&](message m) {
+        echoes.emplace_back(m.text());
+        if (echoes.size() == texts.size()) c.close();
+    });
+    c.on_error([&](const error& e) { failure = e; });
+    c.on_closed([&] { closed = true; });
+    run_until(io, [&] { return closed || failure.has_value(); });
+    if (failure) return *failure;
+    BOOST_TEST(c.stack().front() == "quic");
+    return echoes;
+}
+
+/// Each carrier sends its own messages and collects its echoes.
+struct stream_client {
+    std::vector<carrier> carriers;
+    std::map<std::size_t, std::vector<std::string>> echoes;
+    std::optional<error> failure;
+
+    void add(carrier c) {
+        const auto index = carriers.size();
+        c.on_received([this, index](message m) { echoes[index].emplace_back(m.text()); });
+        c.on_error([this](const error& e) { failure = e; });
+        carriers.push_back(std::move(c));
+    }
+    static std::string label(std::size_t carrier_index, int n) {
+        // Sizes differ so that boundaries matter; one message is larger than a packet.
+        return "c" + std::to_string(carrier_index) + "-" + std::to_string(n) + ":" +
+               std::string(n == 1 ? 5000 : n * 3, 'x');
+    }
+    void send_all(int per_carrier) {
+        for (std::size_t i = 0; i < carriers.size(); ++i)
+            for (int n = 0; n < per_carrier; ++n)
+                carriers[i].send(message(std::string_view(label(i, n))));
+    }
+    bool all_echoed(int per_carrier) const {
+        for (std::size_t i = 0; i < carriers.size(); ++i) {
+            auto it = echoes.find(i);
+            if (it == echoes.end() || it->second.size() < static_cast<std::size_t>(per_carrier))
+                return false;
+        }
+        return !carriers.empty();
+    }
+};
+
+void wait_ready(boost::asio::io_context& io, carrier& c) {
+    bool ready = false;
+    std::optional<error> failure;
+    c.async_wait_ready([&](boost::system::error_code ec) {
+        ready = true;
+        if (ec) failure = error{ec, ec.message()};
+    });
+    run_until(io, [&] { return ready; });
+    BOOST_REQUIRE_MESSAGE(!failure, "carrier not ready: " << (failure ? failure->to_string() : ""));
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(quic_over_udp_echoes_messages_with_their_boundaries) {
+    loopback_fixture f;
+    echo_server server(f.ctx, quic_policy());
+    const std::vector<std::string> sent{"a", std::string(70000, 'b'), "", "last"};
+    auto got = exchange(f.io, f.ctx, server.where(), quic_policy(), sent);
+    BOOST_REQUIRE_MESSAGE(
+        std::holds_alternative<std::vector<std::string>>(got),
+        (std::holds_alternative<error>(got) ? std::get<error>(got).to_string() : std::string()));
+    BOOST_TEST(std::get<std::vector<std::string>>(got) == sent, boost::test_tools::per_element());
+    BOOST_TEST(server.carriers == 1);
+}
+
+BOOST_AUTO_TEST_CASE(an_untrusted_server_is_refused_with_the_reason) {
+    loopback_fixture f;
+    echo_server server(f.ctx, quic_policy(pki().foreign));
+    auto got = exchange(f.io, f.ctx, server.where(), quic_policy(), {"never"});
+    BOOST_REQUIRE(std::holds_alternative<error>(got));
+    const auto why = std::get<error>(got).to_string();
+    BOOST_TEST(why.find("untrusted") != std::string::npos, why);
+    BOOST_TEST(server.carriers == 0);
+}
+
+BOOST_AUTO_TEST_CASE(forked_carriers_are_streams_of_one_connection) {
+    loopback_fixture f;
+    trace_counts counts(f.ctx);
+    echo_server server(f.ctx, quic_policy());
+    stream_client client;
+    client.add(initiate(f.ctx, server.where(), quic_policy()));
+    wait_ready(f.io, client.carriers[0]);
+    client.add(client.carriers[0].fork());
+    // A forked carrier forks too, once it is active (the kernel opens a new connection for a
+    // fork of a carrier still establishing).
+    wait_ready(f.io, client.carriers[1]);
+    client.add(client.carriers[1].fork());
+    client.send_all(4);
+    run_until(f.io, [&] { return client.all_echoed(4) || client.failure.has_value(); });
+    BOOST_REQUIRE_MESSAGE(!client.failure,
+                          (client.failure ? client.failure->to_string() : std::string()));
+    for (std::size_t i = 0; i < client.carriers.size(); ++i) {
+        std::vector<std::string> want;
+        for (int n = 0; n < 4; ++n)
+            want.push_back(stream_client::label(i, n));
+        BOOST_TEST(client.echoes.at(i) == want, boost::test_tools::per_element());
+    }
+    BOOST_TEST(counts.forked == 2, "forked streams traced: " << counts.forked);
+    // One connection: the three carriers share the one UDP socket below.
+    std::set<std::string> locals;
+    for (auto& c : client.carriers) {
+        BOOST_REQUIRE(c.path());
+        BOOST_TEST(c.stack() == (std::vector<std::string>{"quic", "udp"}),
+                   boost::test_tools::per_element());
+        locals.insert(c.path()->local.to_string());
+    }
+    BOOST_TEST(locals.size() == 1u, "carriers on different sockets: " << locals.size());
+    // The listener accepted one connection and handed out a carrier per stream.
+    BOOST_TEST(counts.accepted == 1);
+    BOOST_TEST(server.carriers == 3);
+    BOOST_TEST(counts.incoming == 2);
+}
+
+BOOST_AUTO_TEST_CASE(a_server_opens_a_stream_to_its_client) {
+    loopback_fixture f;
+    trace_counts counts(f.ctx);
+    listener l = listen(f.ctx, local::parse("127.0.0.1:0"), quic_policy());
+    std::vector<carrier> server_side;
+    std::vector<std::string> replies; // what the client sent back on the server's stream
+    l.on_carrier([&](carrier c) {
+        server_side.push_back(c);
+        if (server_side.size() > 1) return;
+        // The first carrier forks a stream of its own towards the client, at once: the
+        // connection is up when the listener hands the carrier out.
+        carrier pushed = c.fork();
+        pushed.on_received([&](message m) { replies.emplace_back(m.text()); });
+        pushed.send(message(std::string_view("pushed by the server")));
+        server_side.push_back(pushed);
+    });
+    auto c = initiate(f.ctx, remote::from_url("quic://localhost:" + std::to_string(port_of(l))),
+                      quic_policy());
+    std::vector<carrier> incoming;
+    std::vector<std::string> pushed;
+    c.on_incoming([&](carrier in) {
+        in.on_received([&, in](message m) mutable {
+            pushed.emplace_back(m.text());
+            in.send(message(std::string_view("thanks")));
+        });
+        incoming.push_back(in);
+    });
+    run_until(f.io, [&] { return !replies.empty(); });
+    BOOST_TEST(incoming.size() == 1u);
+    BOOST_TEST(pushed == (std::vector<std::string>{"pushed by the server"}),
+               boost::test_tools::per_element());
+    BOOST_TEST(replies == (std::vector<std::string>{"thanks"}), boost::test_tools::per_element());
+    BOOST_TEST(counts.accepted == 1);
+    BOOST_TEST(counts.forked == 1);   // on the server
+    BOOST_TEST(counts.incoming == 1); // on the client
+}
+
+BOOST_AUTO_TEST_CASE(closing_one_stream_leaves_the_others_working) {
+    loopback_fixture f;
+    echo_server server(f.ctx, quic_policy());
+    int server_closed = 0;
+    server.l.on_carrier([&](carrier c) {
+        c.on_received([c](message m) mutable { c.send(std::move(m)); });
+        c.on_closed([&] { ++server_closed; });
+    });
+    stream_client client;
+    client.add(initiate(f.ctx, server.where(), quic_policy()));
+    wait_ready(f.io, client.carriers[0]);
+    client.add(client.carriers[0].fork());
+    client.send_all(1);
+    run_until(f.io, [&] { return client.all_echoed(1); });
+    bool closed = false;
+    client.carriers[1].on_closed([&] { closed = true; });
+    client.carriers[1].close();
+    run_until(f.io, [&] { return closed && server_closed == 1; });
+    BOOST_TEST(!client.carriers[1].last_error());
+    client.carriers[0].send(message(std::string_view("after")));
+    run_until(f.io, [&] { return client.echoes[0].size() == 2; });
+    BOOST_TEST(client.echoes[0].back() == "after");
+    BOOST_TEST((client.carriers[0].state() == carrier_state::active));
+}

@@ -1,0 +1,25 @@
+# Tests of the quic plugin over real loopback UDP (static plugin twins: no dlopen): our client
+# against our server in one process, with a test PKI generated at run time.
+if(TARGET post_plugin_quic)
+  get_filename_component(POST_QUIC_SRC ${CMAKE_CURRENT_LIST_DIR}/../plugins/quic ABSOLUTE)
+  post_add_boost_test(test_quic
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/integration/test_quic.cpp
+            ${CMAKE_CURRENT_LIST_DIR}/support/test_pki.cpp
+    LIBRARIES post_plugin_udp_static post_plugin_quic_static OpenSSL::Crypto
+    LABELS integration plugins quic
+    TIMEOUT 60)
+  target_include_directories(test_quic PRIVATE ${POST_QUIC_SRC})
+endif()
+
+# Through the kernel, from policies: [quic, udp] carriers, fork() as a new stream, a stream
+# opened by the server.
+if(TARGET post_plugin_quic)
+  post_add_boost_test(test_quic_carriers SOURCES integration/test_quic_carriers.cpp
+    support/test_pki.cpp
+    LIBRARIES PostSockets::kernel OpenSSL::Crypto LABELS integration quic TIMEOUT 60)
+  target_compile_definitions(test_quic_carriers PRIVATE
+    POST_PLUGIN_DIR="${POST_PLUGIN_OUTPUT_DIR}")
+  foreach(p udp quic)
+    add_dependencies(test_quic_carriers post_plugin_${p})
+  endforeach()
+endif()
