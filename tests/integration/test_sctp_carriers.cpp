@@ -4,7 +4,9 @@
 // Multistreaming: fork() opens streams on one association (no new handshake), against a
 // server in this process and against `post listen` in another; a server opens a stream to the
 // client (on_incoming); streams close one by one, and all of them when the listener process
-// stops; with the stream count exhausted, fork() falls back to a new association.
+// stops; with the stream count exhausted, fork() falls back to a new association; an urgent
+// stream overtakes a backlog on another (the priority scheduler). The stream cases run with the
+// other end in this process and in a `post listen --echo` process.
 #define BOOST_TEST_MODULE sctp carriers
 #include <utility>
 
@@ -15,6 +17,7 @@
 #include <boost/asio/ip/udp.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <set>
@@ -369,14 +372,14 @@ BOOST_AUTO_TEST_CASE(closing_one_stream_leaves_the_others_working) {
     BOOST_TEST(server_closed == 1);
 }
 
-BOOST_AUTO_TEST_CASE(with_no_stream_left_fork_opens_a_new_association) {
-    loopback_fixture f;
-    trace_counts counts(f.ctx);
-    // Two streams each way: the client's ids are the even ones, so only stream 0 is its own.
+namespace {
+
+/// With two streams each way the client's ids are the even ones, so only stream 0 is its own:
+/// fork() falls back to a second association (the client alone asks for the count).
+void fork_without_streams_left(loopback_fixture& f, trace_counts& counts, const remote& where) {
     const std::string two = "protocols:\n  sctp: { streams: 2 }\n";
-    counting_echo_server server(f.ctx, sctp_policy("[sctp, udp]", two));
     stream_client client;
-    client.add(initiate(f.ctx, server.where(), sctp_policy("[sctp, udp]", two)));
+    client.add(initiate(f.ctx, where, sctp_policy("[sctp, udp]", two)));
     wait_ready(f.io, client.carriers[0]);
     client.add(client.carriers[0].fork());
     client.send_all(2);
@@ -385,7 +388,61 @@ BOOST_AUTO_TEST_CASE(with_no_stream_left_fork_opens_a_new_association) {
                           (client.failure ? client.failure->to_string() : std::string()));
     client.check_echoes(2);
     BOOST_TEST(counts.forked == 0);
-    BOOST_TEST(counts.accepted == 2); // a second association
     BOOST_TEST(client.carriers[0].path()->local.to_string() !=
                client.carriers[1].path()->local.to_string());
+}
+
+/// A backlog of niceness-9 messages on one stream, then one niceness-0 message on a forked
+/// stream: the priority scheduler sends it ahead of the backlog, so its echo comes back before
+/// the backlog's last echoes (arrival order, not timing).
+void urgent_stream_overtakes_a_backlog(loopback_fixture& f, const remote& where) {
+    constexpr int backlog = 48;
+    auto bulk = initiate(f.ctx, where, sctp_policy("[sctp, udp]"));
+    wait_ready(f.io, bulk);
+    auto urgent = bulk.fork();
+    wait_ready(f.io, urgent);
+    std::vector<std::string> order; // "b" or "u", as echoes arrive
+    bulk.on_received([&](message) { order.emplace_back("b"); });
+    urgent.on_received([&](message) { order.emplace_back("u"); });
+    for (int i = 0; i < backlog; ++i) {
+        message m(std::string(64 * 1024, 'b'));
+        m.properties().niceness = 9;
+        bulk.send(std::move(m));
+    }
+    message u(std::string_view("urgent"));
+    u.properties().niceness = 0;
+    urgent.send(std::move(u));
+    run_until(f.io, [&] { return order.size() == backlog + 1; });
+    const auto at = std::find(order.begin(), order.end(), "u") - order.begin();
+    BOOST_TEST_MESSAGE("urgent echo arrived after " << at << " of " << backlog << " bulk echoes");
+    BOOST_TEST(at < backlog / 2, "the urgent message waited behind " << at << " of " << backlog);
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(with_no_stream_left_fork_opens_a_new_association) {
+    loopback_fixture f;
+    trace_counts counts(f.ctx);
+    counting_echo_server server(f.ctx, sctp_policy("[sctp, udp]"));
+    fork_without_streams_left(f, counts, server.where());
+    BOOST_TEST(counts.accepted == 2); // a second association
+}
+
+BOOST_AUTO_TEST_CASE(with_no_stream_left_against_post_listen_in_another_process) {
+    loopback_fixture f;
+    trace_counts counts(f.ctx);
+    external_echo server;
+    fork_without_streams_left(f, counts, server.where());
+}
+
+BOOST_AUTO_TEST_CASE(an_urgent_stream_overtakes_a_backlog) {
+    loopback_fixture f;
+    counting_echo_server server(f.ctx, sctp_policy("[sctp, udp]"));
+    urgent_stream_overtakes_a_backlog(f, server.where());
+}
+
+BOOST_AUTO_TEST_CASE(an_urgent_stream_overtakes_a_backlog_across_processes) {
+    loopback_fixture f;
+    external_echo server;
+    urgent_stream_overtakes_a_backlog(f, server.where());
 }
