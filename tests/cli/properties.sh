@@ -1,5 +1,5 @@
-# Message properties on the command line: --niceness, --lifetime, --immediate, --idempotent
-# and --unordered
+# Message properties on the command line: --niceness, --lifetime, --immediate, --idempotent,
+# --unordered and --unreliable
 # reach every message (and every --echo reply), --json reports the send events, an expired
 # message never reaches the listener, and bad values are usage errors (exit 2).
 source "$(dirname "$0")/lib.sh" "$@"
@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib.sh" "$@"
 start_listener tcp:// 127.0.0.1 --json --echo --count 2 --niceness 3 --lifetime 10s
 printf 'one\ntwo\n' |
     timeout 10 "$POST" connect "$LURL" --json --count 2 --niceness 7 --lifetime 5s --immediate \
-        --idempotent --unordered >"$TMP/client" || fail "connect with properties exited $?"
+        --idempotent --unordered --unreliable >"$TMP/client" || fail "connect with properties exited $?"
 finish_listener "$TMP/listener"
 [[ $LRC == 0 ]] || fail "listener exited $LRC"
 json_lines "$TMP/client"
@@ -22,7 +22,8 @@ assert [e["index"] for e in sent] == [0, 1], sent
 for e in sent:
     assert e["niceness"] == 7 and e["lifetime_ms"] == 5000, e
     assert e["immediate"] is True and e["idempotent"] is True, e
-    assert e["ordered"] is False, e  # TCP delivers in order all the same: the framer ignores it
+    # TCP delivers in order and reliably all the same: the framer ignores both.
+    assert e["ordered"] is False and e["reliable"] is False, e
     assert isinstance(e["id"], int) and e["size"] == 3, e
 # The framer acknowledges delivery to the peer's application: every message is acked, with
 # the same id and index as its `sent`.
@@ -36,7 +37,7 @@ echoes = [e for e in srv if e["event"] == "sent"]
 assert len(echoes) == 2, srv
 for e in echoes:
     assert e["niceness"] == 3 and e["lifetime_ms"] == 10000, e
-    assert "immediate" not in e and "idempotent" not in e and "ordered" not in e, e
+    assert "immediate" not in e and "idempotent" not in e and "ordered" not in e and "reliable" not in e, e
     assert rec[e["in_reply_to"]] in ("one", "two") and e["size"] == 3, (e, rec)
 PY
 pass "properties applied and reported (client and --echo replies)"

@@ -37,6 +37,7 @@ void add_properties(nlohmann::json& j, const post::message_properties& p) {
     if (p.immediate) j["immediate"] = true;
     if (p.idempotent) j["idempotent"] = true;
     if (!p.ordered) j["ordered"] = false;
+    if (!p.reliable) j["reliable"] = false;
 }
 
 } // namespace post_tool

@@ -36,7 +36,7 @@ using namespace std::chrono_literals;
 struct property_options {
     int niceness = 0;
     std::string lifetime; ///< Checked by the parser (lifetime_validator); empty: no lifetime.
-    bool immediate = false, idempotent = false, unordered = false;
+    bool immediate = false, idempotent = false, unordered = false, unreliable = false;
 
     post::message_properties properties() const {
         post::message_properties p;
@@ -45,6 +45,7 @@ struct property_options {
         p.immediate = immediate;
         p.idempotent = idempotent;
         p.ordered = !unordered;
+        p.reliable = !unreliable;
         return p;
     }
 };
@@ -107,6 +108,10 @@ void add_property_options(CLI::App* app, property_options& p, const char* whose)
     app->add_flag("--unordered", p.unordered,
                   fmt::format("Let {} be delivered before earlier ones (SCTP unordered "
                               "messages; ignored by in-order stacks)",
+                              whose));
+    app->add_flag("--unreliable", p.unreliable,
+                  fmt::format("Let {} be lost rather than retransmitted (QUIC datagrams; "
+                              "ignored by reliable stacks)",
                               whose));
 }
 

@@ -27,6 +27,10 @@ struct message_properties {
     /// where the stack can do that (SCTP unordered messages); stacks that only deliver in
     /// order ignore it. Passed to the stack as the property "ordered" = "false".
     bool ordered = true;
+    /// False: the message may be lost rather than retransmitted (RFC 9622 msgReliable), where
+    /// the stack can send it so (QUIC DATAGRAM frames); reliable stacks deliver it anyway.
+    /// Passed to the stack as the property "reliable" = "false".
+    bool reliable = true;
     std::vector<message_id> antecedents;
     std::map<std::string, std::string> extra; ///< Carried to the stack as-is.
 };

@@ -391,6 +391,7 @@ void carrier_impl::transmit(pending_send p, transient_impl& t) {
     meta.idempotent = props.idempotent;
     meta.properties = props.extra;
     if (!props.ordered) meta.properties["ordered"] = "false";
+    if (!props.reliable) meta.properties["reliable"] = "false";
     if (p.done)
         in_flight_.emplace(id, std::move(p.done));
     else
