@@ -1,3 +1,9 @@
+# The stream framing alone (varints, message reassembly): no ngtcp2 needed.
+post_add_boost_test(test_quic_framing
+  SOURCES unit/test_quic_framing.cpp ${CMAKE_CURRENT_LIST_DIR}/../plugins/quic/quic_framing.cpp
+  LABELS unit quic TIMEOUT 60)
+target_include_directories(test_quic_framing PRIVATE ${CMAKE_CURRENT_LIST_DIR}/../plugins/quic)
+
 # Tests of the quic plugin over real loopback UDP (static plugin twins: no dlopen): our client
 # against our server in one process, with a test PKI generated at run time.
 if(TARGET post_plugin_quic)

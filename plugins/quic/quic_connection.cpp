@@ -992,7 +992,7 @@ int quic_connection::cb_recv_stream_data(ngtcp2_conn* conn, std::uint32_t flags,
             s->held_credit_ += len;
         }
         if (flags & NGTCP2_STREAM_DATA_FLAG_FIN) {
-            if (s->rx_need_ || s->rx_header_len_) {
+            if (s->mid_message()) {
                 s->finish({std::make_error_code(std::errc::protocol_error),
                            "quic: the peer ended stream " + std::to_string(id) +
                                " inside a message (truncated framing)"});

@@ -2,32 +2,18 @@
 
 #include "quic_connection.hpp"
 
-#include <algorithm>
+#include <type_traits>
 
 namespace post::plugins::quic {
 
-void put_varint(sdk::byte_buffer& out, std::uint64_t v) {
-    auto put = [&out](std::uint64_t x, int bytes, std::uint8_t prefix) {
-        for (int i = bytes - 1; i >= 0; --i) {
-            auto b = static_cast<std::uint8_t>(x >> (8 * i));
-            if (i == bytes - 1) b = static_cast<std::uint8_t>(b | prefix);
-            out.push_back(std::byte{b});
-        }
-    };
-    if (v < (1u << 6))
-        put(v, 1, 0x00);
-    else if (v < (1u << 14))
-        put(v, 2, 0x40);
-    else if (v < (1u << 30))
-        put(v, 4, 0x80);
-    else
-        put(v, 8, 0xc0);
-}
+static_assert(std::is_same_v<message_bytes, sdk::byte_buffer>,
+              "the reassembly hands its messages to the flow as they are");
 
 quic_stream::quic_stream(std::shared_ptr<quic_connection> conn, bool first, bool incoming)
     : conn_(std::move(conn))
     , first_(first)
-    , incoming_(incoming) {}
+    , incoming_(incoming)
+    , rx_(conn_->max_message_size()) {}
 
 quic_stream::~quic_stream() {
     // Dropped without close or abort: as abort(). What ngtcp2 still references moves to the
@@ -109,38 +95,11 @@ bool quic_stream::writable() const noexcept {
     return announce_ || !out_.empty() || close_requested_;
 }
 
-bool quic_stream::take(const std::uint8_t* p, std::size_t n, std::size_t limit,
+bool quic_stream::take(const std::uint8_t* p, std::size_t n, std::size_t,
                        std::uint64_t& announced) {
-    while (n > 0) {
-        if (!rx_need_) {
-            rx_header_[rx_header_len_++] = *p++;
-            --n;
-            const std::size_t want = std::size_t{1} << (rx_header_[0] >> 6);
-            if (rx_header_len_ < want) continue;
-            std::uint64_t v = rx_header_[0] & 0x3f;
-            for (std::size_t i = 1; i < want; ++i)
-                v = (v << 8) | rx_header_[i];
-            rx_header_len_ = 0;
-            if (v > limit) {
-                announced = v;
-                return false;
-            }
-            rx_need_ = v;
-            rx_body_.clear();
-            rx_body_.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(v, 1 << 20)));
-        }
-        const std::size_t take_now =
-            static_cast<std::size_t>(std::min<std::uint64_t>(*rx_need_ - rx_body_.size(), n));
-        const auto* b = reinterpret_cast<const std::byte*>(p);
-        rx_body_.insert(rx_body_.end(), b, b + take_now);
-        p += take_now;
-        n -= take_now;
-        if (rx_body_.size() == *rx_need_) {
-            inbox_.push_back(std::exchange(rx_body_, {}));
-            rx_need_.reset();
-        }
-    }
-    return true;
+    const auto r = rx_.feed(p, n, inbox_);
+    if (!r) announced = r.announced;
+    return static_cast<bool>(r);
 }
 
 void quic_stream::finish(sdk::flow_error e) {
@@ -158,8 +117,7 @@ void quic_stream::finish(sdk::flow_error e) {
     }
     out_.clear();
     queued_bytes_ = 0;
-    rx_body_.clear();
-    rx_need_.reset();
+    rx_.reset();
 }
 
 } // namespace post::plugins::quic

@@ -4,14 +4,16 @@
 // the QUIC work and calls the events; this class only keeps the stream's state.
 //
 // Framing (docs/quic.md): each message is a QUIC variable-length integer (RFC 9000 16) giving
-// its length, then its bytes. A stream carries messages in order.
+// its length, then its bytes. A stream carries messages in order; quic_framing.hpp encodes and
+// reassembles them.
 #pragma once
 
 #include <utility>
 
+#include "quic_framing.hpp"
+
 #include <post/sdk.hpp>
 
-#include <array>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -28,9 +30,6 @@ struct retained_bytes {
     sdk::byte_buffer header;
     sdk::byte_buffer data;
 };
-
-/// Appends the QUIC varint encoding of `v` (v < 2^62).
-void put_varint(sdk::byte_buffer& out, std::uint64_t v);
 
 class quic_stream final : public sdk::flow, public std::enable_shared_from_this<quic_stream> {
 public:
@@ -71,9 +70,12 @@ private:
     /// Open: neither closed nor aborted here, nor ended.
     bool open() const noexcept { return !done_ && !aborted_ && !close_requested_; }
     bool writable() const noexcept;
-    /// Feeds received stream bytes to the reassembly; false when a length exceeds `limit`
-    /// (`announced` is set to it).
+    /// Feeds received stream bytes to the reassembly; false when a length exceeds the
+    /// connection's max-message-size (`announced` is set to it). `limit` is that same
+    /// max-message-size, which the reassembly was built with.
     bool take(const std::uint8_t* p, std::size_t n, std::size_t limit, std::uint64_t& announced);
+    /// The bytes received so far end inside a message: a FIN here truncates it.
+    bool mid_message() const noexcept { return rx_.mid_message(); }
     /// Ends the flow (reported later by the connection). Unwritten messages fail.
     void finish(sdk::flow_error e);
 
@@ -104,10 +106,7 @@ private:
     std::vector<std::pair<std::uint64_t, sdk::flow_error>> send_errors_;
 
     // Receiving
-    std::array<std::uint8_t, 8> rx_header_{};
-    std::size_t rx_header_len_ = 0;
-    std::optional<std::uint64_t> rx_need_; ///< Length of the message being reassembled.
-    sdk::byte_buffer rx_body_;
+    message_reassembler rx_;
     std::deque<sdk::byte_buffer> inbox_; ///< Complete messages not yet delivered.
     std::uint64_t held_credit_ = 0;      ///< Bytes taken while not ready: window not reopened.
 

@@ -4,3 +4,12 @@ post_add_fuzzer(fuzz_frame_decoder
           ${PROJECT_SOURCE_DIR}/plugins/framing/frame_decoder.cpp
   LIBRARIES PostSockets::sdk)
 target_include_directories(fuzz_frame_decoder PRIVATE ${PROJECT_SOURCE_DIR}/plugins/framing)
+
+# The quic plugin's stream framing (varint lengths, message reassembly). Built with the plugin:
+# only when pkg-config found ngtcp2 (plugins/quic/CMakeLists.txt), though the decoder needs none.
+if(TARGET post_plugin_quic)
+  post_add_fuzzer(fuzz_quic_framing
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz_quic_framing.cpp
+            ${PROJECT_SOURCE_DIR}/plugins/quic/quic_framing.cpp)
+  target_include_directories(fuzz_quic_framing PRIVATE ${PROJECT_SOURCE_DIR}/plugins/quic)
+endif()
