@@ -59,7 +59,7 @@ stacks:
   - [framer, tcp]
 protocols:
   framer: { send-window: 32768 }
-  tcp: { nodelay: true, notsent-lowat: 16384, receive-buffer: 262144 }
+  tcp: { nodelay: true, notsent-lowat: 16384, receive-buffer: 32768 }
 )";
 
 // ---- one phase: shared by the sender thread, the receiver thread and the main thread --------
