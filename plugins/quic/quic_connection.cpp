@@ -42,6 +42,8 @@ std::string app_error_name(std::uint64_t code) {
         return "stream ended inside a message";
     case app_internal:
         return "internal error";
+    case app_expired:
+        return "a message expired while being sent";
     }
     return "application error " + hex(code);
 }
@@ -102,12 +104,14 @@ quic_connection::quic_connection(boost::asio::any_io_executor ex,
     , lower_(std::move(lower))
     , params_(std::move(p))
     , timer_(executor_)
-    , handshake_timer_(executor_) {}
+    , handshake_timer_(executor_)
+    , deadline_timer_(executor_) {}
 
 quic_connection::~quic_connection() {
     boost::system::error_code ignored;
     timer_.cancel(ignored);
     handshake_timer_.cancel(ignored);
+    deadline_timer_.cancel(ignored);
     try {
         // Every stream flow was dropped without a close: the peer hears it at once.
         if (conn_ && state_ != state::done && !closing_sent_ && !lower_closed_) {
@@ -157,6 +161,7 @@ ngtcp2_callbacks quic_connection::callbacks(bool client) {
     cb.stream_open = &cb_stream_open;
     cb.stream_close = &cb_stream_close;
     cb.extend_max_local_streams_bidi = &cb_extend_max_local_streams_bidi;
+    cb.recv_datagram = &cb_recv_datagram;
     cb.rand = &cb_rand;
     cb.get_new_connection_id = &cb_get_new_connection_id;
     cb.update_key = ngtcp2_crypto_update_key_cb;
@@ -185,6 +190,9 @@ void quic_connection::fill_settings(ngtcp2_settings& settings,
     params.max_idle_timeout =
         static_cast<ngtcp2_duration>(settings_->idle_timeout.count()) * NGTCP2_MILLISECONDS;
     params.active_connection_id_limit = 7;
+    // RFC 9221: the largest DATAGRAM frame we take (0 = none). A datagram never spans packets,
+    // so anything near 64 KiB is as good as unlimited.
+    params.max_datagram_frame_size = settings_->datagrams ? 65535 : 0;
 }
 
 void quic_connection::set_path() {
@@ -370,7 +378,9 @@ sdk::flow_info quic_connection::info() const noexcept {
     i.remote = below.remote;
     i.max_message_size = settings_->max_message_size;
     // Ordered and reliable per stream; on_sent when written into packets, not when acked.
-    i.capabilities = sdk::cap_ordered;
+    // A message whose deadline passes part-way through is stopped (RESET_STREAM, on_expired),
+    // which ends its stream flow (docs/quic.md "Lifetimes").
+    i.capabilities = sdk::cap_ordered | sdk::cap_expires_in_flight;
     return i;
 }
 
@@ -466,6 +476,7 @@ void quic_connection::service() {
     if (state_ == state::established) open_pending_streams();
     for (auto id : std::exchange(resets_, {}))
         ngtcp2_conn_shutdown_stream(conn_, id, app_aborted); // RESET_STREAM + STOP_SENDING
+    expire();
     write_packets();
     if (state_ == state::done) return;
     dispatch();
@@ -571,6 +582,10 @@ void quic_connection::write_packets() {
     auto* buf = reinterpret_cast<std::uint8_t*>(packet_.data());
     std::vector<std::int64_t> blocked;
     int packets = 0;
+    // Datagrams first: they carry what cannot wait for retransmission, and each one is small.
+    if (state_ == state::established && !datagrams_out_.empty() &&
+        !write_datagrams(buf, size, packets))
+        return;
     for (;;) {
         // The most urgent front message of a writable stream; among equals, the one served
         // longest ago.
@@ -675,6 +690,178 @@ void quic_connection::write_close(const ngtcp2_connection_close_error& cc) {
     if (n > 0) send_packet(buf, static_cast<std::size_t>(n));
 }
 
+// ---- datagrams and deadlines --------------------------------------------------------------
+
+void quic_connection::send_datagram(quic_stream& s, sdk::byte_buffer data,
+                                    const sdk::send_meta& meta) {
+    auto refuse = [&](std::errc code, std::string why) {
+        s.send_errors_.emplace_back(
+            meta.id, sdk::flow_error{std::make_error_code(code),
+                                     "quic: unreliable message not sent: " + std::move(why)});
+        schedule();
+    };
+    if (!settings_->datagrams)
+        return refuse(std::errc::operation_not_supported,
+                      "QUIC datagrams are off here (option datagrams: false)");
+    if (state_ == state::established) {
+        // Known now; later sends are checked again when they are written.
+        const auto room = datagram_room();
+        if (room == 0)
+            return refuse(std::errc::operation_not_supported,
+                          "the peer does not accept QUIC datagrams (RFC 9221)");
+        if (data.size() > room)
+            return refuse(std::errc::message_size,
+                          "too large for a QUIC datagram (" + std::to_string(data.size()) +
+                              " bytes, at most " + std::to_string(room) + " fit in one packet)");
+    }
+    datagrams_out_.push_back({s.weak_from_this(), meta.id, meta.deadline, std::move(data)});
+    schedule();
+}
+
+std::size_t quic_connection::datagram_room() const {
+    if (!conn_) return 0;
+    const auto* rp = ngtcp2_conn_get_remote_transport_params(conn_);
+    if (!rp || rp->max_datagram_frame_size == 0) return 0;
+    // A short-header packet costs at most 1 + 20 (connection id) + 4 (packet number) + 16
+    // (AEAD tag) bytes; the DATAGRAM frame 1 (type) + up to 4 (length). A few bytes more are
+    // kept so ngtcp2 can always place the frame in a packet of its own.
+    constexpr std::size_t packet_overhead = 48;
+    constexpr std::size_t frame_overhead = 5;
+    const std::size_t path = ngtcp2_conn_get_path_max_tx_udp_payload_size(conn_);
+    std::size_t frame =
+        static_cast<std::size_t>(std::min<std::uint64_t>(rp->max_datagram_frame_size, 65535));
+    if (path > packet_overhead) frame = std::min(frame, path - packet_overhead);
+    return frame > frame_overhead ? frame - frame_overhead : 0;
+}
+
+bool quic_connection::write_datagrams(std::uint8_t* buf, std::size_t size, int& packets) {
+    while (!datagrams_out_.empty()) {
+        auto& d = datagrams_out_.front();
+        auto s = d.from.lock();
+        if (!s || s->aborted_) {
+            datagrams_out_.pop_front();
+            continue;
+        }
+        auto refuse = [&](std::errc code, std::string why) {
+            s->send_errors_.emplace_back(
+                d.id, sdk::flow_error{std::make_error_code(code),
+                                      "quic: unreliable message not sent: " + std::move(why)});
+            datagrams_out_.pop_front();
+        };
+        const auto room = datagram_room();
+        if (room == 0) {
+            refuse(std::errc::operation_not_supported,
+                   "the peer does not accept QUIC datagrams (RFC 9221)");
+            continue;
+        }
+        if (d.data.size() > room) {
+            refuse(std::errc::message_size, "too large for a QUIC datagram (" +
+                                                std::to_string(d.data.size()) + " bytes, at most " +
+                                                std::to_string(room) + " fit in one packet)");
+            continue;
+        }
+        ngtcp2_vec v{reinterpret_cast<std::uint8_t*>(d.data.data()), d.data.size()};
+        int accepted = 0;
+        ngtcp2_pkt_info pi{};
+        const auto n =
+            ngtcp2_conn_writev_datagram(conn_, &path_, &pi, buf, size, &accepted,
+                                        NGTCP2_WRITE_DATAGRAM_FLAG_NONE, d.id, &v, 1, now());
+        if (n == NGTCP2_ERR_INVALID_STATE || n == NGTCP2_ERR_INVALID_ARGUMENT) {
+            refuse(n == NGTCP2_ERR_INVALID_STATE ? std::errc::operation_not_supported
+                                                 : std::errc::message_size,
+                   n == NGTCP2_ERR_INVALID_STATE
+                       ? "the peer does not accept QUIC datagrams (RFC 9221)"
+                       : "larger than the peer's max_datagram_frame_size");
+            continue;
+        }
+        if (n < 0) {
+            handle_liberr(static_cast<int>(n), "writing a datagram");
+            return false;
+        }
+        if (accepted) {
+            s->sent_.push_back(d.id);
+            ++summary_.datagrams_out;
+            datagrams_out_.pop_front();
+        }
+        if (n == 0) return false; // congestion or pacing: the timer says when
+        send_packet(buf, static_cast<std::size_t>(n));
+        if (++packets >= packets_per_pass) {
+            schedule();
+            return false;
+        }
+    }
+    return true;
+}
+
+void quic_connection::expire() {
+    using clock = std::chrono::steady_clock;
+    const auto t = clock::now();
+    std::optional<clock::time_point> next;
+    auto later = [&](const std::optional<clock::time_point>& d) {
+        if (d && (!next || *d < *next)) next = d;
+    };
+    for (auto it = datagrams_out_.begin(); it != datagrams_out_.end();) {
+        if (!it->deadline || *it->deadline > t) {
+            later(it->deadline);
+            ++it;
+            continue;
+        }
+        if (auto s = it->from.lock(); s && !s->aborted_) s->expired_.push_back(it->id);
+        ++summary_.expired;
+        it = datagrams_out_.erase(it);
+    }
+    for (auto& w : streams_) {
+        auto s = w.lock();
+        if (!s || s->done_ || s->aborted_) continue;
+        for (auto it = s->out_.begin(); it != s->out_.end();) {
+            if (!it->deadline || *it->deadline > t) {
+                later(it->deadline);
+                ++it;
+                continue;
+            }
+            ++summary_.expired;
+            s->expired_.push_back(it->id);
+            if (it->written == 0) {
+                // Nothing of it left: the peer never hears of it, the stream goes on.
+                s->queued_bytes_ -= std::min(s->queued_bytes_, it->size());
+                it = s->out_.erase(it);
+                continue;
+            }
+            // Part of it is out: only a reset stops the peer waiting for the rest, and a reset
+            // ends the stream, so what was queued after it fails, naming the reason. The
+            // written bytes stay referenced by ngtcp2 until the stream is closed.
+            const auto id = it->id;
+            s->retained_.push_back({s->tx_offset_, std::move(it->header), std::move(it->data)});
+            s->out_.erase(it);
+            ++summary_.expiry_resets;
+            if (conn_ && s->id_ >= 0) ngtcp2_conn_shutdown_stream(conn_, s->id_, app_expired);
+            s->finish({std::make_error_code(std::errc::timed_out),
+                       "quic: message " + std::to_string(id) + " expired part-way through on " +
+                           "stream " + std::to_string(s->id_) +
+                           ": the stream was reset and this flow ended"});
+            break;
+        }
+    }
+    if (next != deadline_at_) {
+        deadline_at_ = next;
+        boost::system::error_code ignored;
+        deadline_timer_.cancel(ignored);
+        if (next) arm_deadline_timer();
+    }
+}
+
+void quic_connection::arm_deadline_timer() {
+    deadline_timer_.expires_at(*deadline_at_);
+    deadline_timer_.async_wait(
+        [weak = weak_from_this(), at = *deadline_at_](const boost::system::error_code& ec) {
+            if (ec) return;
+            auto self = weak.lock();
+            if (!self || self->deadline_at_ != at) return;
+            self->deadline_at_.reset();
+            self->guarded([&] { self->service(); });
+        });
+}
+
 // ---- events upward ------------------------------------------------------------------------
 
 void quic_connection::dispatch() {
@@ -699,6 +886,17 @@ void quic_connection::dispatch() {
     std::erase_if(streams_, [](const std::weak_ptr<quic_stream>& w) { return w.expired(); });
     for (auto& s : all)
         report(*s);
+    if (datagrams_in_.empty()) return;
+    // Received datagrams go to the first open stream flow that is ready (docs/quic.md).
+    for (auto& s : all) {
+        if (!s->open() || !s->started_ || !s->ready_) continue;
+        while (!datagrams_in_.empty() && !s->aborted_) {
+            auto d = std::move(datagrams_in_.front());
+            datagrams_in_.pop_front();
+            if (auto ev = s->events_.lock()) ev->on_received(std::move(d), {});
+        }
+        break;
+    }
 }
 
 void quic_connection::report(quic_stream& s) {
@@ -726,6 +924,8 @@ void quic_connection::report(quic_stream& s) {
     }
     for (auto id : std::exchange(s.sent_, {}))
         if (auto ev = events()) ev->on_sent(id);
+    for (auto id : std::exchange(s.expired_, {}))
+        if (auto ev = events()) ev->on_expired(id);
     for (auto& [id, e] : std::exchange(s.send_errors_, {}))
         if (auto ev = events()) ev->on_send_error(id, e);
     if (s.done_ && s.end_ && !s.end_reported_ && !s.aborted_) {
@@ -916,7 +1116,16 @@ void quic_connection::end_all(const sdk::flow_error& e) {
     boost::system::error_code ignored;
     timer_.cancel(ignored);
     handshake_timer_.cancel(ignored);
+    deadline_timer_.cancel(ignored);
     if (e) log(sdk::log_level::debug, e.reason);
+    for (auto& d : std::exchange(datagrams_out_, {}))
+        if (auto s = d.from.lock(); s && !s->aborted_)
+            s->send_errors_.emplace_back(
+                d.id, e ? e
+                        : sdk::flow_error{std::make_error_code(std::errc::broken_pipe),
+                                          "quic: the connection ended before this datagram was "
+                                          "sent"});
+    datagrams_in_.clear();
     for (auto& w : streams_)
         if (auto s = w.lock()) s->finish(e);
     for (auto& s : std::exchange(new_incoming_, {}))
@@ -1090,6 +1299,30 @@ int quic_connection::cb_stream_stop_sending(ngtcp2_conn*, std::int64_t id, std::
         return 0;
     } catch (...) {
         return NGTCP2_ERR_CALLBACK_FAILURE;
+    }
+}
+
+int quic_connection::cb_recv_datagram(ngtcp2_conn*, std::uint32_t, const std::uint8_t* data,
+                                      std::size_t len, void* user) {
+    auto* self = static_cast<quic_connection*>(user);
+    try {
+        ++self->summary_.datagrams_in;
+        if (len > self->settings_->max_message_size) {
+            ++self->summary_.datagrams_dropped;
+            return 0;
+        }
+        // Bounded: a peer sending faster than anyone reads loses its oldest datagrams, as
+        // datagrams may be lost anyway.
+        while (self->datagrams_in_.size() >= self->settings_->datagram_queue) {
+            self->datagrams_in_.pop_front();
+            ++self->summary_.datagrams_dropped;
+        }
+        const auto* b = reinterpret_cast<const std::byte*>(data);
+        self->datagrams_in_.emplace_back(b, b + len);
+        return 0;
+    } catch (...) {
+        ++self->summary_.datagrams_dropped; // out of memory: this one is lost, as it may be
+        return 0;
     }
 }
 

@@ -36,6 +36,8 @@
 
 #include <sys/socket.h>
 
+#include <chrono>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -51,6 +53,7 @@ enum app_error : std::uint64_t {
     app_message_size = 0x2, ///< A message longer than the receiver's max-message-size.
     app_bad_framing = 0x3,  ///< A stream ended inside a message.
     app_internal = 0x4,
+    app_expired = 0x5, ///< RESET_STREAM: a message's lifetime ran out while it was being sent.
 };
 
 /// What the connection saw; for logs and tests.
@@ -59,8 +62,13 @@ struct quic_summary {
     std::uint64_t packets_out = 0;
     std::uint64_t dropped_before_accept = 0; ///< Datagrams that were not a valid Initial.
     std::uint64_t incoming_streams = 0;
-    std::uint64_t streams_blocked = 0; ///< Forks that waited for MAX_STREAMS credit.
-    std::string alpn;                  ///< Negotiated.
+    std::uint64_t streams_blocked = 0;   ///< Forks that waited for MAX_STREAMS credit.
+    std::string alpn;                    ///< Negotiated.
+    std::uint64_t datagrams_out = 0;     ///< DATAGRAM frames written.
+    std::uint64_t datagrams_in = 0;      ///< DATAGRAM frames received.
+    std::uint64_t datagrams_dropped = 0; ///< Received, dropped: the queue for them was full.
+    std::uint64_t expired = 0;           ///< Messages and datagrams dropped at their deadline.
+    std::uint64_t expiry_resets = 0;     ///< Streams reset by a message expiring mid-way.
 };
 
 class quic_connection final : public sdk::flow_events,
@@ -91,6 +99,8 @@ public:
     /// A service pass on the executor soon (coalesced).
     void schedule() noexcept;
     void fail_later(sdk::flow_error e) noexcept;
+    /// An unreliable message of stream `s` (send_meta reliable=false): one DATAGRAM frame.
+    void send_datagram(quic_stream& s, sdk::byte_buffer data, const sdk::send_meta& meta);
 
     // sdk::flow_events (from the lower flow)
     void on_ready() noexcept override;
@@ -111,6 +121,14 @@ private:
 
     struct orphan {
         std::deque<retained_bytes> bytes;
+    };
+
+    /// An unreliable message waiting for a packet; its events go to the stream that sent it.
+    struct out_datagram {
+        std::weak_ptr<quic_stream> from;
+        std::uint64_t id = 0;
+        std::optional<std::chrono::steady_clock::time_point> deadline;
+        sdk::byte_buffer data;
     };
 
     bool client() const noexcept { return params_.side == sdk::role::client; }
@@ -142,6 +160,14 @@ private:
     void open_pending_streams();
     void on_established();
     void write_packets();
+    /// Writes queued datagrams into packets; false when congestion stopped it.
+    bool write_datagrams(std::uint8_t* buf, std::size_t size, int& packets);
+    /// Largest datagram payload the peer accepts in one packet now; 0: it takes none.
+    std::size_t datagram_room() const;
+    /// Drops what passed its deadline: unsent messages and datagrams (on_expired), and resets
+    /// the stream of a message expiring part-way through. Re-arms the deadline timer.
+    void expire();
+    void arm_deadline_timer();
     void send_packet(const std::uint8_t* data, std::size_t n);
     void dispatch();
     void report(quic_stream& s);
@@ -180,6 +206,8 @@ private:
                                std::uint64_t app_error, void* user, void* stream_user);
     static int cb_stream_stop_sending(ngtcp2_conn*, std::int64_t id, std::uint64_t app_error,
                                       void* user, void* stream_user);
+    static int cb_recv_datagram(ngtcp2_conn*, std::uint32_t flags, const std::uint8_t* data,
+                                std::size_t len, void* user);
     static int cb_extend_max_local_streams_bidi(ngtcp2_conn*, std::uint64_t max, void* user);
     static void cb_rand(std::uint8_t* dest, std::size_t len, const ngtcp2_rand_ctx*);
     static int cb_get_new_connection_id(ngtcp2_conn*, ngtcp2_cid* cid, std::uint8_t* token,
@@ -195,6 +223,8 @@ private:
     boost::asio::steady_timer timer_;
     boost::asio::steady_timer handshake_timer_;
     std::uint64_t timer_at_ = 0;
+    boost::asio::steady_timer deadline_timer_; ///< The earliest message deadline.
+    std::optional<std::chrono::steady_clock::time_point> deadline_at_;
 
     ngtcp2_conn* conn_ = nullptr;
     gnutls_session_t session_ = nullptr;
@@ -219,6 +249,8 @@ private:
     std::vector<std::shared_ptr<quic_stream>> new_incoming_;
     std::vector<std::int64_t> resets_; ///< Streams to reset (RESET_STREAM + STOP_SENDING).
     std::map<std::int64_t, orphan> orphans_;
+    std::deque<out_datagram> datagrams_out_;
+    std::deque<sdk::byte_buffer> datagrams_in_; ///< For the first open stream flow, when ready.
     std::uint64_t serve_counter_ = 0;
     std::uint64_t lower_next_id_ = 1;
     quic_summary summary_;

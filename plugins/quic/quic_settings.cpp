@@ -60,6 +60,14 @@ constexpr sdk::option_spec schema[] = {
     {"connection-window", sdk::option_type::integer,
      "Initial receive window of the connection in bytes (extended as messages are consumed)",
      "4194304", 1024, std::int64_t{1} << 32},
+    {"datagrams", sdk::option_type::boolean,
+     "Offer QUIC DATAGRAM frames (RFC 9221): messages sent with reliable=false travel in one "
+     "DATAGRAM frame each when the peer offers them too; false makes such sends fail",
+     "true"},
+    {"datagram-queue", sdk::option_type::integer,
+     "Received datagrams kept while no stream flow is ready to take them; beyond this the "
+     "oldest are dropped",
+     "256", 1, 1 << 20},
 };
 
 sdk::flow_error bad(std::string text) {
@@ -164,6 +172,14 @@ bool parse_settings(const sdk::options& opts, quic_settings& s, sdk::flow_error&
     s.max_streams = static_cast<std::uint64_t>(streams);
     s.stream_window = static_cast<std::uint64_t>(swin);
     s.connection_window = static_cast<std::uint64_t>(cwin);
+    s.datagrams = opts.get_or<bool>("datagrams", s.datagrams);
+    const auto dq =
+        opts.get_or<std::int64_t>("datagram-queue", static_cast<std::int64_t>(s.datagram_queue));
+    if (dq < 1 || dq > (1 << 20)) {
+        err = bad("datagram-queue must be between 1 and 1048576, got " + std::to_string(dq));
+        return false;
+    }
+    s.datagram_queue = static_cast<std::size_t>(dq);
     return true;
 }
 

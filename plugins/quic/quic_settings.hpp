@@ -37,6 +37,10 @@ struct quic_settings {
     std::uint64_t max_streams = 100;           ///< Peer-opened bidirectional streams at once.
     std::uint64_t stream_window = 1 << 20;     ///< Initial per-stream receive window.
     std::uint64_t connection_window = 4 << 20; ///< Initial connection receive window.
+    /// RFC 9221: offer DATAGRAM frames (max_datagram_frame_size) for unreliable messages.
+    bool datagrams = true;
+    /// Received datagrams kept while no stream flow is ready to take them (oldest dropped).
+    std::size_t datagram_queue = 256;
 
     sdk::log_sink* log = nullptr;
 

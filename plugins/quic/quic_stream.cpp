@@ -44,6 +44,9 @@ void quic_stream::send(sdk::byte_buffer data, const sdk::send_meta& meta) noexce
         if (close_requested_)
             return refuse(std::errc::broken_pipe,
                           peer_fin_ ? "the peer closed the stream" : "send after close()");
+        if (auto r = meta.properties.find("reliable");
+            r != meta.properties.end() && r->second == "false")
+            return conn_->send_datagram(*this, std::move(data), meta);
         const auto limit = conn_->max_message_size();
         if (data.size() > limit)
             return refuse(std::errc::message_size, "message of " + std::to_string(data.size()) +
@@ -52,6 +55,7 @@ void quic_stream::send(sdk::byte_buffer data, const sdk::send_meta& meta) noexce
         out_message m;
         m.id = meta.id;
         m.niceness = meta.niceness;
+        m.deadline = meta.deadline;
         put_varint(m.header, data.size());
         m.data = std::move(data);
         queued_bytes_ += m.size();
@@ -75,6 +79,7 @@ void quic_stream::abort() noexcept {
     events_.reset();
     inbox_.clear();
     sent_.clear();
+    expired_.clear();
     send_errors_.clear();
     end_.reset();
     if (!done_) conn_->abort_stream(*this);

@@ -14,6 +14,7 @@
 
 #include <post/sdk.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -64,6 +65,7 @@ private:
         sdk::byte_buffer header;
         sdk::byte_buffer data;
         std::size_t written = 0; ///< Of header + data, handed to ngtcp2.
+        std::optional<std::chrono::steady_clock::time_point> deadline;
         std::size_t size() const noexcept { return header.size() + data.size(); }
     };
 
@@ -104,6 +106,7 @@ private:
     std::size_t queued_bytes_ = 0;
     std::vector<std::uint64_t> sent_;
     std::vector<std::pair<std::uint64_t, sdk::flow_error>> send_errors_;
+    std::vector<std::uint64_t> expired_; ///< Messages and datagrams dropped at their deadline.
 
     // Receiving
     message_reassembler rx_;

@@ -3,7 +3,9 @@
 // streams (fork, peer-opened, waiting for stream credit), the verification failures by name
 // (untrusted, wrong name, expired, pin mismatch, no ALPN overlap), garbage and truncated
 // datagrams (from a stranger and from the peer's own address), idle and handshake timeouts,
-// oversize messages, abort, and clean close from either side.
+// oversize messages, abort, and clean close from either side. Stage 2: unreliable messages as
+// DATAGRAM frames (delivery, refusal by size or by a peer without them, the bounded queue),
+// lifetimes (expiry before and during sending) and niceness as stream priority.
 #define BOOST_TEST_MODULE quic layer
 #include <utility>
 
@@ -19,6 +21,7 @@
 #include <array>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 const post::sdk::plugin_descriptor* post_plugin_udp() noexcept;
@@ -67,6 +70,11 @@ std::size_t thread_count() {
 /// Records one stream flow's events and the flows the peer opens on its connection.
 struct stream_recorder : flow_recorder {
     std::vector<std::shared_ptr<sdk::flow>> incoming;
+    std::vector<std::uint64_t> expired;
+    void on_expired(std::uint64_t id) noexcept override {
+        note("expired");
+        expired.push_back(id);
+    }
     void on_incoming_flow(std::shared_ptr<sdk::flow> f) noexcept override {
         note("incoming");
         incoming.push_back(std::move(f));
@@ -236,6 +244,11 @@ struct udp_relay {
 
 bool has(const std::string& text, std::string_view what) {
     return text.find(what) != std::string::npos;
+}
+
+std::string create_error_for_queue() {
+    asio::io_context io;
+    return create_error(io, with(sdk::options{}, "datagram-queue", std::int64_t{0}));
 }
 
 } // namespace
@@ -642,4 +655,208 @@ BOOST_AUTO_TEST_CASE(gnutls_honours_sslkeylogfile_by_itself) {
     all << in.rdbuf();
     BOOST_TEST(has(all.str(), "CLIENT_HANDSHAKE_TRAFFIC_SECRET "), all.str());
     BOOST_TEST(has(all.str(), "SERVER_TRAFFIC_SECRET_0 "), all.str());
+}
+
+// ---- stage 2: datagrams, lifetimes, priorities --------------------------------------------
+
+namespace {
+
+sdk::send_meta unreliable(std::uint64_t id) {
+    auto m = meta(id);
+    m.properties["reliable"] = "false";
+    return m;
+}
+
+sdk::send_meta expiring(sdk::send_meta m, std::chrono::milliseconds in) {
+    m.deadline = std::chrono::steady_clock::now() + in;
+    return m;
+}
+
+bool has_error(const flow_recorder& r, std::uint64_t id, std::string_view what) {
+    for (auto& [i, e] : r.send_errors)
+        if (i == id) return has(e.reason, what);
+    return false;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(unreliable_messages_travel_as_datagrams_to_the_first_stream_flow) {
+    quic_pair t;
+    auto c = t.connect();
+    auto s = t.accepted.front();
+    BOOST_TEST((c.flow->info().capabilities & sdk::cap_expires_in_flight) != 0u);
+    // From the first stream and from a fork: each arrives on the server's first flow, the
+    // fork's own stream carries nothing.
+    auto f = adopt(c.flow->fork());
+    BOOST_REQUIRE(t.wait([&] { return f.events->ready; }));
+    c.flow->send(bytes("dgram one"), unreliable(1));
+    f.flow->send(bytes("dgram two"), unreliable(2));
+    c.flow->send(bytes("reliable"), meta(3));
+    BOOST_REQUIRE(t.wait([&] { return s.events->messages.size() == 3u || s.events->closed; }));
+    std::multiset<std::string> got;
+    for (auto& m : s.events->messages)
+        got.insert(text(m));
+    BOOST_TEST((got == std::multiset<std::string>{"dgram one", "dgram two", "reliable"}));
+    BOOST_TEST(summary_of(c.flow).datagrams_out == 2u);
+    BOOST_TEST(summary_of(s.flow).datagrams_in == 2u);
+    BOOST_REQUIRE(
+        t.wait([&] { return c.events->sent.size() == 2u && f.events->sent.size() == 1u; }));
+    BOOST_TEST(f.events->sent[0] == 2u);
+    // The server's datagram reaches the client's first flow.
+    s.flow->send(bytes("back"), unreliable(7));
+    BOOST_REQUIRE(t.wait([&] { return !c.events->messages.empty(); }));
+    BOOST_TEST(text(c.events->messages[0]) == "back");
+    BOOST_TEST(f.events->messages.empty());
+    // Too large for one packet: refused by name, never sent on the stream instead.
+    c.flow->send(pattern(5000, 1), unreliable(8));
+    BOOST_REQUIRE(t.wait([&] { return !c.events->send_errors.empty(); }));
+    BOOST_TEST(c.events->send_errors[0].first == 8u);
+    BOOST_TEST(has(c.events->send_errors[0].second.reason, "too large for a QUIC datagram"),
+               c.events->send_errors[0].second.reason);
+    BOOST_TEST((c.events->send_errors[0].second.code == std::errc::message_size));
+    c.flow->send(bytes("after"), meta(9));
+    BOOST_REQUIRE(t.wait([&] { return s.events->messages.size() == 4u; }));
+    BOOST_TEST(text(s.events->messages[3]) == "after");
+    BOOST_TEST(!c.events->closed);
+}
+
+BOOST_AUTO_TEST_CASE(unreliable_messages_fail_by_name_without_datagram_support) {
+    {
+        // The peer did not offer max_datagram_frame_size.
+        quic_pair t(with(server_options(), "datagrams", false));
+        auto c = t.connect();
+        c.flow->send(bytes("x"), unreliable(1));
+        BOOST_REQUIRE(t.wait([&] { return !c.events->send_errors.empty(); }));
+        BOOST_TEST(has_error(*c.events, 1, "the peer does not accept QUIC datagrams"));
+        BOOST_TEST(summary_of(t.accepted[0].flow).datagrams_in == 0u);
+    }
+    {
+        // This side has them off.
+        quic_pair t(server_options(), with(client_options(), "datagrams", false));
+        auto c = t.connect();
+        c.flow->send(bytes("x"), unreliable(1));
+        BOOST_REQUIRE(t.wait([&] { return !c.events->send_errors.empty(); }));
+        BOOST_TEST(has_error(*c.events, 1, "QUIC datagrams are off here"));
+        BOOST_TEST((c.events->send_errors[0].second.code == std::errc::operation_not_supported));
+        c.flow->send(bytes("still reliable"), meta(2));
+        BOOST_REQUIRE(t.wait([&] { return !t.accepted[0].events->messages.empty(); }));
+    }
+    BOOST_TEST(has(create_error_for_queue(), "datagram-queue"));
+}
+
+BOOST_AUTO_TEST_CASE(received_datagrams_wait_for_a_ready_flow_in_a_bounded_queue) {
+    quic_pair t(server_options(), with(client_options(), "datagram-queue", std::int64_t{4}));
+    auto c = t.connect();
+    auto s = t.accepted.front();
+    // The server opens a stream to send from; the client leaves it unstarted.
+    auto sf = adopt(s.flow->fork());
+    BOOST_REQUIRE(t.wait([&] { return sf.events->ready && !c.events->incoming.empty(); }));
+    // A client fork, not started, then the client's first flow closes: no flow is ready to
+    // take datagrams.
+    auto later = c.flow->fork();
+    BOOST_REQUIRE(later);
+    c.flow->close();
+    BOOST_REQUIRE(t.wait([&] { return c.events->closed && s.events->closed; }));
+    constexpr int count = 10;
+    for (int k = 0; k < count; ++k)
+        sf.flow->send(bytes("d" + std::to_string(k)), unreliable(static_cast<std::uint64_t>(k)));
+    BOOST_REQUIRE(t.wait([&] { return summary_of(later).datagrams_in == count; }));
+    BOOST_TEST(summary_of(later).datagrams_dropped == static_cast<std::uint64_t>(count - 4));
+    // Started, the fork gets the newest four (the oldest were dropped).
+    auto l = adopt(later);
+    BOOST_REQUIRE(t.wait([&] { return l.events->messages.size() == 4u || l.events->closed; }));
+    for (int k = 0; k < 4; ++k)
+        BOOST_TEST(text(l.events->messages[k]) == "d" + std::to_string(count - 4 + k));
+}
+
+BOOST_AUTO_TEST_CASE(an_expired_datagram_is_dropped_and_reported) {
+    quic_pair t;
+    auto c = t.connect();
+    auto s = t.accepted.front();
+    c.flow->send(bytes("late"), expiring(unreliable(1), -1ms));
+    c.flow->send(bytes("in time"), expiring(unreliable(2), 10s));
+    BOOST_REQUIRE(
+        t.wait([&] { return c.events->expired.size() == 1u && c.events->sent.size() == 1u; }));
+    BOOST_TEST(c.events->expired[0] == 1u);
+    BOOST_TEST(c.events->sent[0] == 2u);
+    BOOST_TEST(c.events->send_errors.empty());
+    BOOST_REQUIRE(t.wait([&] { return !s.events->messages.empty(); }));
+    BOOST_TEST(text(s.events->messages[0]) == "in time");
+    BOOST_TEST(summary_of(c.flow).expired == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(lifetime_drops_unsent_messages_and_resets_a_stream_mid_message) {
+    // The server's window is small and the streams it is offered stay unstarted, so the
+    // client's large messages stall part-way: a backlog that deadlines overtake.
+    quic_pair t(with(server_options(), "stream-window", std::int64_t{1024}));
+    auto c = t.connect();
+    auto s = t.accepted.front();
+    auto a = adopt(c.flow->fork());
+    auto b = adopt(c.flow->fork());
+    a.flow->send(bytes("a"), meta(1));
+    b.flow->send(bytes("b"), meta(1));
+    BOOST_REQUIRE(t.wait([&] { return s.events->incoming.size() == 2u; }));
+
+    // a: a large message without a deadline stalls, a small one with a deadline behind it
+    // expires before any of it was written; the stream goes on.
+    a.flow->send(pattern(100000, 1), meta(2));
+    a.flow->send(bytes("short-lived"), expiring(meta(3), 200ms));
+    // b: a large message with a deadline stalls part-way and expires: RESET_STREAM.
+    b.flow->send(pattern(100000, 2), expiring(meta(2), 300ms));
+    b.flow->send(bytes("behind it"), meta(3));
+    BOOST_REQUIRE(t.wait([&] { return a.events->expired.size() == 1u && b.events->closed; }));
+    BOOST_TEST(a.events->expired[0] == 3u);
+    BOOST_TEST(!a.events->closed);
+    BOOST_TEST(b.events->expired == std::vector<std::uint64_t>{2},
+               boost::test_tools::per_element());
+    BOOST_REQUIRE(b.events->closed);
+    BOOST_TEST((b.events->closed->code == std::errc::timed_out));
+    BOOST_TEST(has(b.events->closed->reason, "expired part-way"), b.events->closed->reason);
+    BOOST_TEST(has_error(*b.events, 3, "expired part-way"));
+    BOOST_TEST(summary_of(c.flow).expiry_resets == 1u);
+
+    // The server's side of b sees the reset, naming the expiry; a's data still arrives.
+    auto sa = adopt(s.events->incoming[0]);
+    auto sb = adopt(s.events->incoming[1]);
+    BOOST_REQUIRE(t.wait([&] { return sb.events->closed.has_value(); }));
+    BOOST_TEST(has(sb.events->closed->reason, "expired"), sb.events->closed->reason);
+    BOOST_REQUIRE(t.wait([&] { return sa.events->messages.size() == 2u || sa.events->closed; }));
+    BOOST_TEST(text(sa.events->messages[0]) == "a");
+    BOOST_TEST((sa.events->messages[1] == pattern(100000, 1)));
+    a.flow->send(bytes("a again"), meta(4));
+    BOOST_REQUIRE(t.wait([&] { return sa.events->messages.size() == 3u; }));
+    BOOST_TEST(text(sa.events->messages[2]) == "a again");
+    BOOST_TEST(!c.events->closed);
+}
+
+BOOST_AUTO_TEST_CASE(the_stream_with_the_least_nice_message_is_served_first) {
+    quic_pair t;
+    auto c = t.connect();
+    auto s = t.accepted.front();
+    auto b = adopt(c.flow->fork());
+    BOOST_REQUIRE(t.wait([&] { return b.events->ready && s.events->incoming.size() == 1u; }));
+    auto sb = adopt(s.events->incoming[0]);
+    std::vector<char> arrivals; // which stream each message arrived on, in order
+    s.events->on_message = [&](flow_recorder&, const sdk::byte_buffer&) {
+        arrivals.push_back('A');
+    };
+    sb.events->on_message = [&](flow_recorder&, const sdk::byte_buffer&) {
+        arrivals.push_back('B');
+    };
+    // A backlog of nice messages on the first stream, then urgent ones on the fork: several
+    // congestion windows' worth, so the writer chooses many times.
+    constexpr int each = 12;
+    for (int k = 0; k < each; ++k) {
+        auto m = meta(static_cast<std::uint64_t>(k + 1));
+        m.niceness = 5;
+        c.flow->send(pattern(16384, static_cast<unsigned>(k)), m);
+    }
+    for (int k = 0; k < each; ++k) {
+        auto m = meta(static_cast<std::uint64_t>(k + 1));
+        m.niceness = 0;
+        b.flow->send(pattern(16384, static_cast<unsigned>(k)), m);
+    }
+    BOOST_REQUIRE(t.wait([&] { return arrivals.size() == 2u * each; }));
+    std::string order(arrivals.begin(), arrivals.end());
+    BOOST_TEST(order == std::string(each, 'B') + std::string(each, 'A'));
 }

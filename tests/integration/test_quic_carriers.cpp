@@ -2,7 +2,8 @@
 // boundaries after a verified TLS 1.3 handshake; an untrusted server is refused with the
 // reason. Multistreaming: fork() opens a stream of the same connection (trace `forked`, one
 // accepted connection, a carrier per stream at the listener), and a server opens a stream to
-// its client (carrier::on_incoming).
+// its client (carrier::on_incoming). Unreliable messages (reliable=false) travel as QUIC
+// DATAGRAM frames; one too large for a packet fails by name.
 #define BOOST_TEST_MODULE quic carriers
 #include <utility>
 
@@ -258,4 +259,36 @@ BOOST_AUTO_TEST_CASE(closing_one_stream_leaves_the_others_working) {
     run_until(f.io, [&] { return client.echoes[0].size() == 2; });
     BOOST_TEST(client.echoes[0].back() == "after");
     BOOST_TEST((client.carriers[0].state() == carrier_state::active));
+}
+
+BOOST_AUTO_TEST_CASE(unreliable_messages_go_as_datagrams_and_too_large_ones_fail_by_name) {
+    loopback_fixture f;
+    std::vector<std::string> got;
+    listener l = listen(f.ctx, local::parse("127.0.0.1:0"), quic_policy());
+    l.on_carrier([&](carrier c) { c.on_received([&](message m) { got.emplace_back(m.text()); }); });
+    auto c = initiate(f.ctx, remote::from_url("quic://localhost:" + std::to_string(port_of(l))),
+                      quic_policy());
+    std::optional<error> failure;
+    std::vector<std::pair<message_id, std::string>> send_errors;
+    c.on_error([&](const error& e) { failure = e; });
+    c.on_send_error(
+        [&](message_id id, const error& e) { send_errors.emplace_back(id, e.to_string()); });
+    auto unreliable = [](message m) {
+        m.properties().reliable = false;
+        return m;
+    };
+    c.send(unreliable(message(std::string_view("datagram 1"))));
+    c.send(unreliable(message(std::string_view("datagram 2"))));
+    // A datagram never spans packets: this one cannot go, and is not sent reliably instead.
+    const auto big = c.send(unreliable(message(std::string(5000, 'x'))));
+    c.send(message(std::string_view("reliable")));
+    run_until(f.io, [&] { return (got.size() == 3u && !send_errors.empty()) || failure; });
+    BOOST_REQUIRE_MESSAGE(!failure, (failure ? failure->to_string() : std::string()));
+    BOOST_TEST((std::multiset<std::string>(got.begin(), got.end()) ==
+                std::multiset<std::string>{"datagram 1", "datagram 2", "reliable"}));
+    BOOST_REQUIRE(send_errors.size() == 1u);
+    BOOST_TEST(send_errors[0].first == big);
+    BOOST_TEST(send_errors[0].second.find("too large for a QUIC datagram") != std::string::npos,
+               send_errors[0].second);
+    BOOST_TEST(c.capabilities().expires_in_flight);
 }
