@@ -21,6 +21,7 @@ POST_PACKAGES=(
     libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
     iproute2 clang libclang-rt-14-dev socat netcat-openbsd python3
     openssl curl nginx-light nftables
+    ngtcp2-server ngtcp2-client  # post bench quic: the gtlsserver/gtlsclient baseline
     # cli_sctp_wire: dissects SCTP over UDP in a capture on lo.
     tshark
 )

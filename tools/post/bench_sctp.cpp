@@ -296,24 +296,6 @@ private:
     std::deque<nlohmann::json> lines_;
 };
 
-/// A UDP port free right now (the kernel's choice; it could be taken again before use, which
-/// shows as a clear failure of the run).
-std::uint16_t free_udp_port() {
-    const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) throw std::runtime_error("post bench sctp: socket() failed");
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-        ::close(fd);
-        throw std::runtime_error("post bench sctp: cannot find a free UDP port");
-    }
-    ::close(fd);
-    return ntohs(a.sin_port);
-}
-
 /// Whether some socket is bound to UDP `port` (IPv4 or IPv6), from /proc/net/udp{,6}.
 bool udp_port_bound(std::uint16_t port) {
     const std::string needle = fmt::format(":{:04X} ", port);
@@ -361,9 +343,9 @@ std::optional<tsctp_result> parse_tsctp_line(const std::string& line) {
 }
 
 tsctp_result run_tsctp(std::size_t length, std::uint64_t count) {
-    const auto server_udp = free_udp_port();
-    auto client_udp = free_udp_port();
-    if (client_udp == server_udp) client_udp = free_udp_port();
+    const auto server_udp = free_udp_port("post bench sctp");
+    auto client_udp = free_udp_port("post bench sctp");
+    if (client_udp == server_udp) client_udp = free_udp_port("post bench sctp");
 
     line_queue results;
     // The server's lines are only scanned, never kept: they are megabytes of debug log.

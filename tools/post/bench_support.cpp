@@ -1,5 +1,9 @@
 #include "bench_support.hpp"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 namespace post_tool::bench {
 
 std::string error_reason(boost::system::error_code ec, const post::carrier& c) {
@@ -83,6 +87,20 @@ void post_workload::round_trips(int count, std::shared_ptr<once_promise<latency>
         if (ec) return st->result->fail(error_reason(ec, st->c));
         ping();
     });
+}
+
+std::uint16_t free_udp_port(const char* who) {
+    const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw std::runtime_error(std::string(who) + ": socket() failed");
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+                    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
+    ::close(fd);
+    if (!ok) throw std::runtime_error(std::string(who) + ": cannot find a free UDP port");
+    return ntohs(a.sin_port);
 }
 
 } // namespace post_tool::bench

@@ -41,6 +41,10 @@ constexpr std::size_t end_marker_size = 1;
 constexpr int bulk_window = 8; ///< Messages handed to the carrier and not yet reported sent.
 constexpr int warmup_round_trips = 200;
 
+/// A UDP port on 127.0.0.1 free right now (the kernel's choice; it could be taken again before
+/// use, which shows as a clear failure of the run). Throws std::runtime_error naming `who`.
+std::uint16_t free_udp_port(const char* who);
+
 inline double seconds_since(clock_type::time_point t) {
     return std::chrono::duration<double>(clock_type::now() - t).count();
 }

@@ -498,6 +498,7 @@ void add_bench(CLI::App& app, const global_options& g, runner& run) {
     add_bench_tls(*b, g, run);
     add_bench_racing(*b, g, run);
     add_bench_sctp(*b, g, run);
+    add_bench_quic(*b, g, run);
 }
 
 } // namespace post_tool

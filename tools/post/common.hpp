@@ -43,6 +43,8 @@ void add_bench_tls(CLI::App& bench, const global_options& g, runner& run);
 void add_bench_racing(CLI::App& bench, const global_options& g, runner& run);
 /// `post bench sctp` (bench_sctp.cpp): our SCTP carrier against usrsctp's tsctp.
 void add_bench_sctp(CLI::App& bench, const global_options& g, runner& run);
+/// `post bench quic` (bench_quic.cpp): our [quic, udp] carrier against gtlsserver/gtlsclient.
+void add_bench_quic(CLI::App& bench, const global_options& g, runner& run);
 void add_demo(CLI::App& app, const global_options& g, runner& run);
 
 /// Context options from the global flags.
