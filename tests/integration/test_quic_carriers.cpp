@@ -9,6 +9,7 @@
 
 #include "../support/test_pki.hpp"
 #include "loopback_support.hpp"
+#include "stream_carriers_support.hpp"
 
 #include <boost/test/unit_test.hpp>
 
@@ -38,23 +39,6 @@ policy quic_policy(const cert_files& cert = pki().server) {
                          "quic.yaml");
 }
 
-/// Counts what the kernel reports: new streams on a connection (forked/incoming) and new
-/// connections (accepted).
-struct trace_counts {
-    int forked = 0;
-    int incoming = 0;
-    int accepted = 0;
-    explicit trace_counts(context& ctx) {
-        ctx.on_trace([this](const trace_event& e) {
-            if (e.what == trace_event::kind::forked) ++forked;
-            if (e.what == trace_event::kind::incoming) ++incoming;
-            if (e.what == trace_event::kind::accepted &&
-                e.detail.find("refused") == std::string::npos)
-                ++accepted;
-        });
-    }
-};
-
 /// Echoes every message back on its carrier; counts the carriers the listener hands out.
 struct echo_server {
     listener l;
@@ -71,79 +55,13 @@ struct echo_server {
     }
 };
 
-/// Sends `texts` on one carrier and collects the echoes, then closes. The failure, if any,
-/// else the echoes.
-std::variant<error, std::vector<std::string>> exchange(boost::asio::io_context& io, context& ctx,
-                                                       const remote& r, const policy& p,
-                                                       const std::vector<std::string>& texts) {
-    auto c = initiate(ctx, r, p);
-    std::vector<std::string> echoes;
-    std::optional<error> failure;
-    bool closed = false;
-    for (const auto& t : texts)
-        c.send(message(std::string_view(t)));
-    c.on_received([&](message m) {
-        echoes.emplace_back(m.text());
-        if (echoes.size() == texts.size()) c.close();
-    });
-    c.on_error([&](const error& e) { failure = e; });
-    c.on_closed([&] { closed = true; });
-    run_until(io, [&] { return closed || failure.has_value(); });
-    if (failure) return *failure;
-    BOOST_TEST(c.stack().front() == "quic");
-    return echoes;
-}
-
-/// Each carrier sends its own messages and collects its echoes.
-struct stream_client {
-    std::vector<carrier> carriers;
-    std::map<std::size_t, std::vector<std::string>> echoes;
-    std::optional<error> failure;
-
-    void add(carrier c) {
-        const auto index = carriers.size();
-        c.on_received([this, index](message m) { echoes[index].emplace_back(m.text()); });
-        c.on_error([this](const error& e) { failure = e; });
-        carriers.push_back(std::move(c));
-    }
-    static std::string label(std::size_t carrier_index, int n) {
-        // Sizes differ so that boundaries matter; one message is larger than a packet.
-        return "c" + std::to_string(carrier_index) + "-" + std::to_string(n) + ":" +
-               std::string(n == 1 ? 5000 : n * 3, 'x');
-    }
-    void send_all(int per_carrier) {
-        for (std::size_t i = 0; i < carriers.size(); ++i)
-            for (int n = 0; n < per_carrier; ++n)
-                carriers[i].send(message(std::string_view(label(i, n))));
-    }
-    bool all_echoed(int per_carrier) const {
-        for (std::size_t i = 0; i < carriers.size(); ++i) {
-            auto it = echoes.find(i);
-            if (it == echoes.end() || it->second.size() < static_cast<std::size_t>(per_carrier))
-                return false;
-        }
-        return !carriers.empty();
-    }
-};
-
-void wait_ready(boost::asio::io_context& io, carrier& c) {
-    bool ready = false;
-    std::optional<error> failure;
-    c.async_wait_ready([&](boost::system::error_code ec) {
-        ready = true;
-        if (ec) failure = error{ec, ec.message()};
-    });
-    run_until(io, [&] { return ready; });
-    BOOST_REQUIRE_MESSAGE(!failure, "carrier not ready: " << (failure ? failure->to_string() : ""));
-}
-
 } // namespace
 
 BOOST_AUTO_TEST_CASE(quic_over_udp_echoes_messages_with_their_boundaries) {
     loopback_fixture f;
     echo_server server(f.ctx, quic_policy());
     const std::vector<std::string> sent{"a", std::string(70000, 'b'), "", "last"};
-    auto got = exchange(f.io, f.ctx, server.where(), quic_policy(), sent);
+    auto got = exchange(f.io, f.ctx, server.where(), quic_policy(), sent, "quic");
     BOOST_REQUIRE_MESSAGE(
         std::holds_alternative<std::vector<std::string>>(got),
         (std::holds_alternative<error>(got) ? std::get<error>(got).to_string() : std::string()));
@@ -154,7 +72,7 @@ BOOST_AUTO_TEST_CASE(quic_over_udp_echoes_messages_with_their_boundaries) {
 BOOST_AUTO_TEST_CASE(an_untrusted_server_is_refused_with_the_reason) {
     loopback_fixture f;
     echo_server server(f.ctx, quic_policy(pki().foreign));
-    auto got = exchange(f.io, f.ctx, server.where(), quic_policy(), {"never"});
+    auto got = exchange(f.io, f.ctx, server.where(), quic_policy(), {"never"}, "quic");
     BOOST_REQUIRE(std::holds_alternative<error>(got));
     const auto why = std::get<error>(got).to_string();
     BOOST_TEST(why.find("untrusted") != std::string::npos, why);

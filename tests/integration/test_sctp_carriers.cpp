@@ -13,6 +13,7 @@
 #include "../support/child_process.hpp"
 #include "../support/test_pki.hpp"
 #include "loopback_support.hpp"
+#include "stream_carriers_support.hpp"
 
 #include <boost/asio/ip/udp.hpp>
 #include <boost/test/unit_test.hpp>
@@ -56,36 +57,13 @@ struct echo_server {
     }
 };
 
-/// Sends `texts` on one carrier and collects the echoes, then closes. Returns the failure, if
-/// any, else the echoes.
-std::variant<error, std::vector<std::string>> exchange(boost::asio::io_context& io, context& ctx,
-                                                       const remote& r, const policy& p,
-                                                       const std::vector<std::string>& texts) {
-    auto c = initiate(ctx, r, p);
-    std::vector<std::string> echoes;
-    std::optional<error> failure;
-    bool closed = false;
-    for (const auto& t : texts)
-        c.send(message(std::string_view(t)));
-    c.on_received([&](message m) {
-        echoes.emplace_back(m.text());
-        if (echoes.size() == texts.size()) c.close();
-    });
-    c.on_error([&](const error& e) { failure = e; });
-    c.on_closed([&] { closed = true; });
-    run_until(io, [&] { return closed || failure.has_value(); });
-    if (failure) return *failure;
-    BOOST_TEST(c.stack().front() == "sctp");
-    return echoes;
-}
-
 } // namespace
 
 BOOST_AUTO_TEST_CASE(sctp_over_udp_echoes_messages_with_their_boundaries) {
     loopback_fixture f;
     echo_server server(f.ctx, sctp_policy("[sctp, udp]"));
     auto got = exchange(f.io, f.ctx, server.where(), sctp_policy("[sctp, udp]"),
-                        {"a", std::string(70000, 'b'), "last"});
+                        {"a", std::string(70000, 'b'), "last"}, "sctp");
     BOOST_REQUIRE_MESSAGE(
         std::holds_alternative<std::vector<std::string>>(got),
         (std::holds_alternative<error>(got) ? std::get<error>(got).to_string() : std::string()));
@@ -105,7 +83,7 @@ BOOST_AUTO_TEST_CASE(sctp_over_dtls_over_udp_is_the_data_channel_stack) {
     echo_server server(f.ctx, sctp_policy("[sctp, dtls, udp]", dtls_server(pki.server)));
     const std::vector<std::string> sent{"a", std::string(70000, 'b'), "last"};
     auto got = exchange(f.io, f.ctx, server.where(),
-                        sctp_policy("[sctp, dtls, udp]", dtls_client(pki)), sent);
+                        sctp_policy("[sctp, dtls, udp]", dtls_client(pki)), sent, "sctp");
     BOOST_REQUIRE_MESSAGE(
         std::holds_alternative<std::vector<std::string>>(got),
         (std::holds_alternative<error>(got) ? std::get<error>(got).to_string() : std::string()));
@@ -121,7 +99,7 @@ BOOST_AUTO_TEST_CASE(sctp_over_dtls_refuses_an_untrusted_server) {
     loopback_fixture f;
     echo_server server(f.ctx, sctp_policy("[sctp, dtls, udp]", dtls_server(pki.foreign)));
     auto got = exchange(f.io, f.ctx, server.where(),
-                        sctp_policy("[sctp, dtls, udp]", dtls_client(pki)), {"never"});
+                        sctp_policy("[sctp, dtls, udp]", dtls_client(pki)), {"never"}, "sctp");
     BOOST_REQUIRE(std::holds_alternative<error>(got));
     BOOST_TEST_MESSAGE(std::get<error>(got).to_string());
     BOOST_TEST(std::get<error>(got).to_string().find("certificate") != std::string::npos,
@@ -131,23 +109,6 @@ BOOST_AUTO_TEST_CASE(sctp_over_dtls_refuses_an_untrusted_server) {
 // ---- multistreaming ----
 
 namespace {
-
-/// Counts what the kernel reports: new streams on an association (forked/incoming) and new
-/// associations (accepted connections).
-struct trace_counts {
-    int forked = 0;
-    int incoming = 0;
-    int accepted = 0;
-    explicit trace_counts(context& ctx) {
-        ctx.on_trace([this](const trace_event& e) {
-            if (e.what == trace_event::kind::forked) ++forked;
-            if (e.what == trace_event::kind::incoming) ++incoming;
-            if (e.what == trace_event::kind::accepted &&
-                e.detail.find("refused") == std::string::npos)
-                ++accepted;
-        });
-    }
-};
 
 /// Echo carriers counted as the listener hands them out.
 struct counting_echo_server : echo_server {
@@ -185,58 +146,6 @@ struct external_echo {
     }
     remote where() const { return remote::from_url("sctp://127.0.0.1:" + std::to_string(port)); }
 };
-
-/// Each carrier sends its own messages and collects its echoes.
-struct stream_client {
-    std::vector<carrier> carriers;
-    std::map<std::size_t, std::vector<std::string>> echoes;
-    std::optional<error> failure;
-
-    void add(carrier c) {
-        const auto index = carriers.size();
-        c.on_received([this, index](message m) { echoes[index].emplace_back(m.text()); });
-        c.on_error([this](const error& e) { failure = e; });
-        carriers.push_back(std::move(c));
-    }
-    void send_all(int per_carrier) {
-        for (std::size_t i = 0; i < carriers.size(); ++i)
-            for (int n = 0; n < per_carrier; ++n)
-                carriers[i].send(message(std::string_view(label(i, n))));
-    }
-    static std::string label(std::size_t carrier_index, int n) {
-        // Sizes differ so that boundaries matter; one message is larger than a datagram.
-        return "c" + std::to_string(carrier_index) + "-" + std::to_string(n) + ":" +
-               std::string(n == 1 ? 5000 : n * 3, 'x');
-    }
-    bool all_echoed(int per_carrier) const {
-        if (carriers.empty()) return false;
-        for (std::size_t i = 0; i < carriers.size(); ++i) {
-            auto it = echoes.find(i);
-            if (it == echoes.end() || it->second.size() < static_cast<std::size_t>(per_carrier))
-                return false;
-        }
-        return true;
-    }
-    void check_echoes(int per_carrier) const {
-        for (std::size_t i = 0; i < carriers.size(); ++i) {
-            std::vector<std::string> want;
-            for (int n = 0; n < per_carrier; ++n)
-                want.push_back(label(i, n));
-            BOOST_TEST(echoes.at(i) == want, boost::test_tools::per_element());
-        }
-    }
-};
-
-void wait_ready(boost::asio::io_context& io, carrier& c) {
-    bool ready = false;
-    std::optional<error> failure;
-    c.async_wait_ready([&](boost::system::error_code ec) {
-        ready = true;
-        if (ec) failure = error{ec, ec.message()};
-    });
-    run_until(io, [&] { return ready; });
-    BOOST_REQUIRE_MESSAGE(!failure, "carrier not ready: " << (failure ? failure->to_string() : ""));
-}
 
 /// Three carriers on one association: the first initiated, two forked from it; every one
 /// echoes its own messages in order, with their boundaries.
