@@ -508,6 +508,7 @@ void carrier_impl::transient_received(transient_impl& t, sdk::byte_buffer data,
         m.set_id(next_id_++);
     }
     if (meta.from) m.set_sender(*meta.from);
+    if (!meta.properties.empty()) m.properties().extra = meta.properties;
     deliver({std::move(m), meta.deadline});
 }
 

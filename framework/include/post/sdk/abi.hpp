@@ -23,8 +23,10 @@
 namespace post::sdk {
 
 inline constexpr std::uint32_t plugin_magic = 0x50535450; // "PSTP"
-inline constexpr std::uint16_t abi_major = 2; ///< 2: acked/expired events, flow capabilities
-inline constexpr std::uint16_t abi_minor = 1; ///< 1: session_store, cap_early_data
+/// 2: acked/expired events, flow capabilities. 3: receive_meta::properties (read by the kernel
+/// from a struct the plugin built, so older plugins cannot be loaded), send_meta::segment_size.
+inline constexpr std::uint16_t abi_major = 3;
+inline constexpr std::uint16_t abi_minor = 0;
 
 /// The SDK passes C++ objects (std::string, shared_ptr, Asio executors) across the boundary, so
 /// both sides must agree on the C++ runtime and Boost. Checked on load.

@@ -49,6 +49,10 @@ struct send_meta {
     bool immediate = false;
     bool idempotent = false;
     std::map<std::string, std::string> properties;
+    /// ABI 3.0. Non-zero: `data` is a train of datagrams of this many bytes each (the last may
+    /// be shorter), to be sent as separate datagrams in one go (UDP GSO). Only sent to a flow
+    /// whose info() has cap_segmented_send; `id` is reported once for the whole train.
+    std::uint16_t segment_size = 0;
 };
 
 struct receive_meta {
@@ -62,6 +66,10 @@ struct receive_meta {
     /// When the sender's lifetime for this message runs out, as far as this side can tell.
     /// The kernel never delivers the message to the application after it.
     std::optional<std::chrono::steady_clock::time_point> deadline;
+    /// ABI 3.0. Properties of the received unit that the layer learnt from the wire (HTTP
+    /// pseudo-headers and header fields, for example); the kernel hands them to the
+    /// application as the message's properties().extra.
+    std::map<std::string, std::string> properties;
 };
 
 /// What a flow can report and do for the units sent on it (flow_info::capabilities).
@@ -82,6 +90,9 @@ enum flow_capability : std::uint32_t {
     /// sends them again after the handshake itself, so nothing is lost or duplicated. Sends
     /// that are not idempotent still wait for on_ready (the kernel holds them).
     cap_early_data = 1u << 5,
+    /// ABI 3.0. A datagram flow that accepts send_meta::segment_size (a train of datagrams in
+    /// one send).
+    cap_segmented_send = 1u << 6,
 };
 
 struct flow_info {
