@@ -6,6 +6,8 @@
 
 #include <post/interfaces.hpp>
 
+#include "interface_cache.hpp"
+
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
@@ -546,4 +548,35 @@ BOOST_AUTO_TEST_CASE(avoiding_tunnels_ranks_tun0_last, *utf::precondition(in_pri
     // Without the rule, tun0 (created before d0) is not last: the rule is what moved it.
     const auto plain = apply_interface_rules(all, std::nullopt);
     BOOST_TEST(plain.usable.back().interface != "tun0");
+}
+
+// The context's cache: a second look without a change reuses the list; a link or address
+// change (queued by the kernel before `ip` returns) makes the next look gather again.
+BOOST_AUTO_TEST_CASE(the_cache_gathers_again_only_after_a_change,
+                     *utf::precondition(in_private_netns())) {
+    detail::interface_cache cache;
+    const auto first = cache.snapshot();
+    const auto again = cache.snapshot();
+    BOOST_TEST(cache.gathers() == 1u);
+    BOOST_TEST(first.get() == again.get());
+    BOOST_REQUIRE(!find(*first, "d2"));
+
+    BOOST_REQUIRE(run("ip link add d2 type dummy") ||
+                  run("ip link add d2 type veth peer name d2p"));
+    const auto with_d2 = cache.snapshot();
+    BOOST_TEST(cache.gathers() == 2u);
+    BOOST_REQUIRE(find(*with_d2, "d2"));
+    BOOST_TEST(!holds(*find(*with_d2, "d2"), "10.79.0.1"));
+
+    BOOST_REQUIRE(run("ip addr add 10.79.0.1/24 dev d2"));
+    const auto with_address = cache.snapshot();
+    BOOST_REQUIRE(find(*with_address, "d2"));
+    BOOST_TEST(holds(*find(*with_address, "d2"), "10.79.0.1"));
+
+    BOOST_REQUIRE(run("ip link del d2"));
+    const auto without = cache.snapshot();
+    BOOST_TEST(!find(*without, "d2"));
+    const auto gathered = cache.gathers();
+    BOOST_TEST(cache.snapshot().get() == without.get());
+    BOOST_TEST(cache.gathers() == gathered);
 }

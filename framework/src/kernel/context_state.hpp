@@ -2,6 +2,8 @@
 // can outlive the context object itself without dangling.
 #pragma once
 
+#include "interface_cache.hpp"
+
 #include <post/association.hpp>
 #include <post/config.hpp>
 #include <post/context.hpp>
@@ -34,6 +36,7 @@ struct context_state : sdk::log_sink, std::enable_shared_from_this<context_state
     boost::asio::any_io_executor executor;
     host_config config;
     plugin_registry registry;
+    interface_cache interfaces; ///< Regathered only after netlink reports a change.
 
     mutable std::mutex mutex;
     std::map<std::string, std::shared_ptr<association>> associations;

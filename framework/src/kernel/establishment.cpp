@@ -142,7 +142,7 @@ bool establishment::gather(const merged_policy& policy) {
     if (!has_rules && !pinned) return true; // the kernel's routing picks the source address
 
     try {
-        interfaces_ = gather_interfaces();
+        interfaces_ = *ctx_->interfaces.snapshot();
     } catch (const boost::system::system_error& e) {
         fail({make_error_code(errc::establishment_failed),
               std::string("cannot list this host's interfaces: ") + e.what()});
@@ -453,7 +453,7 @@ void establishment::on_ready(transient_impl& t) {
     if (path.interface.empty() && !path.local.address.is_unspecified()) {
         if (interfaces_.empty()) {
             try {
-                interfaces_ = gather_interfaces();
+                interfaces_ = *ctx_->interfaces.snapshot();
             } catch (const boost::system::system_error&) {
                 // The interface name is informative only.
             }

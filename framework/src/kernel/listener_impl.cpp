@@ -60,7 +60,7 @@ void listener_impl::open(const local& where, const std::vector<candidate_stack>&
     } else if (has_rules || !where.interface.empty()) {
         // Every gathered local the policy allows (of the pinned interface, if any), both
         // families: a wildcard would also accept on the interfaces the policy rules out.
-        auto gathered = apply_interface_rules(gather_interfaces(), rules);
+        auto gathered = apply_interface_rules(*ctx_->interfaces.snapshot(), rules);
         for (const auto& l : gathered.usable)
             if (where.interface.empty() || l.interface == where.interface)
                 addresses.push_back(l.address);
