@@ -82,10 +82,12 @@ void append_ack(buffer& out, std::uint64_t id, bool expired) {
     put_header(out, frame_type::ack, expired ? flag::expired : 0, 0, id, 0);
 }
 
-std::uint32_t lifetime_ms(std::optional<clock::time_point> deadline, clock::time_point now) {
+std::uint32_t lifetime_ms(std::optional<clock::time_point> deadline, clock::time_point now,
+                          clock::duration transit) {
     if (!deadline) return 0;
-    if (*deadline <= now) return 1; // the caller drops expired messages; never send "none"
-    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(*deadline - now).count();
+    if (*deadline <= now + transit) return 1; // the caller drops expired messages; never "none"
+    const auto ms =
+        std::chrono::floor<std::chrono::milliseconds>(*deadline - now - transit).count();
     return static_cast<std::uint32_t>(
         std::clamp<std::int64_t>(ms, 1, std::numeric_limits<std::uint32_t>::max()));
 }

@@ -56,9 +56,13 @@ void append_whole_header(buffer& out, std::uint64_t id, bool ack_requested, std:
 void append_abort(buffer& out, std::uint64_t id);
 void append_ack(buffer& out, std::uint64_t id, bool expired);
 
-/// Remaining lifetime as sent on the wire: whole milliseconds rounded up (so a live message
-/// never reads as "no lifetime"), at most 2^32-1; 0 when there is none.
-std::uint32_t lifetime_ms(std::optional<clock::time_point> deadline, clock::time_point now);
+/// Remaining lifetime as sent on the wire: what is left at `now` minus `transit` (the longest
+/// the frame may take to reach the peer), in whole milliseconds rounded down, at least 1 (so a
+/// live message never reads as "no lifetime"), at most 2^32-1; 0 when there is no deadline.
+/// The peer counts the lifetime from the frame's arrival: without `transit` a message delayed
+/// on the way could be delivered after its deadline.
+std::uint32_t lifetime_ms(std::optional<clock::time_point> deadline, clock::time_point now,
+                          clock::duration transit = {});
 
 /// "50 4f 53 54 ..." of at most `limit` bytes, for error messages.
 std::string hex_prefix(std::span<const std::byte> bytes, std::size_t limit = 8);

@@ -175,10 +175,22 @@ void post_frame_flow::pump(bool from_upper) {
             std::vector<completion> completes;
             if (may_send_data()) {
                 const auto now = pf::clock::now();
+                // The longest a frame written now may take to reach the peer: a smoothed round
+                // trip (it includes the queues on the way there). Asked once per pass, and only
+                // when a message has a deadline.
+                std::optional<pf::clock::duration> transit;
+                auto transit_for = [&](const auto& msg) -> pf::clock::duration {
+                    if (!msg.deadline) return {};
+                    if (!transit) transit = lower_->smoothed_rtt();
+                    return *transit;
+                };
                 while (!scheduler_.empty() && lower_bytes_ + out.size() < window_) {
                     auto& m = scheduler_.front();
                     if (early && !m.idempotent) break;
-                    if (m.expired(now)) {
+                    // A message not yet started that cannot arrive in time even if the way
+                    // there takes only half a round trip is dropped here, not sent.
+                    if (m.expired(now) ||
+                        (!m.started() && m.deadline && *m.deadline - now <= transit_for(m) / 2)) {
                         auto gone = scheduler_.pop_front();
                         expire(gone, out);
                         continue;
@@ -191,9 +203,9 @@ void post_frame_flow::pump(bool from_upper) {
                         // payload handed to the lower flow as it is, without a copy.
                         auto whole = scheduler_.pop_front();
                         whole.wire_id = next_wire_id_++;
-                        pf::append_whole_header(out, whole.wire_id, settings_.acks,
-                                                static_cast<std::uint32_t>(size),
-                                                pf::lifetime_ms(whole.deadline, now));
+                        pf::append_whole_header(
+                            out, whole.wire_id, settings_.acks, static_cast<std::uint32_t>(size),
+                            pf::lifetime_ms(whole.deadline, now, transit_for(whole)));
                         send_lower(std::exchange(out, {}), std::exchange(completes, {}), early);
                         if (settings_.acks)
                             awaiting_ack_.push_back({whole.wire_id, whole.upper_id});
@@ -206,7 +218,7 @@ void post_frame_flow::pump(bool from_upper) {
                     if (first) m.wire_id = next_wire_id_++;
                     const bool last = m.offset + n == size;
                     pf::append_data(out, m.wire_id, first, last, settings_.acks, size,
-                                    pf::lifetime_ms(m.deadline, now),
+                                    pf::lifetime_ms(m.deadline, now, transit_for(m)),
                                     std::span<const std::byte>(m.data).subspan(m.offset, n));
                     m.offset += n;
                     if (last) {

@@ -380,6 +380,18 @@ void tcp_flow::finish(const sdk::flow_error& e) {
     if (ev) sdk::report_end(*ev, e, unsent, [this] { return !aborted_; });
 }
 
+std::chrono::microseconds tcp_flow::smoothed_rtt() const noexcept {
+    // The kernel's estimate for this connection (tcpi_rtt, microseconds); zero before the
+    // connection exists or when the socket refuses.
+    if (!socket_.is_open()) return {};
+    tcp_info ti{};
+    socklen_t len = sizeof ti;
+    if (::getsockopt(const_cast<boost::asio::ip::tcp::socket&>(socket_).native_handle(),
+                     IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+        return {};
+    return std::chrono::microseconds(ti.tcpi_rtt);
+}
+
 sdk::flow_info tcp_flow::info() const noexcept {
     sdk::flow_info i;
     i.kind = sdk::edge::stream;

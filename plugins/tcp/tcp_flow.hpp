@@ -28,6 +28,7 @@ public:
     void abort() noexcept override;
     sdk::flow_info info() const noexcept override;
     std::size_t queued_bytes() const noexcept override { return queued_bytes_; }
+    std::chrono::microseconds smoothed_rtt() const noexcept override;
 
     /// Apply nodelay / keep-alive / notsent-lowat to a connected socket. Failures are logged,
     /// not fatal: the connection works without them.

@@ -72,6 +72,9 @@ public:
     void abort() noexcept override;
     sdk::flow_info info() const noexcept override;
     std::size_t queued_bytes() const noexcept override { return queued_bytes_; }
+    std::chrono::microseconds smoothed_rtt() const noexcept override {
+        return lower_ ? lower_->smoothed_rtt() : std::chrono::microseconds{};
+    }
 
     // sdk::flow_events (from the lower flow)
     void on_ready() noexcept override;

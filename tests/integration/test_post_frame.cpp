@@ -161,6 +161,31 @@ struct raw_peer {
     }
 };
 
+/// A real TCP flow that reports a fixed smoothed RTT: loopback's is microseconds, and this
+/// machine has no netem to make a slow path. Everything else goes to the TCP flow itself.
+class slow_path_flow final : public sdk::flow {
+public:
+    slow_path_flow(std::shared_ptr<sdk::flow> inner, std::chrono::microseconds rtt)
+        : inner_(std::move(inner))
+        , rtt_(rtt) {}
+    void set_events(std::weak_ptr<sdk::flow_events> e) noexcept override {
+        inner_->set_events(std::move(e));
+    }
+    void start() noexcept override { inner_->start(); }
+    void send(sdk::byte_buffer d, const sdk::send_meta& m) noexcept override {
+        inner_->send(std::move(d), m);
+    }
+    void close() noexcept override { inner_->close(); }
+    void abort() noexcept override { inner_->abort(); }
+    sdk::flow_info info() const noexcept override { return inner_->info(); }
+    std::size_t queued_bytes() const noexcept override { return inner_->queued_bytes(); }
+    std::chrono::microseconds smoothed_rtt() const noexcept override { return rtt_; }
+
+private:
+    std::shared_ptr<sdk::flow> inner_;
+    std::chrono::microseconds rtt_;
+};
+
 sdk::byte_buffer preface(const std::array<std::byte, pf::preface_size>& p) {
     return sdk::byte_buffer(p.begin(), p.end());
 }
@@ -490,4 +515,53 @@ BOOST_FIXTURE_TEST_CASE(stream_ending_mid_message_is_a_protocol_error,
     BOOST_TEST(rec.closed->code == std::errc::protocol_error);
     BOOST_TEST(rec.closed->reason ==
                "post-frame: the stream ended with message 1 incomplete (3 of 10 bytes)");
+}
+
+// The lifetime on the wire is what is left minus a round trip of transit (the peer counts it
+// from arrival), and a message that cannot arrive in time even over half a round trip is
+// dropped before anything of it is sent.
+BOOST_AUTO_TEST_CASE(lifetime_on_the_wire_leaves_room_for_the_transit) {
+    asio::io_context io;
+    auto tcp = make_layer(post_plugin_tcp(), io);
+    auto framer = make_framer(io);
+    raw_peer peer(io);
+    auto client = std::make_shared<pf_recorder>();
+    sdk::open_params p;
+    p.side = sdk::role::client;
+    p.remote = ep("127.0.0.1", peer.port());
+    sdk::flow_error err;
+    auto tcp_flow = tcp->open(nullptr, p, err);
+    BOOST_REQUIRE_MESSAGE(tcp_flow, err.reason);
+    BOOST_TEST(tcp_flow->smoothed_rtt().count() == 0); // no connection yet
+    auto c = framer->open(std::make_shared<slow_path_flow>(tcp_flow, 40ms), p, err);
+    BOOST_REQUIRE_MESSAGE(c, err.reason);
+    c->set_events(client);
+    c->start();
+    BOOST_REQUIRE(run_until(io, [&] { return peer.connected && client->ready; }));
+    BOOST_TEST(tcp_flow->smoothed_rtt().count() > 0); // the kernel's estimate, loopback
+    peer.write(preface(pf::responder_preface));
+    peer.read_all();
+
+    const auto now = std::chrono::steady_clock::now();
+    c->send(bytes("in time"), meta_of(1, 0, now + 200ms));
+    c->send(bytes("hopeless"), meta_of(2, 0, now + 15ms)); // 15 ms < half of 40 ms
+    c->send(bytes("no lifetime"), meta_of(3, 0));
+    std::vector<pf::decoded> frames;
+    std::string error;
+    BOOST_REQUIRE(run_until(io, [&] {
+        if (peer.got.size() < pf::preface_size) return false;
+        frames = decode_from_client(peer.got, error);
+        return !error.empty() || frames.size() >= 2;
+    }));
+    const auto decoded_at = pf::clock::now();
+    BOOST_REQUIRE_MESSAGE(error.empty(), error);
+    BOOST_REQUIRE_EQUAL(frames.size(), 2u);
+    BOOST_TEST(text(frames[0].data) == "in time");
+    BOOST_REQUIRE(frames[0].deadline.has_value());
+    // 200 ms minus 40 ms of transit, minus what passed before it was framed.
+    BOOST_TEST((*frames[0].deadline <= decoded_at + 160ms));
+    BOOST_TEST((*frames[0].deadline > decoded_at + 100ms));
+    BOOST_TEST(text(frames[1].data) == "no lifetime");
+    BOOST_TEST(!frames[1].deadline.has_value());
+    BOOST_TEST((client->expired == std::vector<std::uint64_t>{2}));
 }

@@ -350,6 +350,11 @@ BOOST_AUTO_TEST_CASE(lifetime_becomes_a_deadline_from_arrival) {
     BOOST_TEST(pf::lifetime_ms(std::nullopt, now) == 0u);
     BOOST_TEST(pf::lifetime_ms(now + std::chrono::microseconds(10), now) == 1u);
     BOOST_TEST(pf::lifetime_ms(now + std::chrono::milliseconds(20), now) == 20u);
+    // Transit is taken off, rounding down; what cannot arrive in time still reads as 1 ms.
+    BOOST_TEST(pf::lifetime_ms(now + std::chrono::milliseconds(50), now,
+                               std::chrono::microseconds(20500)) == 29u);
+    BOOST_TEST(pf::lifetime_ms(now + std::chrono::milliseconds(10), now,
+                               std::chrono::milliseconds(20)) == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(preface_matcher_stops_at_the_first_wrong_byte) {

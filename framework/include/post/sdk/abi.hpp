@@ -24,7 +24,8 @@ namespace post::sdk {
 
 inline constexpr std::uint32_t plugin_magic = 0x50535450; // "PSTP"
 /// 2: acked/expired events, flow capabilities. 3: receive_meta::properties (read by the kernel
-/// from a struct the plugin built, so older plugins cannot be loaded), send_meta::segment_size.
+/// from a struct the plugin built, so older plugins cannot be loaded), send_meta::segment_size,
+/// flow::smoothed_rtt.
 inline constexpr std::uint16_t abi_major = 3;
 inline constexpr std::uint16_t abi_minor = 0;
 

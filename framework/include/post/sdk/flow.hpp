@@ -152,6 +152,10 @@ public:
     /// A new flow to the same peer over the same lower instance, for multistreaming layers.
     /// Others return nullptr, and the kernel opens a new stack instead.
     virtual std::shared_ptr<flow> fork() noexcept { return nullptr; }
+    /// ABI 3.0. The transport's smoothed round-trip time to the peer (TCP_INFO, QUIC's RTT
+    /// estimate), zero when unknown. Layers in the middle return their lower flow's. The framer
+    /// uses it to bound a message's time in transit when it tells the peer its lifetime.
+    virtual std::chrono::microseconds smoothed_rtt() const noexcept { return {}; }
 };
 
 inline void flow_events::on_expired(std::uint64_t id) noexcept {
