@@ -3,12 +3,12 @@
 # about speed.
 source "$(dirname "$0")/lib.sh" "$@"
 
-timeout 120 "$POST" bench hol --json --seconds 1 >"$TMP/hol.json" || fail "bench hol exited $?"
+timeout 120 "$POST" bench hol --json --seconds 1 --bulk-size 2097152 >"$TMP/hol.json" || fail "bench hol exited $?"
 python3 - "$TMP/hol.json" <<'PY'
 import json, math, sys
 doc = json.load(open(sys.argv[1]))
 assert doc["bench"] == "hol" and doc["seconds"] == 1, doc
-assert doc["bulk_size"] >= 1 << 20 and doc["urgent_size"] == 1024, doc
+assert doc["bulk_size"] == 2 << 20 and doc["urgent_size"] == 1024, doc
 assert doc["bulk_niceness"] == 9 and doc["urgent_niceness"] == 0, doc
 pos = lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v > 0
 env = doc["loopback"]
@@ -32,4 +32,7 @@ for k in ("late", "expired", "raw_over_lifetime"):
 assert "netns" not in doc, doc   # only with --netns
 print(json.dumps(env))
 PY
+# Bulk messages smaller than the issue's 1 MiB are refused.
+if "$POST" bench hol --bulk-size 1000 >"$TMP/small.out" 2>&1; then fail "--bulk-size 1000 accepted"; fi
+grep -q "bulk-size" "$TMP/small.out" || fail "no word on --bulk-size: $(cat "$TMP/small.out")"
 pass "bench hol json"

@@ -39,7 +39,8 @@ using bench::now_ns;
 using bench::stamp;
 using boost::asio::ip::tcp;
 
-constexpr std::size_t bulk_size = 1024 * 1024;
+constexpr std::size_t default_bulk_size = 1024 * 1024;
+constexpr std::size_t max_bulk_size = 256 * 1024 * 1024; ///< --bulk-size's bound
 constexpr std::size_t urgent_size = 1024;
 constexpr auto urgent_interval = 10ms;
 constexpr int bulk_queue = 2; ///< Bulk messages handed over and not yet reported sent.
@@ -68,6 +69,7 @@ struct phase {
     std::uint32_t id = 0;
     std::string name;
     std::optional<std::chrono::milliseconds> lifetime; ///< Of the urgent messages.
+    std::size_t bulk_size = default_bulk_size;
 
     std::mutex mutex;
     // Set by the sender before its first message.
@@ -210,7 +212,7 @@ private:
     void fill_bulk() {
         while (!stopped_ && bulk_outstanding_ < bulk_queue) {
             ++bulk_outstanding_;
-            send_bulk(make_payload(kind::bulk, bulk_size, bulk_seq_++));
+            send_bulk(make_payload(kind::bulk, phase_->bulk_size, bulk_seq_++));
         }
     }
 
@@ -467,7 +469,7 @@ private:
                 const std::size_t n =
                     (std::size_t(self->header_[0]) << 24) | (std::size_t(self->header_[1]) << 16) |
                     (std::size_t(self->header_[2]) << 8) | std::size_t(self->header_[3]);
-                if (n > 64 * bulk_size) return self->abort();
+                if (n > max_bulk_size) return self->abort();
                 self->body_.resize(n);
                 self->read_body();
             });
@@ -582,6 +584,7 @@ struct bench_options {
     double seconds = 5;
     bool json = false, netns = false;
     std::string policy_file; ///< Empty: bench_policy_yaml.
+    std::size_t bulk_size = default_bulk_size;
 };
 
 post::policy bench_policy(const bench_options& o) {
@@ -666,6 +669,7 @@ private:
         ph->id = ++next_phase_;
         ph->name = name;
         ph->lifetime = lt;
+        ph->bulk_size = o_.bulk_size;
         registry_.add(ph);
         auto done = ph->done_promise.get_future();
         const std::chrono::duration<double> seconds(o_.seconds);
@@ -782,7 +786,7 @@ void print_environment(const char* title, const nlohmann::json& j) {
 int run_hol(const global_options& g, const bench_options& o) {
     nlohmann::json doc{{"bench", "hol"},
                        {"seconds", o.seconds},
-                       {"bulk_size", bulk_size},
+                       {"bulk_size", o.bulk_size},
                        {"bulk_niceness", bulk_niceness},
                        {"bulk_queue", bulk_queue},
                        {"urgent_size", urgent_size},
@@ -828,6 +832,9 @@ void add_bench_hol(CLI::App& bench, const global_options& g, runner& run) {
          "Policy for our carrier (default: [framer, tcp] with send-window 32768, notsent-lowat "
          "16384, receive-buffer 262144)")
         ->check(CLI::ExistingFile);
+    h->add_option("--bulk-size", o->bulk_size,
+                  "Bytes per bulk message (default 1 MiB; at least 1 MiB, at most 256 MiB)")
+        ->check(CLI::Range(default_bulk_size, max_bulk_size));
     h->add_flag("--netns", o->netns,
                 "Also run through a 50 Mbit/s link between two network namespaces (root only)");
     h->callback([&g, &run, o] { run = [&g, o] { return run_hol(g, *o); }; });
