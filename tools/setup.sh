@@ -18,6 +18,7 @@ POST_PACKAGES=(
     libboost-dev libboost-filesystem-dev libboost-test-dev
     libssl-dev libgnutls28-dev libusrsctp-dev libusrsctp-examples
     libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev
+    libhttp-parser-dev  # the http plugin (layer http1) parses with it
     libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
     iproute2 clang libclang-rt-14-dev socat netcat-openbsd python3
     openssl curl nginx-light nftables

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 
 namespace post {
@@ -36,7 +37,27 @@ const std::map<std::string, layers> expected_first{
     {"datagram.yaml", {"udp"}},
     {"interactive.yaml", {"framer", "tcp"}},
     {"low-latency.yaml", {"framer", "tcp"}},
+    // tls is not in the test catalog, so [http1, tls, tcp] is excluded.
+    {"http.yaml", {"http1", "tcp"}},
 };
+
+/// test_catalog plus the http plugin's layer (plugins/http/http_plugin.cpp), which only
+/// http.yaml names.
+std::vector<post::layer_info> catalog_with_http1() {
+    auto catalog = post_test::test_catalog();
+    static const post::sdk::option_spec http1_options[] = {
+        {"max-message-size", post::sdk::option_type::integer, "Largest body", "16777216", 0,
+         std::numeric_limits<std::int64_t>::max()},
+        {"max-header-size", post::sdk::option_type::integer, "Largest header block", "65536", 256,
+         81920},
+    };
+    post::layer_info http1{
+        "http1", "http", "HTTP/1.1", post::sdk::edge::message, post::sdk::edge::stream, {}, {}};
+    http1.features["preserve-msg-boundaries"] = post::sdk::feature_effect::provides;
+    http1.options.assign(std::begin(http1_options), std::end(http1_options));
+    catalog.push_back(http1);
+    return catalog;
+}
 
 std::vector<fs::path> shipped() {
     std::vector<fs::path> files;
@@ -63,7 +84,7 @@ BOOST_AUTO_TEST_CASE(at_least_four_with_a_comment_header) {
 }
 
 BOOST_AUTO_TEST_CASE(each_selects_its_expected_first_stack) {
-    auto catalog = post_test::test_catalog();
+    auto catalog = catalog_with_http1();
     auto system = post::policy::load_file(source_config / "system-policy.yaml");
     for (const auto& f : shipped()) {
         BOOST_TEST_CONTEXT(f.filename()) {

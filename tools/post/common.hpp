@@ -46,6 +46,8 @@ void add_bench_sctp(CLI::App& bench, const global_options& g, runner& run);
 /// `post bench quic` (bench_quic.cpp): our [quic, udp] carrier against gtlsserver/gtlsclient.
 void add_bench_quic(CLI::App& bench, const global_options& g, runner& run);
 void add_demo(CLI::App& app, const global_options& g, runner& run);
+/// `post get URL` (get_cmd.cpp): one HTTP GET as a message (docs/http.md).
+void add_get(CLI::App& app, const global_options& g, runner& run);
 
 /// Context options from the global flags.
 post::context_options context_options_for(const global_options& g);

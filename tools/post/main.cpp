@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
     post_tool::add_policy(app, g, run);
     post_tool::add_bench(app, g, run);
     post_tool::add_demo(app, g, run);
+    post_tool::add_get(app, g, run);
 
     try {
         app.parse(argc, argv);
