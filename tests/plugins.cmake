@@ -15,3 +15,4 @@ post_add_boost_test(test_layers
   LIBRARIES post_plugin_tcp_static post_plugin_udp_static post_plugin_framing_static
   LABELS integration plugins
   TIMEOUT 60)
+post_add_boost_test(test_udp_segments SOURCES ${POST_PLUGINS_TEST_ROOT}/integration/test_udp_segments.cpp LIBRARIES post_plugin_udp_static LABELS integration plugins TIMEOUT 60)

@@ -23,6 +23,10 @@ constexpr std::size_t client_dcid_len = 18;
 constexpr std::size_t scid_len = 17;
 /// Packets written in one pass before the executor gets a turn (then another pass is posted).
 constexpr int packets_per_pass = 64;
+/// A train of packets handed down in one send (lower flows with cap_segmented_send): at most
+/// this many packets (the kernel's UDP GSO limit), within the largest IPv4 UDP payload.
+constexpr std::size_t max_train_packets = 64;
+constexpr std::size_t max_train_bytes = 65507;
 
 std::string hex(std::uint64_t v) {
     char buf[32];
@@ -197,6 +201,7 @@ void quic_connection::fill_settings(ngtcp2_settings& settings,
 
 void quic_connection::set_path() {
     const auto below = lower_->info();
+    lower_trains_ = (below.capabilities & sdk::cap_segmented_send) != 0;
     to_sockaddr(below.local, local_addr_);
     to_sockaddr(params_.remote.port ? params_.remote : below.remote, remote_addr_);
     path_.local.addr = reinterpret_cast<ngtcp2_sockaddr*>(&local_addr_);
@@ -437,7 +442,16 @@ void quic_connection::on_received(sdk::byte_buffer data, const sdk::receive_meta
             return fail_app(pc.error, pc.app_code, pc.reason);
         }
         if (rv != 0) return handle_liberr(rv, "reading a packet");
-        service();
+        if (state_ != state::established) return service();
+        // Established: what this datagram completed is reported now, in arrival order across
+        // streams, but writing waits for one pass after the burst the lower flow delivers in
+        // this turn (one ACK, and the freed window filled with trains, not two packets per ACK).
+        dispatch();
+        if (state_ == state::done) return;
+        // The last stream ended: the whole pass now, so the connection closes in this call as
+        // before (ACKs, then CONNECTION_CLOSE).
+        if (!any_open_stream()) return service();
+        schedule();
     } catch (...) {
         fail_app({std::make_error_code(std::errc::not_enough_memory), "quic: out of memory"},
                  app_internal, "internal error");
@@ -578,10 +592,31 @@ bool quic_connection::any_open_stream() const {
 
 void quic_connection::write_packets() {
     const std::size_t size = ngtcp2_conn_get_path_max_tx_udp_payload_size(conn_);
-    if (packet_.size() < size) packet_.resize(size);
-    auto* buf = reinterpret_cast<std::uint8_t*>(packet_.data());
+    // A lower flow that takes trains gets up to max_train_packets packets of one size per send
+    // (one sendmsg with UDP GSO below), kept within the largest UDP payload and within what
+    // ngtcp2's pacer lets go in one burst (its send quantum): a burst of long trains would
+    // overrun a receiver's socket buffer even on loopback.
+    const std::size_t quantum =
+        std::min<std::size_t>(max_train_bytes, ngtcp2_conn_get_send_quantum(conn_));
+    const std::size_t max_train =
+        lower_trains_ ? std::clamp<std::size_t>(quantum / size, 1, max_train_packets) : 1;
+    if (packet_.size() < size * max_train) packet_.resize(size * max_train);
+    auto* base = reinterpret_cast<std::uint8_t*>(packet_.data());
+    auto* buf = base;
     std::vector<std::int64_t> blocked;
     int packets = 0;
+    // The train being built at `base`: `train_len` bytes of packets of `segment` bytes each (the
+    // last may be shorter, and then it ends the train).
+    std::size_t train_len = 0, segment = 0, train_count = 0;
+    auto flush = [&] {
+        if (train_len == 0) return;
+        send_packet(base, train_len, train_count > 1 ? segment : 0);
+        train_len = segment = train_count = 0;
+        // Pacing, as ngtcp2's examples do with GSO: the next train waits its turn (writev_stream
+        // returns 0 until then; the expiry timer includes the next send time). Without trains,
+        // packets go unpaced as before.
+        if (lower_trains_) ngtcp2_conn_update_pkt_tx_time(conn_, now());
+    };
     // Datagrams first: they carry what cannot wait for retransmission, and each one is small.
     if (state_ == state::established && !datagrams_out_.empty() &&
         !write_datagrams(buf, size, packets))
@@ -628,6 +663,7 @@ void quic_connection::write_packets() {
         }
         ngtcp2_ssize written = -1;
         ngtcp2_pkt_info pi{};
+        buf = base + train_len;
         const auto n = ngtcp2_conn_writev_stream(conn_, &path_, &pi, buf, size, &written, flags,
                                                  sid, count ? vec : nullptr, count, now());
         auto account = [&] {
@@ -658,24 +694,37 @@ void quic_connection::write_packets() {
                 blocked.push_back(sid);
                 continue;
             }
+            flush(); // what was written goes out before any CONNECTION_CLOSE
             return handle_liberr(static_cast<int>(n), "writing a packet");
         }
         account();
         if (n == 0) break; // nothing more now (congestion or pacing: the timer says when)
-        send_packet(buf, static_cast<std::size_t>(n));
+        const auto len = static_cast<std::size_t>(n);
+        if (train_count > 0 && len > segment) {
+            // Longer than the train's packets: the train goes as it is, this packet starts the
+            // next one.
+            flush();
+            std::memmove(base, buf, len);
+        }
+        if (train_count++ == 0) segment = len;
+        train_len += len;
+        if (len < segment || train_count >= max_train) flush();
         if (++packets >= packets_per_pass) {
             schedule();
             break;
         }
     }
+    flush();
 }
 
-void quic_connection::send_packet(const std::uint8_t* data, std::size_t n) {
+void quic_connection::send_packet(const std::uint8_t* data, std::size_t n, std::size_t segment) {
     if (!lower_ || lower_closed_ || lower_close_requested_) return;
     const auto* b = reinterpret_cast<const std::byte*>(data);
     sdk::send_meta m;
     m.id = lower_next_id_++;
-    ++summary_.packets_out;
+    m.segment_size = static_cast<std::uint16_t>(segment);
+    summary_.packets_out += segment ? (n + segment - 1) / segment : 1;
+    if (segment) ++summary_.trains_out;
     lower_->send(sdk::byte_buffer(b, b + n), m);
 }
 

@@ -4,8 +4,9 @@
 // flow handed to on_incoming_flow of the first open stream flow.
 //
 // Everything runs on the executor, without threads: datagrams from the lower flow go to
-// ngtcp2_conn_read_pkt, packets ngtcp2 writes go down as one lower send each, and one
-// steady_timer follows ngtcp2_conn_get_expiry (loss recovery, acks, idle timeout).
+// ngtcp2_conn_read_pkt, packets ngtcp2 writes go down as one lower send each (or, when the lower
+// flow has cap_segmented_send, as trains of same-size packets: one send, one sendmsg with UDP
+// GSO), and one steady_timer follows ngtcp2_conn_get_expiry (loss recovery, acks, idle timeout).
 //
 // ngtcp2's callbacks only record (bytes into a stream's reassembly, ends, new streams); events
 // reach the layer above afterwards, in service(), never from inside a call it made: calls from
@@ -69,6 +70,7 @@ struct quic_summary {
     std::uint64_t datagrams_dropped = 0; ///< Received, dropped: the queue for them was full.
     std::uint64_t expired = 0;           ///< Messages and datagrams dropped at their deadline.
     std::uint64_t expiry_resets = 0;     ///< Streams reset by a message expiring mid-way.
+    std::uint64_t trains_out = 0;        ///< Lower sends that carried several packets.
 };
 
 class quic_connection final : public sdk::flow_events,
@@ -168,7 +170,8 @@ private:
     /// the stream of a message expiring part-way through. Re-arms the deadline timer.
     void expire();
     void arm_deadline_timer();
-    void send_packet(const std::uint8_t* data, std::size_t n);
+    /// One lower send: a packet, or (segment non-zero) a train of packets of that size.
+    void send_packet(const std::uint8_t* data, std::size_t n, std::size_t segment = 0);
     void dispatch();
     void report(quic_stream& s);
     void maybe_close_connection();
@@ -236,6 +239,7 @@ private:
 
     state state_ = state::idle;
     bool lower_closed_ = false;
+    bool lower_trains_ = false; ///< The lower flow takes trains of packets (cap_segmented_send).
     bool service_posted_ = false;
     bool in_service_ = false;
     bool handshake_done_ = false; ///< Recorded by the callback, acted on in service().

@@ -1,6 +1,12 @@
 #include "udp_client_flow.hpp"
 
+#include "udp_segments.hpp"
+
 #include <boost/asio/post.hpp>
+
+#include <cerrno>
+
+#include <sys/socket.h>
 
 namespace post::plugins::udp {
 
@@ -13,6 +19,7 @@ udp_client_flow::udp_client_flow(const asio::any_io_executor& ex, udp_settings s
     , settings_(settings)
     , params_(std::move(p))
     , max_message_size_(settings_.limit_for(params_.remote.address))
+    , gso_{settings_.gso, false}
     , receive_buffer_(receive_buffer_size) {}
 
 template <class F> void udp_client_flow::defer(F f) {
@@ -47,6 +54,7 @@ void udp_client_flow::open_socket() {
     socket_.open(remote.protocol(), ec);
     if (ec)
         return finish(make_error(ec, "udp socket for " + params_.remote.to_string() + " failed"));
+    grow_receive_buffer(socket_);
     if (params_.local) {
         if (settings_.reuse_address) socket_.set_option(udp::socket::reuse_address(true), ec);
         socket_.bind(to_asio(*params_.local), ec);
@@ -66,37 +74,61 @@ void udp_client_flow::open_socket() {
 }
 
 void udp_client_flow::receive() {
-    socket_.async_receive(asio::buffer(receive_buffer_), [self = shared_from_this()](
-                                                             const boost::system::error_code& ec,
-                                                             std::size_t n) {
-        try {
-            if (self->state_ != state::open) return;
-            if (ec == asio::error::connection_refused)
-                return self->finish(make_error(ec, "udp peer " + self->params_.remote.to_string() +
-                                                       " is unreachable"));
-            if (ec)
-                return self->finish(make_error(
-                    ec, "udp receive from " + self->params_.remote.to_string() + " failed"));
-            sdk::byte_buffer d(self->receive_buffer_.begin(), self->receive_buffer_.begin() + n);
-            sdk::receive_meta meta;
-            meta.from = self->params_.remote;
-            if (auto ev = self->events_.lock()) ev->on_received(std::move(d), meta);
-            if (self->state_ == state::open) self->receive();
-        } catch (...) {
-            self->finish({std::make_error_code(std::errc::state_not_recoverable),
-                          "udp: internal error while receiving"});
-        }
-    });
+    socket_.async_receive(
+        asio::buffer(receive_buffer_),
+        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+            try {
+                if (!self->received(ec, n)) return;
+                // Then what else is already queued, in this handler: the layer above sees a
+                // burst in one executor turn (a QUIC connection then answers once, not per
+                // datagram).
+                for (std::size_t i = 0; i < receive_burst; ++i) {
+                    const ssize_t r =
+                        ::recv(self->socket_.native_handle(), self->receive_buffer_.data(),
+                               self->receive_buffer_.size(), MSG_DONTWAIT);
+                    if (r < 0 && errno == EINTR) continue;
+                    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+                    const boost::system::error_code e =
+                        r < 0 ? boost::system::error_code(errno, boost::system::system_category())
+                              : boost::system::error_code();
+                    if (!self->received(e, r < 0 ? 0 : static_cast<std::size_t>(r))) return;
+                }
+                self->receive();
+            } catch (...) {
+                self->finish({std::make_error_code(std::errc::state_not_recoverable),
+                              "udp: internal error while receiving"});
+            }
+        });
+}
+
+bool udp_client_flow::received(const boost::system::error_code& ec, std::size_t n) {
+    if (state_ != state::open) return false;
+    if (ec == asio::error::connection_refused) {
+        finish(make_error(ec, "udp peer " + params_.remote.to_string() + " is unreachable"));
+        return false;
+    }
+    if (ec) {
+        finish(make_error(ec, "udp receive from " + params_.remote.to_string() + " failed"));
+        return false;
+    }
+    sdk::byte_buffer d(receive_buffer_.begin(), receive_buffer_.begin() + n);
+    sdk::receive_meta meta;
+    meta.from = params_.remote;
+    if (auto ev = events_.lock()) ev->on_received(std::move(d), meta);
+    return state_ == state::open;
 }
 
 void udp_client_flow::send(sdk::byte_buffer data, const sdk::send_meta& meta) noexcept {
     try {
         if (state_ == state::done) return;
-        if (close_requested_ || data.size() > max_message_size_) {
+        // A train (segment_size) is one datagram when it fits in one segment.
+        const std::size_t segment = meta.segment_size < data.size() ? meta.segment_size : 0;
+        const std::size_t datagram = segment ? segment : data.size();
+        if (close_requested_ || datagram > max_message_size_) {
             sdk::flow_error e = close_requested_
                                     ? sdk::flow_error{std::make_error_code(std::errc::broken_pipe),
                                                       "udp: send after close()"}
-                                    : oversize_error(data.size(), max_message_size_);
+                                    : oversize_error(datagram, max_message_size_);
             defer([this, id = meta.id, e = std::move(e)] {
                 if (state_ == state::done) return;
                 if (auto ev = events_.lock()) ev->on_send_error(id, e);
@@ -104,7 +136,7 @@ void udp_client_flow::send(sdk::byte_buffer data, const sdk::send_meta& meta) no
             return;
         }
         queued_bytes_ += data.size();
-        queue_.push_back({std::move(data), meta.id});
+        queue_.push_back({std::move(data), meta.id, segment});
         write();
     } catch (...) {
         // Allocation failure: the unit is lost; end the flow (reported later, not from here).
@@ -121,35 +153,58 @@ void udp_client_flow::write() {
     // Until open_socket() has run the socket is closed; the queue waits for it.
     if (writing_ || queue_.empty() || state_ != state::open || !socket_.is_open()) return;
     writing_ = true;
-    socket_.async_send(asio::buffer(queue_.front().data), [self = shared_from_this()](
-                                                              const boost::system::error_code& ec,
-                                                              std::size_t) {
-        try {
-            self->writing_ = false;
-            if (self->state_ != state::open) return;
-            if (ec == asio::error::connection_refused)
-                return self->finish(make_error(ec, "udp peer " + self->params_.remote.to_string() +
-                                                       " is unreachable"));
-            auto sent = std::move(self->queue_.front());
-            self->queue_.pop_front();
-            self->queued_bytes_ -= sent.data.size();
-            self->write();
-            if (auto ev = self->events_.lock()) {
-                if (ec)
-                    ev->on_send_error(sent.id, make_error(ec, "udp send to " +
-                                                                  self->params_.remote.to_string() +
-                                                                  " failed"));
-                else
-                    ev->on_sent(sent.id);
-            }
-            if (self->state_ == state::open && self->close_requested_ && !self->writing_ &&
-                self->queue_.empty())
-                self->finish({});
-        } catch (...) {
-            self->finish({std::make_error_code(std::errc::state_not_recoverable),
-                          "udp: internal error while sending"});
+    if (queue_.front().segment_size != 0) return send_train_now();
+    socket_.async_send(asio::buffer(queue_.front().data),
+                       [self = shared_from_this()](const boost::system::error_code& ec,
+                                                   std::size_t) { self->write_done(ec); });
+}
+
+void udp_client_flow::send_train_now() {
+    auto& front = queue_.front();
+    train t{front.data, front.segment_size, nullptr, 0, front.offset, max_message_size_};
+    const auto ec = send_train(socket_.native_handle(), t, gso_, settings_);
+    front.offset = t.offset;
+    if (ec == asio::error::would_block) {
+        socket_.async_wait(udp::socket::wait_write,
+                           [self = shared_from_this()](const boost::system::error_code& e) {
+                               try {
+                                   if (e || self->state_ != state::open) return self->write_done(e);
+                                   self->send_train_now();
+                               } catch (...) {
+                                   self->finish({std::make_error_code(std::errc::not_enough_memory),
+                                                 "udp: out of memory while sending"});
+                               }
+                           });
+        return;
+    }
+    // Reported from a later turn, as async_send would: never inside the caller's send().
+    asio::post(socket_.get_executor(), [self = shared_from_this(), ec] { self->write_done(ec); });
+}
+
+void udp_client_flow::write_done(const boost::system::error_code& ec) {
+    try {
+        writing_ = false;
+        if (state_ != state::open) return;
+        if (ec == asio::error::connection_refused)
+            return finish(
+                make_error(ec, "udp peer " + params_.remote.to_string() + " is unreachable"));
+        auto sent = std::move(queue_.front());
+        queue_.pop_front();
+        queued_bytes_ -= sent.data.size();
+        write();
+        if (auto ev = events_.lock()) {
+            if (ec)
+                ev->on_send_error(
+                    sent.id,
+                    make_error(ec, "udp send to " + params_.remote.to_string() + " failed"));
+            else
+                ev->on_sent(sent.id);
         }
-    });
+        if (state_ == state::open && close_requested_ && !writing_ && queue_.empty()) finish({});
+    } catch (...) {
+        finish({std::make_error_code(std::errc::state_not_recoverable),
+                "udp: internal error while sending"});
+    }
 }
 
 void udp_client_flow::close() noexcept {
@@ -198,6 +253,7 @@ sdk::flow_info udp_client_flow::info() const noexcept {
     i.local = local_;
     i.remote = params_.remote;
     i.max_message_size = max_message_size_;
+    i.capabilities = sdk::cap_segmented_send;
     return i;
 }
 

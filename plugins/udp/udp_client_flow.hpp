@@ -2,6 +2,7 @@
 #pragma once
 
 #include "udp_common.hpp"
+#include "udp_segments.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 
@@ -32,11 +33,18 @@ private:
     struct pending_send {
         sdk::byte_buffer data;
         std::uint64_t id;
+        std::size_t segment_size = 0; ///< Non-zero: a train of datagrams (send_meta).
+        std::size_t offset = 0;       ///< Of a train: bytes already sent.
     };
 
     void open_socket();
     void receive();
+    /// One datagram (or receive error); false when the flow stopped receiving.
+    bool received(const boost::system::error_code& ec, std::size_t n);
     void write();
+    /// Sends (the rest of) the front train now, or waits for the socket to take more.
+    void send_train_now();
+    void write_done(const boost::system::error_code& ec);
     void finish(const sdk::flow_error& e);
     template <class F> void defer(F f);
 
@@ -52,6 +60,7 @@ private:
     std::deque<pending_send> queue_;
     std::size_t queued_bytes_ = 0;
     std::size_t max_message_size_;
+    gso_state gso_;
     std::vector<std::byte> receive_buffer_;
     sdk::endpoint local_;
 };

@@ -59,6 +59,7 @@ std::unique_ptr<sdk::layer> create(const sdk::layer_context& ctx, sdk::flow_erro
         s.max_message_size = static_cast<std::size_t>(max_size);
         s.max_peers = static_cast<std::size_t>(max_peers);
         s.reuse_address = ctx.opts.get_or<bool>("reuse-address", true);
+        s.gso = ctx.opts.get_or<bool>("gso", true);
         s.log = ctx.log;
         return std::make_unique<udp_layer>(ctx.executor, s);
     } catch (const std::exception& e) {
@@ -81,6 +82,11 @@ constexpr sdk::option_spec options[] = {
      "dropped",
      "1024", 1, std::numeric_limits<std::int32_t>::max()},
     {"reuse-address", sdk::option_type::boolean, "Set SO_REUSEADDR before binding", "true"},
+    {"gso", sdk::option_type::boolean,
+     "Send a train of datagrams from the layer above (a QUIC connection's packets) with UDP "
+     "GSO, one system call per up to 64 datagrams; false, or when the kernel refuses GSO: "
+     "sendmmsg with one entry per datagram",
+     "true"},
 };
 
 const sdk::layer_descriptor layers[] = {{

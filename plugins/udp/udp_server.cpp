@@ -3,6 +3,10 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
 
+#include <cerrno>
+
+#include <sys/socket.h>
+
 namespace post::plugins::udp {
 
 namespace asio = boost::asio;
@@ -22,6 +26,7 @@ udp_server_socket::udp_server_socket(const asio::any_io_executor& ex, const udp_
     : executor_(ex)
     , socket_(ex)
     , settings_(settings)
+    , gso_{settings_.gso, false}
     , receive_buffer_(receive_buffer_size) {}
 
 bool udp_server_socket::bind(const sdk::endpoint& local, sdk::flow_error& err) {
@@ -30,6 +35,7 @@ bool udp_server_socket::bind(const sdk::endpoint& local, sdk::flow_error& err) {
     boost::system::error_code ec;
     socket_.open(ep.protocol(), ec);
     if (ec) return err = make_error(ec, where + ": socket"), false;
+    grow_receive_buffer(socket_);
     // An IPv6 any-address socket takes only IPv6, so a v4 socket can share the port.
     if (ep.address().is_v6() && ep.address().is_unspecified())
         socket_.set_option(asio::ip::v6_only(true), ec);
@@ -66,6 +72,17 @@ void udp_server_socket::receive() {
                                                                          ": " + ec.message());
                 else
                     self->dispatch(n);
+                // Then what else is already queued, in this handler (see receive_burst).
+                for (std::size_t i = 0; i < receive_burst && self->socket_.is_open(); ++i) {
+                    socklen_t len = static_cast<socklen_t>(self->sender_.capacity());
+                    const ssize_t r = ::recvfrom(
+                        self->socket_.native_handle(), self->receive_buffer_.data(),
+                        self->receive_buffer_.size(), MSG_DONTWAIT, self->sender_.data(), &len);
+                    if (r < 0 && errno == EINTR) continue;
+                    if (r < 0) break; // EAGAIN, or an ICMP error: as above, not the socket's
+                    self->sender_.resize(len);
+                    self->dispatch(static_cast<std::size_t>(r));
+                }
             } catch (...) {
                 self->settings_.write_log(sdk::log_level::warning,
                                           "udp: dropped a datagram (out of memory)");
@@ -101,8 +118,8 @@ void udp_server_socket::dispatch(std::size_t n) {
 }
 
 void udp_server_socket::send_to(const std::shared_ptr<udp_server_flow>& flow, sdk::byte_buffer data,
-                                std::uint64_t id) {
-    queue_.push_back({flow->remote(), std::move(data), id, flow});
+                                std::uint64_t id, std::size_t segment_size) {
+    queue_.push_back({flow->remote(), std::move(data), id, flow, segment_size});
     write();
 }
 
@@ -115,20 +132,44 @@ void udp_server_socket::write() {
             continue;
         }
         writing_ = true;
-        socket_.async_send_to(
-            asio::buffer(front.data), front.to,
-            [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-                self->writing_ = false;
-                auto done = std::move(self->queue_.front());
-                self->queue_.pop_front();
-                try {
-                    if (auto fl = done.flow.lock()) fl->send_done(done.id, done.data.size(), ec);
-                    self->write();
-                } catch (...) {
-                }
-                self->maybe_close();
-            });
+        if (front.segment_size != 0) return send_train_now();
+        socket_.async_send_to(asio::buffer(front.data), front.to,
+                              [self = shared_from_this()](const boost::system::error_code& ec,
+                                                          std::size_t) { self->write_done(ec); });
     }
+}
+
+void udp_server_socket::send_train_now() {
+    auto& front = queue_.front();
+    train t{front.data,      front.segment_size,
+            front.to.data(), static_cast<socklen_t>(front.to.size()),
+            front.offset,    max_message_size_};
+    const auto ec = send_train(socket_.native_handle(), t, gso_, settings_);
+    front.offset = t.offset;
+    if (ec == asio::error::would_block) {
+        socket_.async_wait(udp::socket::wait_write,
+                           [self = shared_from_this()](const boost::system::error_code& e) {
+                               if (e || !self->socket_.is_open() || self->queue_.empty())
+                                   return self->write_done(e ? e : asio::error::operation_aborted);
+                               self->send_train_now();
+                           });
+        return;
+    }
+    // Reported from a later turn, as async_send_to would: never inside the flow's send().
+    asio::post(executor_, [self = shared_from_this(), ec] { self->write_done(ec); });
+}
+
+void udp_server_socket::write_done(const boost::system::error_code& ec) {
+    writing_ = false;
+    if (queue_.empty()) return maybe_close();
+    auto done = std::move(queue_.front());
+    queue_.pop_front();
+    try {
+        if (auto fl = done.flow.lock()) fl->send_done(done.id, done.data.size(), ec);
+        write();
+    } catch (...) {
+    }
+    maybe_close();
 }
 
 void udp_server_socket::forget(const udp::endpoint& remote, const udp_server_flow* flow) {
@@ -214,11 +255,14 @@ void udp_server_flow::send(sdk::byte_buffer data, const sdk::send_meta& meta) no
     try {
         if (state_ == state::done) return;
         const std::size_t limit = socket_->max_message_size();
-        if (close_requested_ || data.size() > limit) {
+        // A train (segment_size) is one datagram when it fits in one segment.
+        const std::size_t segment = meta.segment_size < data.size() ? meta.segment_size : 0;
+        const std::size_t datagram = segment ? segment : data.size();
+        if (close_requested_ || datagram > limit) {
             sdk::flow_error e = close_requested_
                                     ? sdk::flow_error{std::make_error_code(std::errc::broken_pipe),
                                                       "udp: send after close()"}
-                                    : oversize_error(data.size(), limit);
+                                    : oversize_error(datagram, limit);
             defer([this, id = meta.id, e = std::move(e)] {
                 if (state_ == state::done) return;
                 if (auto ev = events_.lock()) ev->on_send_error(id, e);
@@ -227,7 +271,7 @@ void udp_server_flow::send(sdk::byte_buffer data, const sdk::send_meta& meta) no
         }
         queued_bytes_ += data.size();
         ++pending_sends_;
-        socket_->send_to(shared_from_this(), std::move(data), meta.id);
+        socket_->send_to(shared_from_this(), std::move(data), meta.id, segment);
     } catch (...) {
         // Allocation failure: end the flow (reported later, not from inside this call).
         try {
@@ -295,6 +339,7 @@ sdk::flow_info udp_server_flow::info() const noexcept {
     i.local = socket_->local();
     i.remote = to_sdk(remote_);
     i.max_message_size = socket_->max_message_size();
+    i.capabilities = sdk::cap_segmented_send;
     return i;
 }
 

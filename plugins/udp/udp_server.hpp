@@ -8,6 +8,7 @@
 #pragma once
 
 #include "udp_common.hpp"
+#include "udp_segments.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 
@@ -33,8 +34,9 @@ public:
     /// The acceptor is closed or gone: no new flows; close once no flow remains.
     void stop_listening();
 
+    /// `segment_size` non-zero: `data` is a train of datagrams (send_meta::segment_size).
     void send_to(const std::shared_ptr<udp_server_flow>& flow, sdk::byte_buffer data,
-                 std::uint64_t id);
+                 std::uint64_t id, std::size_t segment_size);
     /// A flow finished; new datagrams from its remote may start a new flow.
     void forget(const boost::asio::ip::udp::endpoint& remote, const udp_server_flow* flow);
 
@@ -49,11 +51,16 @@ private:
         sdk::byte_buffer data;
         std::uint64_t id;
         std::weak_ptr<udp_server_flow> flow;
+        std::size_t segment_size = 0;
+        std::size_t offset = 0; ///< Of a train: bytes already sent.
     };
 
     void receive();
     void dispatch(std::size_t n);
     void write();
+    /// Sends (the rest of) the front train now, or waits for the socket to take more.
+    void send_train_now();
+    void write_done(const boost::system::error_code& ec);
     void maybe_close();
 
     boost::asio::any_io_executor executor_;
@@ -67,6 +74,7 @@ private:
     std::map<boost::asio::ip::udp::endpoint, std::weak_ptr<udp_server_flow>> flows_;
     std::deque<pending_send> queue_;
     bool writing_ = false;
+    gso_state gso_;
     std::vector<std::byte> receive_buffer_;
     boost::asio::ip::udp::endpoint sender_;
     std::uint64_t dropped_ = 0;
