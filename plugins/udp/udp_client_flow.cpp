@@ -78,22 +78,48 @@ void udp_client_flow::receive() {
         asio::buffer(receive_buffer_),
         [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
             try {
-                if (!self->received(ec, n)) return;
-                // Then what else is already queued, in this handler: the layer above sees a
-                // burst in one executor turn (a QUIC connection then answers once, not per
-                // datagram).
-                for (std::size_t i = 0; i < receive_burst; ++i) {
+                if (ec) {
+                    self->received(ec, {});
+                    return;
+                }
+                // Then what else is already queued (up to receive_burst datagrams). Each one is
+                // handed up in its own executor turn, posted in arrival order before anything
+                // the layer above posts while handling them: a QUIC connection's single write
+                // pass then runs after the whole burst, while layers that expect one datagram
+                // per turn (usrsctp's output, posted per input) see exactly that.
+                std::vector<sdk::byte_buffer> burst;
+                burst.emplace_back(self->receive_buffer_.begin(),
+                                   self->receive_buffer_.begin() + static_cast<std::ptrdiff_t>(n));
+                boost::system::error_code error;
+                while (burst.size() <= receive_burst) {
                     const ssize_t r =
                         ::recv(self->socket_.native_handle(), self->receive_buffer_.data(),
                                self->receive_buffer_.size(), MSG_DONTWAIT);
                     if (r < 0 && errno == EINTR) continue;
                     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-                    const boost::system::error_code e =
-                        r < 0 ? boost::system::error_code(errno, boost::system::system_category())
-                              : boost::system::error_code();
-                    if (!self->received(e, r < 0 ? 0 : static_cast<std::size_t>(r))) return;
+                    if (r < 0) {
+                        error = boost::system::error_code(errno, boost::system::system_category());
+                        break;
+                    }
+                    burst.emplace_back(self->receive_buffer_.begin(),
+                                       self->receive_buffer_.begin() + r);
                 }
-                self->receive();
+                const std::size_t count = burst.size();
+                for (std::size_t i = 0; i < count; ++i) {
+                    const bool last = i + 1 == count;
+                    asio::post(self->socket_.get_executor(), [self, d = std::move(burst[i]), last,
+                                                              error]() mutable {
+                        try {
+                            if (!self->received({}, std::move(d))) return;
+                            if (!last) return;
+                            if (error && !self->received(error, {})) return;
+                            self->receive();
+                        } catch (...) {
+                            self->finish({std::make_error_code(std::errc::state_not_recoverable),
+                                          "udp: internal error while receiving"});
+                        }
+                    });
+                }
             } catch (...) {
                 self->finish({std::make_error_code(std::errc::state_not_recoverable),
                               "udp: internal error while receiving"});
@@ -101,7 +127,7 @@ void udp_client_flow::receive() {
         });
 }
 
-bool udp_client_flow::received(const boost::system::error_code& ec, std::size_t n) {
+bool udp_client_flow::received(const boost::system::error_code& ec, sdk::byte_buffer data) {
     if (state_ != state::open) return false;
     if (ec == asio::error::connection_refused) {
         finish(make_error(ec, "udp peer " + params_.remote.to_string() + " is unreachable"));
@@ -111,10 +137,9 @@ bool udp_client_flow::received(const boost::system::error_code& ec, std::size_t 
         finish(make_error(ec, "udp receive from " + params_.remote.to_string() + " failed"));
         return false;
     }
-    sdk::byte_buffer d(receive_buffer_.begin(), receive_buffer_.begin() + n);
     sdk::receive_meta meta;
     meta.from = params_.remote;
-    if (auto ev = events_.lock()) ev->on_received(std::move(d), meta);
+    if (auto ev = events_.lock()) ev->on_received(std::move(data), meta);
     return state_ == state::open;
 }
 

@@ -39,8 +39,8 @@ private:
 
     void open_socket();
     void receive();
-    /// One datagram (or receive error); false when the flow stopped receiving.
-    bool received(const boost::system::error_code& ec, std::size_t n);
+    /// One datagram (or a receive error) for the layer above; false once the flow has ended.
+    bool received(const boost::system::error_code& ec, sdk::byte_buffer data);
     void write();
     /// Sends (the rest of) the front train now, or waits for the socket to take more.
     void send_train_now();
