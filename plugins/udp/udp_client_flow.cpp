@@ -82,6 +82,17 @@ void udp_client_flow::receive() {
                     self->received(ec, {});
                     return;
                 }
+                if (!self->bursts_) {
+                    // One datagram per receive. Layers that do not batch (usrsctp's sctp) ended
+                    // associations unreliably when bursts were read ahead for them (cli_sctp's
+                    // restart, test_sctp_carriers' listener stop: lost `closed` events, cause
+                    // not yet found), so only a flow that has sent trains reads bursts.
+                    if (self->received({}, sdk::byte_buffer(self->receive_buffer_.begin(),
+                                                            self->receive_buffer_.begin() +
+                                                                static_cast<std::ptrdiff_t>(n))))
+                        self->receive();
+                    return;
+                }
                 // Then what else is already queued (up to receive_burst datagrams). Each one is
                 // handed up in its own executor turn, posted in arrival order before anything
                 // the layer above posts while handling them: a QUIC connection's single write
@@ -161,6 +172,7 @@ void udp_client_flow::send(sdk::byte_buffer data, const sdk::send_meta& meta) no
             return;
         }
         queued_bytes_ += data.size();
+        if (segment) bursts_ = true;
         queue_.push_back({std::move(data), meta.id, segment});
         write();
     } catch (...) {

@@ -57,6 +57,9 @@ private:
     bool aborted_ = false;
     bool finished_ = false; ///< on_closed was reported (or is being reported).
     bool writing_ = false;
+    /// Set by the first train sent (send_meta::segment_size): a layer above that batches its
+    /// sends (QUIC) also gets received bursts; others get one datagram per receive, as before.
+    bool bursts_ = false;
     std::deque<pending_send> queue_;
     std::size_t queued_bytes_ = 0;
     std::size_t max_message_size_;
