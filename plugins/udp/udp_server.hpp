@@ -77,6 +77,7 @@ private:
     gso_state gso_;
     std::vector<std::byte> receive_buffer_;
     boost::asio::ip::udp::endpoint sender_;
+    bool bursts_ = false; ///< A flow has sent a train: read bursts (see receive()).
     std::uint64_t dropped_ = 0;
 };
 
