@@ -6,9 +6,10 @@
 //
 // Both run a single io_context on the main thread; every carrier handler runs there, so the
 // state below needs no locking. Only the stdin reader is another thread (reading a pipe, a file
-// or a terminal portably means blocking), and it hands lines over with asio::post.
+// or a terminal portably means blocking), and it hands chunks over with asio::post (stdin_pump).
 #include "common.hpp"
 #include "json_events.hpp"
+#include "stdin_pump.hpp"
 #include "stream_cmd.hpp"
 
 #include <fmt/core.h>
@@ -23,8 +24,8 @@
 #include <iterator>
 #include <limits>
 #include <map>
-#include <mutex>
-#include <thread>
+#include <memory>
+#include <optional>
 #include <unistd.h>
 
 namespace post_tool {
@@ -115,60 +116,28 @@ void add_property_options(CLI::App* app, property_options& p, const char* whose)
                               whose));
 }
 
-/// Reads stdin on its own thread and posts each line (without its newline) to the executor.
-/// shutdown() guarantees that nothing is posted afterwards, so the io_context can go away while
-/// the thread is still blocked in read().
-class line_pump : public std::enable_shared_from_this<line_pump> {
+/// Splits stdin into lines (without their newline) for `post connect`; the last line may lack
+/// its newline.
+class line_splitter {
 public:
-    line_pump(boost::asio::any_io_executor ex, std::function<void(std::string)> on_line,
-              std::function<void()> on_eof)
-        : executor_(std::move(ex))
-        , on_line_(std::move(on_line))
-        , on_eof_(std::move(on_eof)) {}
+    explicit line_splitter(std::function<void(std::string)> on_line)
+        : on_line_(std::move(on_line)) {}
 
-    void start() {
-        std::thread([self = shared_from_this()] { self->read_loop(); }).detach();
+    void feed(std::string_view chunk) {
+        pending_.append(chunk);
+        std::size_t start = 0;
+        for (std::size_t nl; (nl = pending_.find('\n', start)) != std::string::npos; start = nl + 1)
+            on_line_(pending_.substr(start, nl - start));
+        pending_.erase(0, start);
     }
 
-    /// Call on the executor's thread once it no longer runs.
-    void shutdown() {
-        std::lock_guard lock(mutex_);
-        open_ = false;
+    void finish() {
+        if (!pending_.empty()) on_line_(std::exchange(pending_, {}));
     }
 
 private:
-    void read_loop() {
-        std::string pending;
-        char buf[65536];
-        for (;;) {
-            ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) break; // EOF, or an error that ends input the same way
-            pending.append(buf, static_cast<std::size_t>(n));
-            std::size_t start = 0;
-            for (std::size_t nl; (nl = pending.find('\n', start)) != std::string::npos;
-                 start = nl + 1)
-                deliver(pending.substr(start, nl - start));
-            pending.erase(0, start);
-        }
-        if (!pending.empty()) deliver(std::move(pending)); // last line without a newline
-        std::lock_guard lock(mutex_);
-        if (open_) boost::asio::post(executor_, [self = shared_from_this()] { self->on_eof_(); });
-    }
-
-    void deliver(std::string line) {
-        std::lock_guard lock(mutex_);
-        if (!open_) return;
-        boost::asio::post(executor_, [self = shared_from_this(), line = std::move(line)]() mutable {
-            self->on_line_(std::move(line));
-        });
-    }
-
-    boost::asio::any_io_executor executor_;
     std::function<void(std::string)> on_line_;
-    std::function<void()> on_eof_;
-    std::mutex mutex_;
-    bool open_ = true;
+    std::string pending_;
 };
 
 void print_received(const post::message& m, const post::carrier& c, bool json) {
@@ -393,7 +362,8 @@ int run_connect(const global_options& g, const connect_options& o) {
         bool wait_acks = false, ack_timer_armed = false;
         int rc = 0;
     } st;
-    std::shared_ptr<line_pump> pump;
+    std::optional<line_splitter> lines;
+    std::unique_ptr<stdin_pump> pump; // after `lines` and `st`: its thread is joined first
     boost::asio::steady_timer grace(io), ack_grace(io);
 
     post::context ctx(io, context_options_for(g));
@@ -573,9 +543,15 @@ int run_connect(const global_options& g, const connect_options& o) {
             maybe_close();
             return;
         }
-        pump = std::make_shared<line_pump>(
-            io.get_executor(), [&](std::string line) { send(post::message(line)); },
+        lines.emplace([&](std::string line) { send(post::message(std::move(line))); });
+        pump = std::make_unique<stdin_pump>(
+            io.get_executor(),
+            [&](std::string chunk, std::function<void()> done) {
+                lines->feed(chunk);
+                done(); // sends queue in the carrier, as they always have
+            },
             [&] {
+                lines->finish();
                 st.eof = true;
                 maybe_close();
             });
@@ -592,7 +568,7 @@ int run_connect(const global_options& g, const connect_options& o) {
     });
 
     io.run();
-    if (pump) pump->shutdown();
+    if (pump) pump->stop();
     return st.rc;
 }
 

@@ -1,8 +1,9 @@
 // The stream mode of `post connect` / `post listen`. One io_context on the main thread runs the
-// carrier and the stream-to-stdout copy; stdin is read by a thread of its own (reading a pipe,
-// a file or a terminal portably means blocking), which waits for each write to be sent before
-// it reads more, so a fast producer cannot queue unbounded data.
+// carrier, the stream-to-stdout copy and the writes of what stdin_pump reads; it reads the next
+// chunk of stdin only once the previous one is written, so a fast producer cannot queue
+// unbounded data.
 #include "stream_cmd.hpp"
+#include "stdin_pump.hpp"
 // post::stream comes through post.hpp (via common.hpp): the tool's precompiled header holds it,
 // and g++ does not honour #pragma once for headers inside a PCH when included again directly.
 
@@ -12,69 +13,13 @@
 #include <boost/asio/write.hpp>
 
 #include <cerrno>
-#include <future>
-#include <mutex>
-#include <thread>
+#include <memory>
 #include <unistd.h>
 
 namespace post_tool {
 namespace {
 
 constexpr std::size_t chunk_size = 64 * 1024;
-
-/// The stdin side. The stdin thread uses the stream only while `open` is set, under `mutex`;
-/// shutdown() clears both so that a thread still blocked in read() after the command ended
-/// never touches the (then destroyed) context.
-class input_pump : public std::enable_shared_from_this<input_pump> {
-public:
-    explicit input_pump(post::stream s)
-        : stream_(std::move(s)) {}
-
-    void start() {
-        std::thread([self = shared_from_this()] { self->run(); }).detach();
-    }
-
-    /// On the main thread once the io_context no longer runs.
-    void shutdown() {
-        std::lock_guard lock(mutex_);
-        open_ = false;
-        stream_ = {};
-    }
-
-private:
-    void run() {
-        std::vector<char> buf(chunk_size);
-        for (;;) {
-            ssize_t n = ::read(STDIN_FILENO, buf.data(), buf.size());
-            if (n < 0 && errno == EINTR) continue;
-            std::future<boost::system::error_code> sent;
-            {
-                std::lock_guard lock(mutex_);
-                if (!open_) return;
-                if (n <= 0) {
-                    // End of input (or an error that ends it the same way): our side is done.
-                    stream_.close();
-                    return;
-                }
-                auto done = std::make_shared<std::promise<boost::system::error_code>>();
-                sent = done->get_future();
-                boost::asio::async_write(
-                    stream_, boost::asio::buffer(buf.data(), static_cast<std::size_t>(n)),
-                    [done](boost::system::error_code ec, std::size_t) { done->set_value(ec); });
-            }
-            try {
-                // A failed write ends the input side; the output side reports why.
-                if (sent.get()) return;
-            } catch (const std::future_error&) {
-                return; // the io_context went away with the write pending
-            }
-        }
-    }
-
-    std::mutex mutex_;
-    post::stream stream_;
-    bool open_ = true;
-};
 
 std::string reason_of(const post::stream& s, boost::system::error_code ec) {
     if (auto e = s.carrier().last_error(); e && *e) return e->to_string();
@@ -86,7 +31,6 @@ int copy_both_ways(boost::asio::io_context& io, post::stream s, const std::strin
                    bool verbose) {
     int rc = 0;
     bool ready = false;
-    auto in = std::make_shared<input_pump>(s);
 
     s.carrier().async_wait_ready([&](boost::system::error_code ec) {
         if (ec) return; // the read below reports it
@@ -126,7 +70,20 @@ int copy_both_ways(boost::asio::io_context& io, post::stream s, const std::strin
         });
     };
     read_next();
-    in->start();
+    // stdin to the stream: one write at a time; end of input closes our sending side.
+    stdin_pump in(
+        io.get_executor(),
+        [&](std::string chunk, std::function<void()> done) {
+            auto data = std::make_shared<std::string>(std::move(chunk));
+            boost::asio::async_write(s, boost::asio::buffer(*data),
+                                     [data, done](boost::system::error_code ec, std::size_t) {
+                                         // A failed write ends the input side; the output side
+                                         // reports why.
+                                         if (!ec) done();
+                                     });
+        },
+        [&] { s.close(); });
+    in.start();
 
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](boost::system::error_code ec, int) {
@@ -136,7 +93,7 @@ int copy_both_ways(boost::asio::io_context& io, post::stream s, const std::strin
         io.stop();
     });
     io.run();
-    in->shutdown();
+    in.stop();
     return rc;
 }
 
