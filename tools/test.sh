@@ -109,8 +109,13 @@ run_ctest() { # build dir
 }
 
 run_asan_ctest() {
-    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        run_ctest "$asan_dir"
+    # intercept_tls_get_addr=0: gcc 12's sanitizer runtime misreads glibc 2.36's dynamic TLS
+    # blocks (google/sanitizers#1322) and LeakSanitizer's exit scan then crashes ("Tracer caught
+    # signal 11", a DTLS range starting near 0x1000) in processes that dlopen a third plugin
+    # (sdk_out_of_tree: 7 of 20 post connect runs; 0 of 30 with this). Only the plugins' 8-byte
+    # dynamic TLS (Asio's call stack pointer) goes unscanned, which can only add leak reports.
+    ASAN_OPTIONS=detect_leaks=1:intercept_tls_get_addr=0 \
+        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 run_ctest "$asan_dir"
 }
 
 build_fuzzers() {
