@@ -4,8 +4,12 @@ post_add_boost_test(test_message_scheduler
   LIBRARIES PostSockets::kernel LABELS unit)
 target_include_directories(test_message_scheduler PRIVATE ${PROJECT_SOURCE_DIR}/framework/src/kernel)
 
+# The post-frame codec builds the frames of a hand-made peer.
+get_filename_component(_post_framing_src ${CMAKE_CURRENT_LIST_DIR}/../plugins/framing ABSOLUTE)
 post_add_boost_test(test_message_properties SOURCES integration/test_message_properties.cpp
+    ${_post_framing_src}/post_frame_codec.cpp
   LIBRARIES PostSockets::kernel LABELS integration TIMEOUT 120)
+target_include_directories(test_message_properties PRIVATE ${_post_framing_src})
 target_compile_definitions(test_message_properties PRIVATE
   POST_PLUGIN_DIR="${POST_PLUGIN_OUTPUT_DIR}")
 foreach(p tcp udp framing)

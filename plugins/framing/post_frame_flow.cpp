@@ -434,7 +434,9 @@ void post_frame_flow::handle_decoded(pf::decoded& d, pf::clock::time_point now) 
     using kind = pf::decoded::kind;
     switch (d.what) {
     case kind::message: {
-        const bool late = d.deadline && *d.deadline < now;
+        // Judged now, not when this read began (a large read takes a while to decode): the ACK
+        // says what the application got, and the kernel hands on at once what comes up here.
+        const bool late = d.deadline && *d.deadline <= pf::clock::now();
         // Queued before delivering, so that a reply sent from the handler carries it.
         if (d.ack_requested) {
             pf::append_ack(control_, d.id, late);

@@ -7,10 +7,14 @@
 #include <utility>
 
 #include "loopback_support.hpp"
+#include "post_frame_codec.hpp"
 
 #include <post.hpp>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
 
 #include <map>
 #include <string>
@@ -221,6 +225,45 @@ BOOST_FIXTURE_TEST_CASE(tcp_lifetime_expires_behind_bulk, fixture) {
                boost::test_tools::per_element());
     for (std::size_t i = 0; i < 4; ++i)
         BOOST_TEST(col.sizes[i] == (4u << 20)); // atomic: each whole, never a part
+}
+
+// A message that the peer had whole only after its lifetime is reported `sent` (the stack took
+// it), then `expired` (the peer's ACK carries EXPIRED), and never `acked`. The peer is a plain
+// TCP socket speaking post-frame by hand, so the ACK's flag does not depend on timing.
+BOOST_FIXTURE_TEST_CASE(expired_after_sent_when_the_peer_had_it_too_late, fixture) {
+    namespace pf = post::plugins::framing::post_frame;
+    using boost::asio::ip::tcp;
+    tcp::acceptor acceptor(io, {boost::asio::ip::address_v4::loopback(), 0});
+    tcp::socket peer(io);
+    bool accepted = false;
+    acceptor.async_accept(peer, [&](boost::system::error_code ec) { accepted = !ec; });
+    auto c =
+        post::initiate(ctx,
+                       post::remote::from_url("tcp://127.0.0.1:" +
+                                              std::to_string(acceptor.local_endpoint().port())),
+                       tcp_case().policy_);
+    events ev;
+    ev.watch(c);
+    auto m = text("hello");
+    m.properties().lifetime = 10s;
+    const auto id = c.send(std::move(m));
+    run_until(io, [&] { return accepted; });
+    boost::asio::write(peer, boost::asio::buffer(pf::responder_preface));
+    // The initiator's preface, then DATA(1, FIRST|LAST|ACK-REQUESTED) with its extension.
+    std::vector<std::byte> got(pf::preface_size + pf::header_size + pf::first_extension_size + 5);
+    bool read = false;
+    boost::asio::async_read(peer, boost::asio::buffer(got),
+                            [&](boost::system::error_code ec, std::size_t) { read = !ec; });
+    run_until(io, [&] { return read && ev.sent.size() == 1; });
+    BOOST_TEST(std::equal(pf::initiator_preface.begin(), pf::initiator_preface.end(), got.begin()));
+    std::vector<std::byte> ack;
+    pf::append_ack(ack, 1, true);
+    boost::asio::write(peer, boost::asio::buffer(ack));
+    run_until(io, [&] { return ev.expired.size() == 1; });
+    BOOST_TEST(ev.sent == (std::vector<post::message_id>{id}), boost::test_tools::per_element());
+    BOOST_TEST(ev.expired == (std::vector<post::message_id>{id}), boost::test_tools::per_element());
+    BOOST_TEST(ev.acked.empty());
+    BOOST_TEST(ev.failed.empty());
 }
 
 BOOST_FIXTURE_TEST_CASE(negative_niceness_is_rejected, fixture) {

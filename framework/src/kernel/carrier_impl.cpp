@@ -495,7 +495,10 @@ void carrier_impl::transient_ready(transient_impl& t) {
 void carrier_impl::transient_received(transient_impl& t, sdk::byte_buffer data,
                                       const sdk::receive_meta& meta) {
     if (active_.get() != &t) return;
-    if (meta.deadline && *meta.deadline <= std::chrono::steady_clock::now()) return;
+    // No deadline check here: the layer that set meta.deadline has just judged the message on
+    // time, and may have told the peer so (post-frame's ACK); a second look with a later clock
+    // could drop what the sender is told was delivered. The deadline still applies to messages
+    // that wait in the inbox for the application (drain_inbox).
     message m(std::move(data));
     if (meta.partial) {
         // Every part of one message carries that message's id.
@@ -561,7 +564,15 @@ void carrier_impl::transient_sent(transient_impl& t, std::uint64_t id) {
 }
 
 void carrier_impl::transient_expired(transient_impl& t, std::uint64_t id) {
-    if (ours(t)) complete_send(id, {make_error_code(errc::expired), "message expired"});
+    if (!ours(t)) return;
+    if (in_flight_.count(id))
+        return complete_send(id, {make_error_code(errc::expired), "message expired"});
+    // After `sent`: the peer had the whole message only after its lifetime and did not deliver
+    // it (post-frame's ACK with EXPIRED). The message left the stack already; only the event is
+    // left to report, once.
+    if (scheduler_.outcome_of(id) != message_scheduler::outcome::sent) return;
+    scheduler_.record(id, message_scheduler::outcome::expired);
+    if (on_expired) on_expired(id);
 }
 
 void carrier_impl::transient_acked(transient_impl& t, std::uint64_t id) {

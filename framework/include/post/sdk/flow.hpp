@@ -63,8 +63,10 @@ struct receive_meta {
     bool partial = false;
     bool end_of_message = true;
     std::uint64_t unit = 0;
-    /// When the sender's lifetime for this message runs out, as far as this side can tell.
-    /// The kernel never delivers the message to the application after it.
+    /// When the sender's lifetime for this message runs out, as far as this side can tell. A
+    /// layer that sets it hands the message up only while it is on time (judged as it hands it
+    /// up); the kernel delivers it at once, or drops it if it would wait for the application
+    /// past this point.
     std::optional<std::chrono::steady_clock::time_point> deadline;
     /// ABI 3.0. Properties of the received unit that the layer learnt from the wire (HTTP
     /// pseudo-headers and header fields, for example); the kernel hands them to the
