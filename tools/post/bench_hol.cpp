@@ -55,8 +55,10 @@ constexpr double target_ratio = 1.0 / 20;
 /// kernel bytes, receive queue) so that our scheduler, not a FIFO queue, decides urgency. The
 /// receive buffer depends on the path: through the 1500-byte-MTU link 32 KiB keeps the
 /// bottleneck queue short; on loopback (MSS 64 KiB) anything under a few segments makes TCP wait
-/// for 40 ms delayed ACKs (measured: p99 40 ms with 32 KiB, 0.3-4 ms with 256 KiB).
-std::string bench_policy_yaml(bool netns) {
+/// for 40 ms delayed ACKs (measured: p99 40 ms with 32 KiB, 0.3-4 ms with 256 KiB). The framer's
+/// message size limit (16 MiB by default) is raised to --bulk-size when that is larger.
+std::string bench_policy_yaml(bool netns, std::size_t bulk_size) {
+    constexpr std::size_t framer_default_max = 16 * 1024 * 1024;
     return fmt::format(R"(version: 1
 name: bench-hol
 description: >
@@ -65,10 +67,10 @@ description: >
 stacks:
   - [framer, tcp]
 protocols:
-  framer: {{ send-window: 32768 }}
+  framer: {{ send-window: 32768, max-message-size: {} }}
   tcp: {{ nodelay: true, notsent-lowat: 16384, receive-buffer: {} }}
 )",
-                       netns ? 32768 : 262144);
+                       std::max(bulk_size, framer_default_max), netns ? 32768 : 262144);
 }
 
 // ---- one phase: shared by the sender thread, the receiver thread and the main thread --------
@@ -270,6 +272,7 @@ public:
             };
         };
         c_.on_sent(with([](post_sender& s, post::message_id id) { s.left(id, outcome::sent); }));
+        c_.on_acked(with([](post_sender& s, post::message_id id) { s.left(id, outcome::acked); }));
         c_.on_expired(
             with([](post_sender& s, post::message_id id) { s.left(id, outcome::expired); }));
         c_.on_send_error(with([](post_sender& s, post::message_id id, const post::error& e) {
@@ -313,15 +316,25 @@ private:
         urgent_ids_[c_.send(std::move(m))] = seq;
     }
 
-    enum class outcome { sent, expired, failed };
+    enum class outcome { sent, acked, expired, failed };
 
     void left(post::message_id id, outcome what, const std::string& why = {}) {
-        if (bulk_ids_.erase(id)) return finished_ ? void() : bulk_left();
+        if (bulk_ids_.erase(id)) {
+            if (finished_) return;
+            // A bulk message that fails (too large for the policy, say) would otherwise be
+            // replaced at once, over and over, and the phase would measure nothing.
+            if (what == outcome::failed) return phase_->fail("a bulk message failed: " + why);
+            return bulk_left();
+        }
         auto it = urgent_ids_.find(id);
         if (it == urgent_ids_.end()) return;
         const auto seq = it->second;
+        // After `sent`, a stack that acknowledges can still report `expired`: the peer had the
+        // message complete, but after its lifetime, and did not deliver it. So an urgent message
+        // is the receiver's to settle only once it is acked (or sent, on a stack without acks).
+        if (what == outcome::sent && capabilities_.acked) return;
         urgent_ids_.erase(it);
-        if (what == outcome::sent) return; // the receiver settles it when it arrives
+        if (what == outcome::sent || what == outcome::acked) return; // the receiver settles it
         std::lock_guard lock(phase_->mutex);
         if (what == outcome::expired) {
             ++phase_->expired;
@@ -591,13 +604,13 @@ nlohmann::json to_json(const phase_result& r) {
 struct bench_options {
     double seconds = 5;
     bool json = false, netns = false;
-    std::string policy_file; ///< Empty: bench_policy_yaml(netns).
+    std::string policy_file; ///< Empty: bench_policy_yaml(netns, bulk_size).
     std::size_t bulk_size = default_bulk_size;
 };
 
 post::policy bench_policy(const bench_options& o, bool netns) {
     if (!o.policy_file.empty()) return post::policy::load_file(o.policy_file);
-    return post::policy::parse(bench_policy_yaml(netns), "<post bench hol>");
+    return post::policy::parse(bench_policy_yaml(netns, o.bulk_size), "<post bench hol>");
 }
 
 class environment {
@@ -667,7 +680,8 @@ public:
         lt["raw_over_lifetime"] = raw_over;
         j["lifetime"] = lt;
         if (netns_) j["link"] = {{"rate", link.rate}, {"qdisc", "tbf burst 32kbit latency 50ms"}};
-        j["policy"] = o_.policy_file.empty() ? bench_policy_yaml(netns_) : "file " + o_.policy_file;
+        j["policy"] = o_.policy_file.empty() ? bench_policy_yaml(netns_, o_.bulk_size)
+                                             : "file " + o_.policy_file;
         return j;
     }
 
@@ -793,16 +807,16 @@ void print_environment(const char* title, const nlohmann::json& j) {
 }
 
 int run_hol(const global_options& g, const bench_options& o) {
-    nlohmann::json doc{
-        {"bench", "hol"},
-        {"seconds", o.seconds},
-        {"bulk_size", o.bulk_size},
-        {"bulk_niceness", bulk_niceness},
-        {"bulk_queue", bulk_queue},
-        {"urgent_size", urgent_size},
-        {"urgent_niceness", urgent_niceness},
-        {"urgent_interval_ms", urgent_interval.count()},
-        {"policy", o.policy_file.empty() ? bench_policy_yaml(false) : "file " + o.policy_file}};
+    nlohmann::json doc{{"bench", "hol"},
+                       {"seconds", o.seconds},
+                       {"bulk_size", o.bulk_size},
+                       {"bulk_niceness", bulk_niceness},
+                       {"bulk_queue", bulk_queue},
+                       {"urgent_size", urgent_size},
+                       {"urgent_niceness", urgent_niceness},
+                       {"urgent_interval_ms", urgent_interval.count()},
+                       {"policy", o.policy_file.empty() ? bench_policy_yaml(false, o.bulk_size)
+                                                        : "file " + o.policy_file}};
     doc["loopback"] = environment(g, o, false).run();
     if (!o.json) print_environment("loopback", doc["loopback"]);
 
