@@ -44,6 +44,11 @@ tls_flow::tls_flow(boost::asio::any_io_executor ex, std::shared_ptr<tls_context>
     , params_(std::move(p))
     , log_(log) {}
 
+unsigned char* tls_flow::read_buffer() {
+    thread_local std::unique_ptr<unsigned char[]> buffer(new unsigned char[read_chunk]);
+    return buffer.get();
+}
+
 tls_flow::~tls_flow() {
     if (ssl_) SSL_free(ssl_);
 }
@@ -72,7 +77,6 @@ bool tls_flow::init(sdk::flow_error& err) {
     SSL_set_app_data(ssl_, static_cast<tls_connection*>(this));
     verify_.check_chain = s.verify_peer;
     verify_.pins = s.pins;
-    const std::string peer = params_.remote.to_string();
 
     if (!client()) {
         SSL_set_accept_state(ssl_);
@@ -80,7 +84,7 @@ bool tls_flow::init(sdk::flow_error& err) {
         if (!s.verify_peer && s.client_auth != client_auth_mode::none)
             log(sdk::log_level::warning,
                 "certificate verification is OFF (verify-peer: false): client certificates from " +
-                    peer + " are not checked");
+                    params_.remote.to_string() + " are not checked");
         return true;
     }
 
@@ -391,7 +395,7 @@ void tls_flow::advance_handshake() {
     if (!client() && server_early_ && !server_early_done_) {
         for (;;) {
             std::size_t n = 0;
-            const int r = SSL_read_early_data(ssl_, read_buffer_.get(), read_chunk, &n);
+            const int r = SSL_read_early_data(ssl_, read_buffer(), read_chunk, &n);
             if (r == SSL_READ_EARLY_DATA_ERROR) {
                 const int e = SSL_get_error(ssl_, 0);
                 flush();
@@ -399,8 +403,8 @@ void tls_flow::advance_handshake() {
                 return fail(failure(e));
             }
             if (n > 0) {
-                early_received_.emplace_back(reinterpret_cast<std::byte*>(read_buffer_.get()),
-                                             reinterpret_cast<std::byte*>(read_buffer_.get()) + n);
+                early_received_.emplace_back(reinterpret_cast<std::byte*>(read_buffer()),
+                                             reinterpret_cast<std::byte*>(read_buffer()) + n);
                 summary_.early_bytes += n;
             }
             if (r == SSL_READ_EARLY_DATA_FINISH) {
@@ -514,9 +518,9 @@ void tls_flow::read_app_data() {
         if (done_) return;
         ERR_clear_error();
         std::size_t n = 0;
-        const int r = SSL_read_ex(ssl_, read_buffer_.get(), read_chunk, &n);
+        const int r = SSL_read_ex(ssl_, read_buffer(), read_chunk, &n);
         if (r == 1) {
-            const auto* b = reinterpret_cast<const std::byte*>(read_buffer_.get());
+            const auto* b = reinterpret_cast<const std::byte*>(read_buffer());
             out.insert(out.end(), b, b + n);
             if (out.size() >= max_delivery) deliver();
             continue;

@@ -171,7 +171,9 @@ private:
     using upper_call = sdk::upper_call_scope;
 
     static constexpr std::size_t read_chunk = 64 * 1024;
-    std::unique_ptr<unsigned char[]> read_buffer_{new unsigned char[read_chunk]};
+    /// Where SSL_read puts plaintext before it is copied out: one per thread, not 64 KiB per
+    /// connection. Nothing runs between a read into it and that copy that could read into it.
+    static unsigned char* read_buffer();
 };
 
 } // namespace post::plugins::tls

@@ -690,6 +690,12 @@ struct bench_options {
     bool runs(std::string_view phase) const {
         return only.empty() || std::find(only.begin(), only.end(), phase) != only.end();
     }
+    /// Handshake loops to run (post-full, post-resumed, asio-full, asio-resumed); empty = all.
+    /// One loop alone is for profiling one side; skipped ones print as n/a.
+    std::vector<std::string> loops;
+    bool runs_loop(std::string_view loop) const {
+        return loops.empty() || std::find(loops.begin(), loops.end(), loop) != loops.end();
+    }
 };
 
 /// Both contenders must have negotiated what the benchmark pins, or the comparison is void.
@@ -780,15 +786,16 @@ int run_bench(const global_options& g, const bench_options& o) {
     }
     if (o.runs("handshakes")) {
         const auto budget = handshake_time + std::chrono::duration<double>(2);
-        auto run = [&](const char* name, auto& client, bool resume) {
+        auto run = [&](const char* loop, const char* name, auto& client, bool resume) {
+            if (!o.runs_loop(loop)) return handshake_rate{};
             return run_phase<handshake_rate>(cio, budget, name, [&, resume](auto p) {
                 client.handshakes(handshake_time, resume, handshake_warmup, p);
             });
         };
-        full_post = run("post full handshakes", post_cli, false);
-        full_asio = run("asio full handshakes", asio_cli, false);
-        resumed_post = run("post resumed handshakes", post_cli, true);
-        resumed_asio = run("asio resumed handshakes", asio_cli, true);
+        full_post = run("post-full", "post full handshakes", post_cli, false);
+        full_asio = run("asio-full", "asio full handshakes", asio_cli, false);
+        resumed_post = run("post-resumed", "post resumed handshakes", post_cli, true);
+        resumed_asio = run("asio-resumed", "asio resumed handshakes", asio_cli, true);
     }
 
     // Close the servers on their own thread, then stop both threads before the contexts go.
@@ -889,6 +896,11 @@ void add_bench_tls(CLI::App& bench, const global_options& g, runner& run) {
                   "Run only these phases (throughput, rtt, handshakes; default: all)")
         ->delimiter(',')
         ->check(CLI::IsMember({"throughput", "rtt", "handshakes"}));
+    t->add_option("--loops", o->loops,
+                  "Handshake loops to run (post-full, post-resumed, asio-full, asio-resumed; "
+                  "default: all): one alone profiles one side")
+        ->delimiter(',')
+        ->check(CLI::IsMember({"post-full", "post-resumed", "asio-full", "asio-resumed"}));
     t->callback([&g, &run, o] { run = [&g, o] { return run_bench(g, *o); }; });
 }
 
