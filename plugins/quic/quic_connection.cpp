@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <limits>
 
 namespace post::plugins::quic {
@@ -95,6 +96,8 @@ std::shared_ptr<quic_stream> quic_connection::open(boost::asio::any_io_executor 
     c->lower_->set_events(std::static_pointer_cast<sdk::flow_events>(c));
     auto s = std::make_shared<quic_stream>(c, true, false);
     c->streams_.push_back(s);
+    // Decided now: the kernel reads info() (cap_early_data) right after start().
+    if (c->client()) c->load_ticket();
     return s;
 }
 
@@ -175,6 +178,10 @@ ngtcp2_callbacks quic_connection::callbacks(bool client) {
     cb.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
     cb.stream_stop_sending = &cb_stream_stop_sending;
     cb.version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+    if (client) {
+        cb.early_data_rejected = &cb_early_data_rejected;
+        cb.recv_crypto_data = &cb_recv_crypto_data;
+    }
     return cb;
 }
 
@@ -233,7 +240,14 @@ bool quic_connection::create_client(sdk::flow_error& err) {
                std::string("quic: cannot create a connection: ") + ngtcp2_strerror(rv)};
         return false;
     }
-    return set_up_tls(err);
+    if (!set_up_tls(err)) return false;
+    if (!offer_ticket()) {
+        // GnuTLS refused the stored session and may have kept part of it: a clean session.
+        gnutls_deinit(session_);
+        session_ = nullptr;
+        return set_up_tls(err);
+    }
+    return true;
 }
 
 bool quic_connection::accept_initial(const std::uint8_t* data, std::size_t len) {
@@ -271,20 +285,25 @@ bool quic_connection::accept_initial(const std::uint8_t* data, std::size_t len) 
     return true;
 }
 
+std::string quic_connection::tls_name(bool& is_address) const {
+    std::string name = settings_->server_name.empty() ? params_.host_name : settings_->server_name;
+    is_address = false;
+    if (name.empty()) {
+        name = params_.remote.address.to_string();
+        is_address = true;
+    } else {
+        boost::system::error_code ec;
+        boost::asio::ip::make_address(name, ec);
+        is_address = !ec;
+    }
+    return name;
+}
+
 bool quic_connection::set_up_tls(sdk::flow_error& err) {
     std::string sni;
     if (client()) {
-        std::string name =
-            settings_->server_name.empty() ? params_.host_name : settings_->server_name;
         bool is_address = false;
-        if (name.empty()) {
-            name = params_.remote.address.to_string();
-            is_address = true;
-        } else {
-            boost::system::error_code ec;
-            boost::asio::ip::make_address(name, ec);
-            is_address = !ec;
-        }
+        const std::string name = tls_name(is_address);
         verify_.check_chain = settings_->verify_peer;
         verify_.pins = settings_->pins;
         verify_.expected_name = name;
@@ -299,7 +318,7 @@ bool quic_connection::set_up_tls(sdk::flow_error& err) {
     link_.ref.user_data = this;
     link_.verify = client() ? &verify_ : nullptr;
     link_.keylog = settings_->keylog.empty() ? nullptr : &settings_->keylog;
-    session_ = tls_->new_session(params_.side, link_, sni, err);
+    session_ = tls_->new_session(params_.side, link_, sni, early_offer_, err);
     if (!session_) return false;
     ngtcp2_conn_set_tls_native_handle(conn_, session_);
     return true;
@@ -347,6 +366,8 @@ void quic_connection::adopt_orphans(quic_stream& s) noexcept {
     try {
         if (s.id_ < 0 || !conn_) return;
         std::deque<retained_bytes> keep = std::move(s.retained_);
+        for (auto& e : s.early_)
+            keep.push_back({e.end, std::move(e.msg.header), std::move(e.msg.data)});
         for (auto& m : s.out_)
             if (m.written > 0)
                 keep.push_back({s.tx_offset_, std::move(m.header), std::move(m.data)});
@@ -386,6 +407,9 @@ sdk::flow_info quic_connection::info() const noexcept {
     // A message whose deadline passes part-way through is stopped (RESET_STREAM, on_expired),
     // which ends its stream flow (docs/quic.md "Lifetimes").
     i.capabilities = sdk::cap_ordered | sdk::cap_expires_in_flight;
+    // 0-RTT: idempotent messages sent now may travel before the handshake (docs/quic.md).
+    if (early_offer_ && state_ != state::established && state_ != state::done && !handshake_done_)
+        i.capabilities |= sdk::cap_early_data;
     return i;
 }
 
@@ -417,7 +441,8 @@ void quic_connection::on_ready() noexcept {
     try {
         sdk::flow_error err;
         if (!create_client(err)) return fail(err, std::nullopt);
-        log(sdk::log_level::debug, "Initial sent to " + peer());
+        log(sdk::log_level::debug,
+            "Initial sent to " + peer() + (early_params_set_ ? " (0-RTT allowed)" : ""));
         service();
     } catch (...) {
         fail({std::make_error_code(std::errc::not_enough_memory), "quic: out of memory"},
@@ -487,6 +512,7 @@ void quic_connection::service() {
         on_established();
         if (state_ == state::done) return;
     }
+    if (link_.ticket.pending && state_ == state::established) store_ticket();
     if (state_ == state::established) open_pending_streams();
     for (auto id : std::exchange(resets_, {}))
         ngtcp2_conn_shutdown_stream(conn_, id, app_aborted); // RESET_STREAM + STOP_SENDING
@@ -517,6 +543,199 @@ void quic_connection::on_established() {
     }
     summary_.alpn.assign(reinterpret_cast<const char*>(alpn.data), alpn.size);
     log(sdk::log_level::debug, "connection up with " + peer() + " (ALPN " + summary_.alpn + ")");
+    if (client())
+        decide_early();
+    else
+        server_established();
+}
+
+// ---- 0-RTT ------------------------------------------------------------------------------
+
+void quic_connection::load_ticket() {
+    if (!settings_->session_tickets) {
+        no_session_reason_ = "session-tickets off";
+        return;
+    }
+    if (!params_.session) return; // "no ticket"
+    bool is_address = false;
+    session_key_ = session_key(tls_name(is_address), settings_->alpn);
+    stored_ = load_session(*params_.session, session_key_, std::time(nullptr), no_session_reason_);
+    if (!stored_) {
+        if (no_session_reason_ != "no ticket")
+            log(sdk::log_level::debug,
+                "stored ticket for " + session_key_ + " erased: " + no_session_reason_);
+        return;
+    }
+    early_offer_ = stored_->early && settings_->early_data_for(sdk::role::client);
+    log(sdk::log_level::debug, "offering a stored session for " + session_key_ +
+                                   (early_offer_ ? " (early data allowed)" : ""));
+}
+
+bool quic_connection::offer_ticket() {
+    if (!stored_) return true;
+    // Before the first write: the ClientHello is built inside it (client_initial).
+    if (gnutls_session_set_data(session_, stored_->tls.data(), stored_->tls.size()) < 0) {
+        no_session_reason_ = "stored ticket unreadable";
+        log(sdk::log_level::debug,
+            "stored ticket for " + session_key_ + " erased: " + no_session_reason_);
+        params_.session->erase(session_key_);
+        stored_.reset();
+        early_offer_ = false;
+        return false;
+    }
+    offered_session_ = true;
+    if (!early_offer_) return true;
+    ngtcp2_conn_set_early_remote_transport_params(conn_, &stored_->params);
+    early_params_set_ = true;
+    // The first flow's stream exists at once so its idempotent messages can go in 0-RTT;
+    // forks wait for the handshake.
+    for (auto& w : streams_) {
+        auto s = w.lock();
+        if (!s || !s->first_ || s->id_ >= 0 || s->done_ || s->aborted_) continue;
+        std::int64_t id = -1;
+        if (ngtcp2_conn_open_bidi_stream(conn_, &id, nullptr) == 0) {
+            s->id_ = id;
+            s->announce_ = true;
+        }
+        break;
+    }
+    return true;
+}
+
+void quic_connection::decide_early() {
+    summary_.resumed = gnutls_session_is_resumed(session_) != 0;
+    std::string decision;
+    if (summary_.resumed) {
+        decision = "resumed session";
+    } else if (offered_session_) {
+        decision = "full handshake (ticket refused)";
+        if (params_.session) params_.session->erase(session_key_);
+    } else {
+        decision = "full handshake (" + no_session_reason_ + ")";
+    }
+    if (early_params_set_) {
+        const bool accepted = (gnutls_session_get_flags(session_) & GNUTLS_SFLAGS_EARLY_DATA) != 0;
+        if (accepted) {
+            if (summary_.early_bytes) summary_.early = quic_summary::early_data::accepted;
+            for (auto& w : streams_) {
+                auto s = w.lock();
+                if (!s) continue;
+                for (auto& e : std::exchange(s->early_, {})) {
+                    // ACKs of 0-RTT data may have come in the read that ended the handshake.
+                    if (e.end > s->acked_upto_)
+                        s->retained_.push_back(
+                            {e.end, std::move(e.msg.header), std::move(e.msg.data)});
+                    s->sent_.push_back(e.msg.id);
+                }
+            }
+            if (summary_.early_bytes)
+                log(sdk::log_level::debug,
+                    "early data accepted (" + std::to_string(summary_.early_bytes) + " bytes)");
+        } else {
+            if (summary_.early_bytes) summary_.early = quic_summary::early_data::rejected;
+            // ngtcp2 forgets the streams, their 0-RTT packets and the stream ids; it references
+            // none of our bytes any more. cb_early_data_rejected only records.
+            rewinding_ = true;
+            const int rv = ngtcp2_conn_early_data_rejected(conn_);
+            rewinding_ = false;
+            if (rv != 0) return handle_liberr(rv, "discarding rejected early data");
+            orphans_.clear(); // bytes of streams dropped meanwhile: all 0-RTT, all forgotten
+            rewind_streams();
+            if (summary_.early_bytes)
+                log(sdk::log_level::debug, "early data rejected by the server; sending its " +
+                                               std::to_string(summary_.early_bytes) +
+                                               " bytes again after the handshake");
+        }
+    }
+    log(sdk::log_level::debug, decision);
+}
+
+void quic_connection::rewind_streams() {
+    for (auto& w : streams_) {
+        auto s = w.lock();
+        if (!s || s->id_ < 0) continue;
+        std::erase(resets_, s->id_); // that id will name another stream
+        orphans_.erase(s->id_);
+        // Everything goes back to the front of the queue, in order, unwritten.
+        std::deque<quic_stream::out_message> again;
+        for (auto& e : std::exchange(s->early_, {})) {
+            s->queued_bytes_ += e.msg.size();
+            e.msg.written = 0;
+            again.push_back(std::move(e.msg));
+        }
+        for (auto& m : s->out_) {
+            s->queued_bytes_ += m.written;
+            m.written = 0;
+            again.push_back(std::move(m));
+        }
+        s->out_ = std::move(again);
+        s->retained_.clear();
+        s->id_ = -1;
+        s->tx_offset_ = 0;
+        s->acked_upto_ = 0;
+        s->fin_sent_ = false;
+        s->announce_ = false;
+    }
+}
+
+void quic_connection::server_established() {
+    summary_.resumed = gnutls_session_is_resumed(session_) != 0;
+    if (tls_->accepts_early_data()) {
+        const bool accepted = (gnutls_session_get_flags(session_) & GNUTLS_SFLAGS_EARLY_DATA) != 0;
+        // Only when 0-RTT carried stream data (a resumed client may offer it and send none).
+        if (accepted && summary_.early_bytes) summary_.early = quic_summary::early_data::accepted;
+        if (summary_.early_bytes)
+            log(sdk::log_level::debug, "early data " +
+                                           std::string(accepted ? "accepted" : "rejected") + " (" +
+                                           std::to_string(summary_.early_bytes) + " bytes)");
+    }
+    log(sdk::log_level::debug, summary_.resumed ? "resumed session" : "full handshake");
+    if (tls_->issues_tickets()) {
+        if (int rv = gnutls_session_ticket_send(session_, 1, 0); rv < 0)
+            log(sdk::log_level::debug,
+                std::string("no session ticket sent: ") + gnutls_strerror(rv));
+    }
+}
+
+void quic_connection::store_ticket() {
+    const auto t = link_.ticket;
+    link_.ticket.pending = false;
+    if (!params_.session || !settings_->session_tickets || session_key_.empty()) return;
+    if (t.malformed) {
+        log(sdk::log_level::debug, "session ticket from " + peer() + " not stored: unreadable");
+        return;
+    }
+    gnutls_datum_t data{};
+    if (int rv = gnutls_session_get_data2(session_, &data); rv < 0) {
+        log(sdk::log_level::debug,
+            std::string("session ticket not stored: ") + gnutls_strerror(rv));
+        return;
+    }
+    stored_session st;
+    st.tls.assign(data.data, data.data + data.size);
+    gnutls_free(data.data);
+    const auto* rp = ngtcp2_conn_get_remote_transport_params(conn_);
+    std::uint8_t buf[1024];
+    const auto n = rp ? ngtcp2_encode_transport_params(
+                            buf, sizeof buf, NGTCP2_TRANSPORT_PARAMS_TYPE_ENCRYPTED_EXTENSIONS, rp)
+                      : -1;
+    if (n <= 0) {
+        log(sdk::log_level::debug, "session ticket not stored: transport parameters too large");
+        return;
+    }
+    st.tp.assign(buf, buf + n);
+    // RFC 9001 4.6.1: a QUIC ticket allows 0-RTT only with max_early_data_size 0xffffffff.
+    st.early = t.max_early_data && *t.max_early_data == 0xffffffffu;
+    if (t.max_early_data && !st.early)
+        log(sdk::log_level::debug, "the ticket's max_early_data_size is " +
+                                       std::to_string(*t.max_early_data) +
+                                       ", not 0xffffffff as QUIC requires: no 0-RTT with it");
+    st.stored_at = static_cast<std::uint64_t>(std::time(nullptr));
+    st.lifetime = t.lifetime;
+    params_.session->store(session_key_, encode_session(st));
+    ++summary_.tickets_stored;
+    log(sdk::log_level::debug,
+        "stored a session ticket for " + session_key_ + (st.early ? " (early data allowed)" : ""));
 }
 
 void quic_connection::open_pending_streams() {
@@ -672,13 +891,21 @@ void quic_connection::write_packets() {
             s->order_ = ++serve_counter_;
             const auto w = static_cast<std::size_t>(written);
             s->tx_offset_ += w;
+            const bool early = early_window();
+            if (early) summary_.early_bytes += w;
             if (!s->out_.empty()) {
                 auto& m = s->out_.front();
                 m.written += w;
                 s->queued_bytes_ -= std::min(s->queued_bytes_, w);
                 if (m.written == m.size()) {
-                    s->retained_.push_back({s->tx_offset_, std::move(m.header), std::move(m.data)});
-                    s->sent_.push_back(m.id);
+                    if (early) {
+                        // on_sent waits for the server's verdict on 0-RTT.
+                        s->early_.push_back({std::move(m), s->tx_offset_});
+                    } else {
+                        s->retained_.push_back(
+                            {s->tx_offset_, std::move(m.header), std::move(m.data)});
+                        s->sent_.push_back(m.id);
+                    }
                     s->out_.pop_front();
                 }
             }
@@ -1230,6 +1457,7 @@ int quic_connection::cb_recv_stream_data(ngtcp2_conn* conn, std::uint32_t flags,
             ngtcp2_conn_extend_max_offset(conn, len);
             return 0;
         }
+        if (flags & NGTCP2_STREAM_DATA_FLAG_EARLY) self->summary_.early_bytes += len;
         std::uint64_t announced = 0;
         if (!s->take(data, len, self->settings_->max_message_size, announced)) {
             self->pending_close_ = pending_close{
@@ -1280,7 +1508,10 @@ int quic_connection::cb_acked_stream_data_offset(ngtcp2_conn*, std::int64_t id,
         while (!q.empty() && q.front().end <= acked)
             q.pop_front();
     };
-    if (auto s = self->find(id)) release(s->retained_);
+    if (auto s = self->find(id)) {
+        s->acked_upto_ = std::max(s->acked_upto_, acked);
+        release(s->retained_);
+    }
     if (auto it = self->orphans_.find(id); it != self->orphans_.end()) release(it->second.bytes);
     return 0;
 }
@@ -1298,6 +1529,7 @@ int quic_connection::cb_stream_open(ngtcp2_conn*, std::int64_t id, void* user) {
 int quic_connection::cb_stream_close(ngtcp2_conn* conn, std::uint32_t flags, std::int64_t id,
                                      std::uint64_t app_error, void* user, void*) {
     auto* self = static_cast<quic_connection*>(user);
+    if (self->rewinding_) return 0; // rejected 0-RTT: the stream is opened again, not ended
     try {
         self->orphans_.erase(id);
         // A peer stream is gone: the peer may open another (MAX_STREAMS).
@@ -1377,6 +1609,42 @@ int quic_connection::cb_recv_datagram(ngtcp2_conn*, std::uint32_t, const std::ui
 
 int quic_connection::cb_extend_max_local_streams_bidi(ngtcp2_conn*, std::uint64_t, void*) {
     return 0; // the service pass after this read opens the streams that waited
+}
+
+int quic_connection::cb_recv_crypto_data(ngtcp2_conn* conn, ngtcp2_crypto_level level,
+                                         std::uint64_t offset, const std::uint8_t* data,
+                                         std::size_t len, void* user) {
+    auto* self = static_cast<quic_connection*>(user);
+    if (level == NGTCP2_CRYPTO_LEVEL_APPLICATION && self->settings_->session_tickets) {
+        try {
+            // Post-handshake messages (RFC 8446 4: type, u24 length, body), in order.
+            auto& buf = self->post_handshake_;
+            buf.insert(buf.end(), data, data + len);
+            while (buf.size() >= 4) {
+                const std::size_t n = (std::size_t{buf[1]} << 16) | (buf[2] << 8) | buf[3];
+                if (n > 65536) {
+                    buf.clear(); // GnuTLS refuses it too
+                    break;
+                }
+                if (buf.size() < 4 + n) break;
+                if (buf[0] == 4) { // new_session_ticket
+                    auto& t = self->link_.ticket;
+                    const auto terms = parse_ticket(buf.data() + 4, n);
+                    t.malformed = !terms;
+                    t.lifetime = terms ? terms->lifetime : 0;
+                    t.max_early_data = terms ? terms->max_early_data : std::nullopt;
+                }
+                buf.erase(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(4 + n));
+            }
+        } catch (...) {
+            self->post_handshake_.clear(); // only the ticket's terms are lost
+        }
+    }
+    return ngtcp2_crypto_recv_crypto_data_cb(conn, level, offset, data, len, user);
+}
+
+int quic_connection::cb_early_data_rejected(ngtcp2_conn*, void*) {
+    return 0; // decide_early() called ngtcp2_conn_early_data_rejected and rewinds the streams
 }
 
 void quic_connection::cb_rand(std::uint8_t* dest, std::size_t len, const ngtcp2_rand_ctx*) {

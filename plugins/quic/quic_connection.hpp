@@ -22,6 +22,7 @@
 // owns the lower flow, the ngtcp2_conn and the TLS session.
 #pragma once
 
+#include "quic_session.hpp"
 #include "quic_settings.hpp"
 #include "quic_stream.hpp"
 #include "quic_tls.hpp"
@@ -71,6 +72,12 @@ struct quic_summary {
     std::uint64_t expired = 0;           ///< Messages and datagrams dropped at their deadline.
     std::uint64_t expiry_resets = 0;     ///< Streams reset by a message expiring mid-way.
     std::uint64_t trains_out = 0;        ///< Lower sends that carried several packets.
+    // 0-RTT (docs/quic.md "0-RTT")
+    bool resumed = false; ///< The handshake resumed a ticket (both sides).
+    enum class early_data : std::uint8_t { none, accepted, rejected } early = early_data::none;
+    /// Client: stream bytes written in 0-RTT packets. Server: stream bytes received in them.
+    std::uint64_t early_bytes = 0;
+    std::uint64_t tickets_stored = 0; ///< Client: tickets written to the association.
 };
 
 class quic_connection final : public sdk::flow_events,
@@ -98,6 +105,11 @@ public:
     void adopt_orphans(quic_stream& s) noexcept;
     std::shared_ptr<sdk::flow> fork() noexcept;
     sdk::flow_info info() const noexcept;
+    /// Client: stream bytes may go in 0-RTT packets now (an offered ticket allows it and the
+    /// handshake has not decided yet).
+    bool early_window() const noexcept {
+        return early_params_set_ && state_ == state::connecting && !handshake_done_;
+    }
     /// A service pass on the executor soon (coalesced).
     void schedule() noexcept;
     void fail_later(sdk::flow_error e) noexcept;
@@ -154,6 +166,23 @@ private:
     bool create_client(sdk::flow_error& err);
     bool accept_initial(const std::uint8_t* data, std::size_t len);
     bool set_up_tls(sdk::flow_error& err);
+    /// The name the server's certificate is checked against (server-name, host, address).
+    std::string tls_name(bool& is_address) const;
+    /// Client, before start(): looks for a stored ticket, and decides whether to offer 0-RTT.
+    void load_ticket();
+    /// Client: hands the stored ticket to GnuTLS and, for 0-RTT, the remembered transport
+    /// parameters to ngtcp2; opens the first stream at once. False when GnuTLS refused the
+    /// ticket (erased): the session must be set up again without it.
+    bool offer_ticket();
+    /// Client at handshake completion: resumed or not, 0-RTT accepted or rejected (REWIND).
+    void decide_early();
+    /// Client: the server's new ticket, recorded by the hook, goes to the association.
+    void store_ticket();
+    /// Client, rejected 0-RTT: every opened stream forgets its id and queues again, in order,
+    /// what it wrote (ngtcp2 forgot the streams and references none of their bytes).
+    void rewind_streams();
+    /// Server at handshake completion: early data and resumption, and a ticket sent.
+    void server_established();
     void set_path();
     void fill_settings(ngtcp2_settings& settings, ngtcp2_transport_params& params) const;
 
@@ -212,6 +241,11 @@ private:
     static int cb_recv_datagram(ngtcp2_conn*, std::uint32_t flags, const std::uint8_t* data,
                                 std::size_t len, void* user);
     static int cb_extend_max_local_streams_bidi(ngtcp2_conn*, std::uint64_t max, void* user);
+    static int cb_early_data_rejected(ngtcp2_conn*, void* user);
+    /// Client: reads NewSessionTicket terms (lifetime, early data) from 1-RTT CRYPTO data, then
+    /// hands it to ngtcp2's GnuTLS glue as usual.
+    static int cb_recv_crypto_data(ngtcp2_conn*, ngtcp2_crypto_level level, std::uint64_t offset,
+                                   const std::uint8_t* data, std::size_t len, void* user);
     static void cb_rand(std::uint8_t* dest, std::size_t len, const ngtcp2_rand_ctx*);
     static int cb_get_new_connection_id(ngtcp2_conn*, ngtcp2_cid* cid, std::uint8_t* token,
                                         std::size_t cidlen, void* user);
@@ -259,6 +293,16 @@ private:
     std::uint64_t lower_next_id_ = 1;
     quic_summary summary_;
     sdk::byte_buffer packet_;
+
+    // 0-RTT (client)
+    std::string session_key_;
+    std::string no_session_reason_ = "no ticket";
+    std::optional<stored_session> stored_;
+    bool offered_session_ = false;             ///< The stored ticket went into the ClientHello.
+    bool early_offer_ = false;                 ///< The ticket allows 0-RTT and early-data is on.
+    bool early_params_set_ = false;            ///< Remembered transport parameters given to ngtcp2.
+    std::vector<std::uint8_t> post_handshake_; ///< 1-RTT CRYPTO bytes not yet a whole message.
+    bool rewinding_ = false; ///< Inside ngtcp2_conn_early_data_rejected: streams are not ending.
 };
 
 } // namespace post::plugins::quic

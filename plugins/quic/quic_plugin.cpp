@@ -75,7 +75,8 @@ std::unique_ptr<sdk::layer> create(const sdk::layer_context& ctx, sdk::flow_erro
 
 // Multistreaming: fork() opens a stream of the same connection, peer streams arrive through
 // on_incoming_flow. Every packet is protected by an AEAD (integrity both ways) and TLS 1.3
-// authenticates the server. No zero-rtt-msg in stage 1.
+// authenticates the server. 0-RTT: a client with a ticket that allows it sends idempotent
+// messages of its first stream before the handshake completes (docs/quic.md "0-RTT").
 constexpr sdk::feature_entry features[] = {
     {"reliability", sdk::feature_effect::provides},
     {"preserve-msg-boundaries", sdk::feature_effect::provides},
@@ -85,6 +86,7 @@ constexpr sdk::feature_entry features[] = {
     {"full-checksum-send", sdk::feature_effect::provides},
     {"full-checksum-recv", sdk::feature_effect::provides},
     {"security", sdk::feature_effect::provides},
+    {"zero-rtt-msg", sdk::feature_effect::provides},
 };
 
 const sdk::layer_descriptor layers[] = {

@@ -68,6 +68,19 @@ constexpr sdk::option_spec schema[] = {
      "Received datagrams kept while no stream flow is ready to take them; beyond this the "
      "oldest are dropped",
      "256", 1, 1 << 20},
+    {"session-tickets", sdk::option_type::boolean,
+     "Resume connections with TLS 1.3 tickets: clients keep the ticket and the server's "
+     "transport parameters in the association; servers issue tickets",
+     "true"},
+    {"early-data", sdk::option_type::boolean,
+     "0-RTT. Client (default true): send idempotent messages on the first stream in 0-RTT "
+     "packets when a stored ticket allows it. Server (default false): accept 0-RTT data "
+     "(replayable by an attacker: only for idempotent requests; see anti-replay-window)",
+     ""},
+    {"anti-replay-window", sdk::option_type::duration,
+     "Server with early-data: ClientHellos are remembered this long and a repeated one gets no "
+     "0-RTT, nor one whose ticket age is off by more than this",
+     "10s"},
 };
 
 sdk::flow_error bad(std::string text) {
@@ -180,6 +193,15 @@ bool parse_settings(const sdk::options& opts, quic_settings& s, sdk::flow_error&
         return false;
     }
     s.datagram_queue = static_cast<std::size_t>(dq);
+    s.session_tickets = opts.get_or<bool>("session-tickets", s.session_tickets);
+    s.early_data = opts.get<bool>("early-data");
+    s.anti_replay_window =
+        opts.get_or<std::chrono::milliseconds>("anti-replay-window", s.anti_replay_window);
+    if (s.anti_replay_window.count() <= 0 || s.anti_replay_window > std::chrono::hours(24)) {
+        err = bad("anti-replay-window must be above 0 and at most 24h, got " +
+                  std::to_string(s.anti_replay_window.count()) + " ms");
+        return false;
+    }
     return true;
 }
 

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -41,6 +42,15 @@ struct quic_settings {
     bool datagrams = true;
     /// Received datagrams kept while no stream flow is ready to take them (oldest dropped).
     std::size_t datagram_queue = 256;
+
+    // 0-RTT (docs/quic.md "0-RTT"), with the tls layer's option names.
+    bool session_tickets = true; ///< Clients keep tickets in the association; servers issue them.
+    std::optional<bool> early_data;                      ///< Unset: clients true, servers false.
+    std::chrono::milliseconds anti_replay_window{10000}; ///< Server: ClientHellos remembered.
+
+    bool early_data_for(sdk::role side) const {
+        return early_data.value_or(side == sdk::role::client);
+    }
 
     sdk::log_sink* log = nullptr;
 

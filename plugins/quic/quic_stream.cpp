@@ -56,6 +56,7 @@ void quic_stream::send(sdk::byte_buffer data, const sdk::send_meta& meta) noexce
         m.id = meta.id;
         m.niceness = meta.niceness;
         m.deadline = meta.deadline;
+        m.idempotent = meta.idempotent;
         put_varint(m.header, data.size());
         m.data = std::move(data);
         queued_bytes_ += m.size();
@@ -97,6 +98,8 @@ std::shared_ptr<sdk::flow> quic_stream::fork() noexcept {
 
 bool quic_stream::writable() const noexcept {
     if (id_ < 0 || fin_sent_ || aborted_ || done_) return false;
+    // 0-RTT: only idempotent messages, and no FIN (the server may refuse it all).
+    if (conn_->early_window()) return !out_.empty() && out_.front().idempotent;
     return announce_ || !out_.empty() || close_requested_;
 }
 
@@ -120,6 +123,14 @@ void quic_stream::finish(sdk::flow_error e) {
                         : sdk::flow_error{std::make_error_code(std::errc::broken_pipe),
                                           "quic: the stream ended before this was sent"});
     }
+    for (auto& e : early_) {
+        retained_.push_back({e.end, std::move(e.msg.header), std::move(e.msg.data)});
+        send_errors_.emplace_back(
+            e.msg.id, *end_ ? *end_
+                            : sdk::flow_error{std::make_error_code(std::errc::broken_pipe),
+                                              "quic: the stream ended before this was sent"});
+    }
+    early_.clear();
     out_.clear();
     queued_bytes_ = 0;
     rx_.reset();

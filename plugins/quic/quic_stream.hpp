@@ -66,7 +66,15 @@ private:
         sdk::byte_buffer data;
         std::size_t written = 0; ///< Of header + data, handed to ngtcp2.
         std::optional<std::chrono::steady_clock::time_point> deadline;
+        bool idempotent = false; ///< May go in 0-RTT.
         std::size_t size() const noexcept { return header.size() + data.size(); }
+    };
+
+    /// A message written whole in 0-RTT: on_sent waits for the server's verdict; on rejection
+    /// it is written again from these bytes.
+    struct early_message {
+        out_message msg;
+        std::uint64_t end = 0; ///< Stream offset just past it.
     };
 
     /// Open: neither closed nor aborted here, nor ended.
@@ -102,6 +110,8 @@ private:
     // Sending
     std::deque<out_message> out_;
     std::deque<retained_bytes> retained_;
+    std::deque<early_message> early_;
+    std::uint64_t acked_upto_ = 0; ///< Largest acknowledged stream offset (0-RTT bookkeeping).
     std::uint64_t tx_offset_ = 0;
     std::size_t queued_bytes_ = 0;
     std::vector<std::uint64_t> sent_;

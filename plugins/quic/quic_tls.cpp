@@ -8,6 +8,7 @@
 #include <boost/asio/ip/address.hpp>
 
 #include <cstdio>
+#include <ctime>
 
 namespace post::plugins::quic {
 
@@ -77,6 +78,56 @@ std::string alert_name(unsigned alert) {
 quic_tls_context::~quic_tls_context() {
     if (client_cred_) gnutls_certificate_free_credentials(client_cred_);
     if (server_cred_) gnutls_certificate_free_credentials(server_cred_);
+    if (anti_replay_) gnutls_anti_replay_deinit(anti_replay_);
+    if (ticket_key_.data) {
+        gnutls_memset(ticket_key_.data, 0, ticket_key_.size);
+        gnutls_free(ticket_key_.data);
+    }
+}
+
+bool anti_replay_db::add(const std::string& key, std::time_t expires, std::time_t now) {
+    std::lock_guard lock(mutex_);
+    while (!by_expiry_.empty() && by_expiry_.begin()->first <= now) {
+        seen_.erase(by_expiry_.begin()->second);
+        by_expiry_.erase(by_expiry_.begin());
+    }
+    if (seen_.count(key) || seen_.size() >= max_entries) return false;
+    seen_.emplace(key, expires);
+    try {
+        by_expiry_.emplace(expires, key);
+    } catch (...) {
+        seen_.erase(key);
+        throw;
+    }
+    return true;
+}
+
+std::size_t anti_replay_db::size() const {
+    std::lock_guard lock(mutex_);
+    return seen_.size();
+}
+
+int quic_tls_context::replay_add(void* ptr, std::time_t expires, const gnutls_datum_t* key,
+                                 const gnutls_datum_t*) {
+    try {
+        auto* db = static_cast<anti_replay_db*>(ptr);
+        if (!db || !key) return GNUTLS_E_DB_ENTRY_EXISTS;
+        std::string k(reinterpret_cast<const char*>(key->data), key->size);
+        return db->add(k, expires, std::time(nullptr)) ? 0 : GNUTLS_E_DB_ENTRY_EXISTS;
+    } catch (...) {
+        return GNUTLS_E_DB_ENTRY_EXISTS; // out of memory: no early data, the handshake goes on
+    }
+}
+
+int quic_tls_context::ticket_hook(gnutls_session_t session, unsigned htype, unsigned when,
+                                  unsigned incoming, const gnutls_datum_t*) {
+    // The message itself is not given whole here (post-handshake messages reach the hook
+    // after parsing): its terms come from the connection's CRYPTO stream (ticket_seen).
+    if (htype != GNUTLS_HANDSHAKE_NEW_SESSION_TICKET || when != GNUTLS_HOOK_POST || !incoming)
+        return 0;
+    if (auto* link = static_cast<session_link*>(gnutls_session_get_ptr(session)))
+        link->ticket.pending = true; // processed: gnutls_session_get_data2 holds it now
+    return 0;
 }
 
 std::shared_ptr<quic_tls_context> quic_tls_context::create(const quic_settings& s,
@@ -114,6 +165,25 @@ std::shared_ptr<quic_tls_context> quic_tls_context::create(const quic_settings& 
             return nullptr;
         }
     }
+    c->client_tickets_ = s.session_tickets;
+    if (c->server_cred_ && s.session_tickets) {
+        if (int rv = gnutls_session_ticket_key_generate(&c->ticket_key_); rv < 0) {
+            err = tls_error("cannot generate a session ticket key", rv);
+            return nullptr;
+        }
+        c->server_tickets_ = true;
+        c->server_early_ = s.early_data_for(sdk::role::server);
+        if (c->server_early_) {
+            if (int rv = gnutls_anti_replay_init(&c->anti_replay_); rv < 0) {
+                err = tls_error("cannot set up anti-replay", rv);
+                return nullptr;
+            }
+            gnutls_anti_replay_set_window(c->anti_replay_,
+                                          static_cast<unsigned>(s.anti_replay_window.count()));
+            gnutls_anti_replay_set_add_function(c->anti_replay_, &quic_tls_context::replay_add);
+            gnutls_anti_replay_set_ptr(c->anti_replay_, c->replay_db_.get());
+        }
+    }
     c->alpn_storage_ = s.alpn;
     for (auto& a : c->alpn_storage_)
         c->alpn_.push_back(
@@ -122,12 +192,16 @@ std::shared_ptr<quic_tls_context> quic_tls_context::create(const quic_settings& 
 }
 
 gnutls_session_t quic_tls_context::new_session(sdk::role side, session_link& link,
-                                               const std::string& sni, sdk::flow_error& err) const {
+                                               const std::string& sni, bool early,
+                                               sdk::flow_error& err) const {
     gnutls_session_t s = nullptr;
     const bool client = side == sdk::role::client;
-    if (int rv =
-            gnutls_init(&s, (client ? GNUTLS_CLIENT : GNUTLS_SERVER) | GNUTLS_NO_END_OF_EARLY_DATA);
-        rv < 0) {
+    unsigned flags = (client ? GNUTLS_CLIENT : GNUTLS_SERVER) | GNUTLS_NO_END_OF_EARLY_DATA;
+    // Servers send their ticket at handshake completion themselves (quic_connection), as
+    // ngtcp2's examples do.
+    if (!client) flags |= GNUTLS_NO_AUTO_SEND_TICKET;
+    if (client ? early : server_early_) flags |= GNUTLS_ENABLE_EARLY_DATA;
+    if (int rv = gnutls_init(&s, flags); rv < 0) {
         err = tls_error("cannot create a TLS session", rv);
         return nullptr;
     }
@@ -148,10 +222,11 @@ gnutls_session_t quic_tls_context::new_session(sdk::role side, session_link& lin
         return fail("cannot set credentials", r);
     // A client insists on a protocol from its list; a server picks by its own order and refuses
     // a client that offers none of its protocols (no_application_protocol alert).
-    const unsigned flags = GNUTLS_ALPN_MANDATORY |
-                           (client ? 0u : static_cast<unsigned>(GNUTLS_ALPN_SERVER_PRECEDENCE));
-    if (int r =
-            gnutls_alpn_set_protocols(s, alpn_.data(), static_cast<unsigned>(alpn_.size()), flags);
+    const unsigned alpn_flags =
+        GNUTLS_ALPN_MANDATORY |
+        (client ? 0u : static_cast<unsigned>(GNUTLS_ALPN_SERVER_PRECEDENCE));
+    if (int r = gnutls_alpn_set_protocols(s, alpn_.data(), static_cast<unsigned>(alpn_.size()),
+                                          alpn_flags);
         r < 0)
         return fail("cannot set ALPN", r);
     if (client && !sni.empty()) {
@@ -159,6 +234,18 @@ gnutls_session_t quic_tls_context::new_session(sdk::role side, session_link& lin
             return fail("cannot use '" + sni + "' as server name", r);
     }
     if (link.keylog) gnutls_session_set_keylog_function(s, &keylog_line);
+    if (client && client_tickets_)
+        gnutls_handshake_set_hook_function(s, GNUTLS_HANDSHAKE_NEW_SESSION_TICKET, GNUTLS_HOOK_POST,
+                                           &quic_tls_context::ticket_hook);
+    if (!client && server_tickets_) {
+        if (int r = gnutls_session_ticket_enable_server(s, &ticket_key_); r < 0)
+            return fail("cannot enable session tickets", r);
+        if (server_early_) {
+            // RFC 9001 4.6.1: in QUIC the ticket's max_early_data_size must be 0xffffffff.
+            gnutls_record_set_max_early_data_size(s, 0xffffffffu);
+            gnutls_anti_replay_enable(s, anti_replay_);
+        }
+    }
     return s;
 }
 

@@ -13,3 +13,16 @@ if(TARGET post_plugin_quic)
             ${PROJECT_SOURCE_DIR}/plugins/quic/quic_framing.cpp)
   target_include_directories(fuzz_quic_framing PRIVATE ${PROJECT_SOURCE_DIR}/plugins/quic)
 endif()
+
+# The quic plugin's 0-RTT state: the server's NewSessionTicket and the association blob. Needs
+# ngtcp2 (transport parameters are decoded when a blob loads).
+if(TARGET post_plugin_quic)
+  pkg_check_modules(POST_FUZZ_NGTCP2 QUIET IMPORTED_TARGET libngtcp2)
+  if(POST_FUZZ_NGTCP2_FOUND)
+    post_add_fuzzer(fuzz_quic_session
+      SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz_quic_session.cpp
+              ${PROJECT_SOURCE_DIR}/plugins/quic/quic_session.cpp
+      LIBRARIES PostSockets::sdk PkgConfig::POST_FUZZ_NGTCP2)
+    target_include_directories(fuzz_quic_session PRIVATE ${PROJECT_SOURCE_DIR}/plugins/quic)
+  endif()
+endif()

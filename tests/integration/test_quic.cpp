@@ -5,7 +5,9 @@
 // datagrams (from a stranger and from the peer's own address), idle and handshake timeouts,
 // oversize messages, abort, and clean close from either side. Stage 2: unreliable messages as
 // DATAGRAM frames (delivery, refusal by size or by a peer without them, the bounded queue),
-// lifetimes (expiry before and during sending) and niceness as stream priority.
+// lifetimes (expiry before and during sending) and niceness as stream priority. 0-RTT: tickets
+// kept in a session_store, resumption on both sides, idempotent messages in 0-RTT accepted or
+// rejected (replayed once, in order), non-idempotent messages waiting, unusable tickets.
 #define BOOST_TEST_MODULE quic layer
 #include <utility>
 
@@ -13,6 +15,7 @@
 #include "../support/test_pki.hpp"
 #include "layer_test_support.hpp"
 #include "quic_connection.hpp"
+#include "quic_session.hpp"
 #include "quic_stream.hpp"
 
 #include <boost/asio/ip/udp.hpp>
@@ -21,6 +24,8 @@
 #include <array>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 
@@ -266,14 +271,15 @@ BOOST_AUTO_TEST_CASE(descriptor_message_over_datagram_with_quic_features) {
         features.emplace_back(d.features[i].name);
     for (const char* want :
          {"reliability", "preserve-msg-boundaries", "preserve-order", "congestion-control",
-          "multistreaming", "full-checksum-send", "full-checksum-recv", "security"})
+          "multistreaming", "full-checksum-send", "full-checksum-recv", "security", "zero-rtt-msg"})
         BOOST_TEST((std::find(features.begin(), features.end(), want) != features.end()), want);
     std::vector<std::string> options;
     for (std::size_t i = 0; i < d.option_count; ++i)
         options.emplace_back(d.options[i].name);
     for (const char* want :
          {"alpn", "ca-file", "cert-file", "key-file", "server-name", "pin-sha256", "verify-peer",
-          "keylog", "max-message-size", "idle-timeout", "handshake-timeout"})
+          "keylog", "max-message-size", "idle-timeout", "handshake-timeout", "session-tickets",
+          "early-data", "anti-replay-window"})
         BOOST_TEST((std::find(options.begin(), options.end(), want) != options.end()), want);
 }
 
@@ -859,4 +865,360 @@ BOOST_AUTO_TEST_CASE(the_stream_with_the_least_nice_message_is_served_first) {
     BOOST_REQUIRE(t.wait([&] { return arrivals.size() == 2u * each; }));
     std::string order(arrivals.begin(), arrivals.end());
     BOOST_TEST(order == std::string(each, 'B') + std::string(each, 'A'));
+}
+
+// ---- 0-RTT ------------------------------------------------------------------------------
+
+namespace {
+
+/// The association's session_store, as the kernel keeps it: blobs by key.
+struct map_store : sdk::session_store {
+    mutable std::mutex mutex;
+    std::map<std::string, sdk::byte_buffer> blobs;
+    std::vector<std::string> erased;
+    std::optional<sdk::byte_buffer> load(std::string_view key) const noexcept override {
+        std::lock_guard lock(mutex);
+        auto it = blobs.find(std::string(key));
+        if (it == blobs.end()) return std::nullopt;
+        return it->second;
+    }
+    void store(std::string_view key, sdk::byte_buffer blob) noexcept override {
+        std::lock_guard lock(mutex);
+        blobs[std::string(key)] = std::move(blob);
+    }
+    void erase(std::string_view key) noexcept override {
+        std::lock_guard lock(mutex);
+        blobs.erase(std::string(key));
+        erased.emplace_back(key);
+    }
+    bool has(const std::string& key) const {
+        std::lock_guard lock(mutex);
+        return blobs.count(key) != 0;
+    }
+};
+
+const std::string ticket_key = "quic/localhost/post";
+
+std::string joined(const log_capture& l) {
+    std::string s;
+    for (const auto& line : l.lines)
+        s += "  " + line + "\n";
+    return s;
+}
+
+sdk::options early_server(bool early = true) {
+    return with(server_options(), "early-data", early);
+}
+
+sdk::send_meta idem(std::uint64_t id, bool idempotent = true) {
+    auto m = meta(id);
+    m.idempotent = idempotent;
+    return m;
+}
+
+/// A client stream of a new connection whose association is `store`, started.
+stream_end open_with(quic_pair& t, const std::shared_ptr<map_store>& store, std::uint16_t to = 0) {
+    sdk::open_params p;
+    p.side = sdk::role::client;
+    p.remote = ep("127.0.0.1", to ? to : t.port());
+    p.host_name = "localhost";
+    p.session = store;
+    sdk::flow_error err;
+    auto lower = t.udp->open(nullptr, p, err);
+    BOOST_REQUIRE_MESSAGE(lower, err.reason);
+    auto f = t.client_quic->open(lower, p, err);
+    BOOST_REQUIRE_MESSAGE(f, err.reason);
+    return adopt(f);
+}
+
+/// A first connection that leaves a ticket in `store`; its server side is accepted.back().
+stream_end first_connection(quic_pair& t, const std::shared_ptr<map_store>& store) {
+    const auto before = t.accepted.size();
+    auto c = open_with(t, store);
+    BOOST_REQUIRE(t.wait([&] { return c.events->ready || c.events->closed; }));
+    BOOST_REQUIRE_MESSAGE(c.events->ready, "connection failed: " << c.events->closed->reason);
+    BOOST_REQUIRE(
+        t.wait([&] { return t.accepted.size() > before && t.accepted.back().events->ready; }));
+    BOOST_REQUIRE_MESSAGE(t.wait([&] { return store->has(ticket_key); }, 3s),
+                          "no ticket stored; client log:\n"
+                              << joined(t.client_log) << "server log:\n"
+                              << joined(t.server_log));
+    BOOST_TEST(!summary_of(c.flow).resumed);
+    BOOST_TEST(!summary_of(t.accepted.back().flow).resumed);
+    return c;
+}
+
+bool early_capable(const stream_end& c) {
+    return (c.flow->info().capabilities & sdk::cap_early_data) != 0;
+}
+
+/// Index of the first `what` in the recorder's event order (order.size() when absent).
+std::size_t first_event(const stream_recorder& r, const std::string& what) {
+    return static_cast<std::size_t>(std::find(r.order.begin(), r.order.end(), what) -
+                                    r.order.begin());
+}
+
+/// The listener's server layer replaced by a fresh instance: a restarted server, with another
+/// ticket key (the old connections keep theirs).
+void restart_server(quic_pair& t, sdk::options opts) {
+    t.server_quic = make_layer(post_plugin_quic(), t.io, std::move(opts), &t.server_log);
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(quic_resumes_with_ticket) {
+    quic_pair t;
+    t.echo = true;
+    auto store = std::make_shared<map_store>();
+    auto c1 = first_connection(t, store);
+    BOOST_TEST(t.client_log.contains("full handshake (no ticket)"));
+    BOOST_TEST(t.client_log.contains("stored a session ticket for " + ticket_key));
+    BOOST_TEST(summary_of(c1.flow).tickets_stored >= 1u);
+
+    auto c2 = open_with(t, store);
+    BOOST_REQUIRE(t.wait([&] { return c2.events->ready || c2.events->closed; }));
+    BOOST_REQUIRE(c2.events->ready);
+    BOOST_TEST(summary_of(c2.flow).resumed, joined(t.client_log) << joined(t.server_log));
+    BOOST_REQUIRE(t.wait([&] { return t.accepted.size() == 2 && t.accepted[1].events->ready; }));
+    BOOST_TEST(summary_of(t.accepted[1].flow).resumed);
+    BOOST_TEST(t.client_log.contains("resumed session"));
+    BOOST_TEST(t.server_log.contains("resumed session"));
+    c2.flow->send(bytes("after resumption"), meta(1));
+    BOOST_REQUIRE(t.wait([&] { return !c2.events->messages.empty() || c2.events->closed; }));
+    BOOST_TEST((c2.events->messages.at(0) == bytes("after resumption")));
+}
+
+BOOST_AUTO_TEST_CASE(quic_early_data_server_off) {
+    quic_pair t(early_server(false)); // tickets without early data (the server default)
+    auto store = std::make_shared<map_store>();
+    first_connection(t, store);
+    auto c2 = open_with(t, store);
+    BOOST_TEST(!early_capable(c2));
+    c2.flow->send(bytes("x"), idem(1));
+    BOOST_REQUIRE(t.wait([&] { return c2.events->ready || c2.events->closed; }));
+    BOOST_REQUIRE(c2.events->ready);
+    const auto& sum = summary_of(c2.flow);
+    BOOST_TEST(sum.resumed);
+    BOOST_TEST((sum.early == plugins::quic::quic_summary::early_data::none));
+    BOOST_TEST(sum.early_bytes == 0u);
+    BOOST_REQUIRE(
+        t.wait([&] { return t.accepted.size() == 2 && !t.accepted[1].events->messages.empty(); }));
+    BOOST_TEST(summary_of(t.accepted[1].flow).early_bytes == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(quic_early_data_accepted) {
+    quic_pair t(early_server());
+    t.echo = true;
+    auto store = std::make_shared<map_store>();
+    first_connection(t, store);
+    BOOST_TEST(t.client_log.contains("stored a session ticket for " + ticket_key +
+                                     " (early data allowed)"));
+
+    auto c2 = open_with(t, store);
+    BOOST_TEST(early_capable(c2));
+    const std::vector<std::string> sent{"one", std::string(3000, 'b'), "three"};
+    for (std::size_t k = 0; k < sent.size(); ++k)
+        c2.flow->send(bytes(sent[k]), idem(k + 1));
+    BOOST_REQUIRE(t.wait([&] { return c2.events->messages.size() == 3 || c2.events->closed; }));
+    BOOST_REQUIRE(!c2.events->closed);
+    for (std::size_t k = 0; k < sent.size(); ++k)
+        BOOST_TEST((c2.events->messages[k] == bytes(sent[k])));
+    const auto& sum = summary_of(c2.flow);
+    BOOST_TEST(sum.resumed);
+    BOOST_TEST((sum.early == plugins::quic::quic_summary::early_data::accepted));
+    BOOST_TEST(sum.early_bytes > 0u);
+    BOOST_TEST(!early_capable(c2)); // decided
+    BOOST_TEST((c2.events->sent == std::vector<std::uint64_t>{1, 2, 3}));
+    BOOST_TEST(first_event(*c2.events, "ready") < first_event(*c2.events, "sent"));
+    auto& server = t.accepted.at(1);
+    BOOST_TEST(server.events->messages.size() == 3u); // once each
+    const auto& ss = summary_of(server.flow);
+    BOOST_TEST(ss.resumed);
+    BOOST_TEST((ss.early == plugins::quic::quic_summary::early_data::accepted));
+    BOOST_TEST(ss.early_bytes > 0u); // stream data came in 0-RTT packets
+    BOOST_TEST(t.client_log.contains("early data accepted"));
+    BOOST_TEST(t.server_log.contains("early data accepted"));
+    // Later messages travel in 1-RTT as usual.
+    c2.flow->send(bytes("later"), meta(4));
+    BOOST_REQUIRE(t.wait([&] { return c2.events->messages.size() == 4 || c2.events->closed; }));
+    BOOST_TEST(server.events->messages.size() == 4u);
+}
+
+BOOST_AUTO_TEST_CASE(quic_early_data_non_idempotent_waits) {
+    quic_pair t(early_server());
+    auto store = std::make_shared<map_store>();
+    first_connection(t, store);
+    auto c2 = open_with(t, store);
+    BOOST_REQUIRE(early_capable(c2));
+    c2.flow->send(bytes("0123456789"), idem(1));
+    c2.flow->send(bytes("not idempotent"), idem(2, false));
+    c2.flow->send(bytes("idempotent again"), idem(3));
+    BOOST_REQUIRE(t.wait([&] {
+        return (t.accepted.size() == 2 && t.accepted[1].events->messages.size() == 3) ||
+               c2.events->closed;
+    }));
+    const auto& got = t.accepted[1].events->messages;
+    BOOST_TEST((got[0] == bytes("0123456789")));
+    BOOST_TEST((got[1] == bytes("not idempotent")));
+    BOOST_TEST((got[2] == bytes("idempotent again")));
+    // Only the first went early: its length prefix (1 byte) and its 10 bytes.
+    BOOST_TEST(summary_of(c2.flow).early_bytes == 11u);
+    BOOST_TEST(summary_of(t.accepted[1].flow).early_bytes == 11u);
+    BOOST_TEST((summary_of(c2.flow).early == plugins::quic::quic_summary::early_data::accepted));
+    BOOST_REQUIRE(t.wait([&] { return c2.events->sent.size() == 3; }));
+    BOOST_TEST((c2.events->sent == std::vector<std::uint64_t>{1, 2, 3}));
+}
+
+BOOST_AUTO_TEST_CASE(quic_early_data_rejected_ticket_refused) {
+    quic_pair t(early_server());
+    t.echo = true;
+    auto store = std::make_shared<map_store>();
+    first_connection(t, store);
+    const auto old_blob = *store->load(ticket_key);
+    restart_server(t, early_server());
+
+    auto c2 = open_with(t, store);
+    BOOST_TEST(early_capable(c2));
+    const std::vector<std::string> sent{"one", std::string(3000, 'b'), "three"};
+    for (std::size_t k = 0; k < sent.size(); ++k)
+        c2.flow->send(bytes(sent[k]), idem(k + 1));
+    BOOST_REQUIRE(t.wait([&] { return c2.events->messages.size() == 3 || c2.events->closed; }));
+    BOOST_REQUIRE(!c2.events->closed);
+    for (std::size_t k = 0; k < sent.size(); ++k)
+        BOOST_TEST((c2.events->messages[k] == bytes(sent[k])));
+    const auto& sum = summary_of(c2.flow);
+    BOOST_TEST(!sum.resumed);
+    BOOST_TEST((sum.early == plugins::quic::quic_summary::early_data::rejected));
+    BOOST_TEST(sum.early_bytes > 0u); // it was tried
+    BOOST_TEST((c2.events->sent == std::vector<std::uint64_t>{1, 2, 3}));
+    BOOST_TEST(first_event(*c2.events, "ready") < first_event(*c2.events, "sent"));
+    auto& server = t.accepted.at(1);
+    BOOST_TEST(server.events->messages.size() == 3u); // exactly once
+    BOOST_TEST(summary_of(server.flow).early_bytes == 0u);
+    BOOST_TEST(t.client_log.contains("full handshake (ticket refused)"));
+    BOOST_TEST(t.client_log.contains("early data rejected by the server"));
+    // The refused ticket was dropped and the new server's ticket took its place.
+    BOOST_TEST(
+        (std::find(store->erased.begin(), store->erased.end(), ticket_key) != store->erased.end()));
+    BOOST_REQUIRE(t.wait([&] {
+        auto b = store->load(ticket_key);
+        return b && *b != old_blob;
+    }));
+    // And it works: the third connection resumes with 0-RTT accepted by the new server.
+    auto c3 = open_with(t, store);
+    BOOST_TEST(early_capable(c3));
+    c3.flow->send(bytes("again"), idem(1));
+    BOOST_REQUIRE(t.wait([&] { return !c3.events->messages.empty() || c3.events->closed; }));
+    BOOST_TEST((summary_of(c3.flow).early == plugins::quic::quic_summary::early_data::accepted));
+}
+
+BOOST_AUTO_TEST_CASE(quic_early_data_large_blocked_then_resumes_in_1rtt) {
+    for (bool reject : {false, true}) {
+        BOOST_TEST_CONTEXT((reject ? "rejected" : "accepted")) {
+            const auto opts = with(early_server(), "stream-window", std::int64_t{65536});
+            quic_pair t(opts);
+            auto store = std::make_shared<map_store>();
+            first_connection(t, store);
+            if (reject) restart_server(t, opts);
+            auto c2 = open_with(t, store);
+            BOOST_REQUIRE(early_capable(c2));
+            const auto big = pattern(300 * 1024, 3);
+            c2.flow->send(big, idem(1));
+            c2.flow->send(bytes("tail"), idem(2));
+            BOOST_REQUIRE(t.wait([&] {
+                return (t.accepted.size() == 2 && t.accepted[1].events->messages.size() >= 2) ||
+                       c2.events->closed;
+            }));
+            const auto& got = t.accepted[1].events->messages;
+            BOOST_REQUIRE(got.size() == 2u);
+            BOOST_TEST((got[0] == big));
+            BOOST_TEST((got[1] == bytes("tail")));
+            const auto& sum = summary_of(c2.flow);
+            BOOST_TEST((sum.early == (reject ? plugins::quic::quic_summary::early_data::rejected
+                                             : plugins::quic::quic_summary::early_data::accepted)));
+            BOOST_TEST(sum.early_bytes > 0u);
+            BOOST_TEST(sum.early_bytes <= 65536u); // the remembered stream window
+            BOOST_REQUIRE(t.wait([&] { return c2.events->sent.size() == 2; }));
+            BOOST_TEST((c2.events->sent == std::vector<std::uint64_t>{1, 2}));
+            BOOST_TEST(c2.flow->queued_bytes() == 0u);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(quic_ticket_garbage_and_expired_are_erased_with_a_reason) {
+    quic_pair t(early_server());
+    auto store = std::make_shared<map_store>();
+    first_connection(t, store);
+    const auto good = *store->load(ticket_key);
+    struct variant {
+        const char* name;
+        sdk::byte_buffer blob;
+        const char* why;
+    };
+    std::vector<variant> variants;
+    variants.push_back({"random bytes", pattern(300, 7), "stored ticket unreadable"});
+    variants.push_back({"empty-ish", bytes("PQ"), "stored ticket unreadable"});
+    auto truncated = good;
+    truncated.resize(truncated.size() - 10);
+    variants.push_back({"truncated", truncated, "stored ticket unreadable"});
+    auto old = good;
+    for (int i = 4; i < 12; ++i)
+        old[static_cast<std::size_t>(i)] = std::byte{0}; // stored at the epoch
+    variants.push_back({"expired", old, "ticket expired"});
+    auto bad_tls = good;
+    for (std::size_t i = bad_tls.size() - 200; i < bad_tls.size(); ++i)
+        bad_tls[i] = std::byte{0xee};
+    variants.push_back({"damaged TLS session", bad_tls, ""});
+    for (auto& v : variants) {
+        BOOST_TEST_CONTEXT(v.name) {
+            store->store(ticket_key, v.blob);
+            const auto erased = store->erased.size();
+            t.client_log.lines.clear();
+            auto c = open_with(t, store);
+            c.flow->send(bytes("still works"), idem(1));
+            BOOST_REQUIRE(t.wait([&] { return c.events->ready || c.events->closed; }));
+            BOOST_REQUIRE_MESSAGE(c.events->ready, c.events->closed->reason);
+            BOOST_TEST(!summary_of(c.flow).resumed);
+            BOOST_TEST(store->erased.size() > erased);
+            if (*v.why)
+                BOOST_TEST(t.client_log.contains(std::string("full handshake (") + v.why + ")"));
+            else
+                BOOST_TEST(!summary_of(c.flow).resumed);
+            const auto before = t.accepted.size();
+            BOOST_REQUIRE(t.wait([&] {
+                return t.accepted.size() == before && !t.accepted.back().events->messages.empty();
+            }));
+            BOOST_TEST((t.accepted.back().events->messages.back() == bytes("still works")));
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(quic_session_tickets_off_stores_nothing) {
+    quic_pair t(early_server(), with(client_options(), "session-tickets", false));
+    auto store = std::make_shared<map_store>();
+    auto c = open_with(t, store);
+    BOOST_REQUIRE(t.wait([&] { return c.events->ready || c.events->closed; }));
+    BOOST_REQUIRE(c.events->ready);
+    c.flow->send(bytes("x"), meta(1));
+    BOOST_REQUIRE(
+        t.wait([&] { return !t.accepted.empty() && !t.accepted[0].events->messages.empty(); }));
+    BOOST_TEST(store->blobs.empty());
+    BOOST_TEST(t.client_log.contains("full handshake (session-tickets off)"));
+}
+
+BOOST_AUTO_TEST_CASE(quic_anti_replay_db_bounded) {
+    plugins::quic::anti_replay_db db;
+    const std::time_t now = 1000000;
+    BOOST_TEST(db.add("hello", now + 10, now));
+    BOOST_TEST(!db.add("hello", now + 10, now));     // a replay: no early data
+    BOOST_TEST(db.add("hello", now + 30, now + 11)); // the old entry expired
+    std::size_t refused = 0;
+    for (std::size_t i = db.size(); i < plugins::quic::anti_replay_db::max_entries; ++i)
+        refused += db.add("k" + std::to_string(i), now + 100, now + 11) ? 0 : 1;
+    BOOST_TEST(refused == 0u);
+    BOOST_TEST(db.size() == plugins::quic::anti_replay_db::max_entries);
+    BOOST_TEST(!db.add("one more", now + 100, now + 11)); // full: refused, never grows
+    BOOST_TEST(db.size() == plugins::quic::anti_replay_db::max_entries);
+    BOOST_TEST(db.add("one more", now + 200, now + 101)); // all expired: purged
+    BOOST_TEST(db.size() == 1u);
 }

@@ -3,7 +3,9 @@
 // reason. Multistreaming: fork() opens a stream of the same connection (trace `forked`, one
 // accepted connection, a carrier per stream at the listener), and a server opens a stream to
 // its client (carrier::on_incoming). Unreliable messages (reliable=false) travel as QUIC
-// DATAGRAM frames; one too large for a packet fails by name.
+// DATAGRAM frames; one too large for a packet fails by name. 0-RTT: the second carrier to a
+// server resumes from the ticket the association kept, and its idempotent message goes early
+// (the kernel's offer_early path); a context restarted with the association file resumes too.
 #define BOOST_TEST_MODULE quic carriers
 #include <utility>
 
@@ -12,6 +14,8 @@
 #include "stream_carriers_support.hpp"
 
 #include <boost/test/unit_test.hpp>
+
+#include <filesystem>
 
 #include <map>
 #include <optional>
@@ -55,7 +59,150 @@ struct echo_server {
     }
 };
 
+/// [quic, udp] whose server side accepts 0-RTT (early-data: true).
+policy quic_early_policy() {
+    return policy::parse("version: 1\nname: quic\nstacks:\n  - [quic, udp]\nprotocols:\n"
+                         "  quic: { cert-file: " +
+                             pki().server.cert + ", key-file: " + pki().server.key +
+                             ", ca-file: " + pki().ca + ", early-data: true }\n",
+                         "quic-early.yaml");
+}
+
+/// The quic layer's log lines of one context (trace events).
+struct quic_log {
+    std::vector<std::string> lines;
+    explicit quic_log(context& ctx) {
+        ctx.on_trace([this](const trace_event& e) {
+            if (e.what == trace_event::kind::layer_log && !e.stack.empty() && e.stack[0] == "quic")
+                lines.push_back(e.detail);
+        });
+    }
+    bool has(const std::string& part) const {
+        for (const auto& l : lines)
+            if (l.find(part) != std::string::npos) return true;
+        return false;
+    }
+    std::string all() const {
+        std::string s;
+        for (const auto& l : lines)
+            s += l + "\n";
+        return s;
+    }
+};
+
+/// An echo server recording what it receives.
+struct recording_echo {
+    listener l;
+    std::vector<std::string> got;
+    recording_echo(context& ctx, const policy& p)
+        : l(listen(ctx, local::parse("127.0.0.1:0"), p)) {
+        l.on_carrier([this](carrier c) {
+            c.on_received([this, c](message m) mutable {
+                got.emplace_back(m.text());
+                c.send(std::move(m));
+            });
+        });
+    }
+    remote where() const {
+        return remote::from_url("quic://localhost:" + std::to_string(port_of(l)));
+    }
+};
+
+/// One carrier: send `text` (idempotent or not) at once, wait for the echo, close.
+void round_trip(boost::asio::io_context& io, context& ctx, const remote& r, const policy& p,
+                const std::string& text, bool idempotent) {
+    auto c = initiate(ctx, r, p);
+    message m(text);
+    m.properties().idempotent = idempotent;
+    c.send(std::move(m));
+    std::optional<std::string> echo;
+    std::optional<error> failure;
+    bool closed = false;
+    c.on_received([&](message reply) {
+        echo = std::string(reply.text());
+        c.close();
+    });
+    c.on_error([&](const error& e) { failure = e; });
+    c.on_closed([&] { closed = true; });
+    run_until(io, [&] { return closed || failure; });
+    BOOST_REQUIRE_MESSAGE(!failure, (failure ? failure->to_string() : std::string()));
+    BOOST_TEST(echo.value_or("") == text);
+}
+
 } // namespace
+
+BOOST_AUTO_TEST_CASE(quic_carrier_zero_rtt) {
+    loopback_fixture f;
+    quic_log log(f.ctx);
+    recording_echo server(f.ctx, quic_early_policy());
+    const auto client = quic_policy();
+    round_trip(f.io, f.ctx, server.where(), client, "first", false);
+    BOOST_TEST(log.has("full handshake (no ticket)"), log.all());
+    BOOST_TEST(log.has("stored a session ticket for quic/localhost/post (early data allowed)"),
+               log.all());
+    round_trip(f.io, f.ctx, server.where(), client, "second", true);
+    BOOST_TEST(log.has("resumed session"), log.all());
+    // Both sides say so: the client's verdict and the server's.
+    std::size_t accepted = 0;
+    for (const auto& l : log.lines)
+        accepted += l.find("early data accepted") != std::string::npos ? 1 : 0;
+    BOOST_TEST(accepted == 2u, log.all());
+    // Once each: 0-RTT data is not delivered again after the handshake.
+    BOOST_TEST(server.got == (std::vector<std::string>{"first", "second"}),
+               boost::test_tools::per_element());
+    // Not idempotent: resumed, but it waits for the handshake.
+    const auto before = log.lines.size();
+    round_trip(f.io, f.ctx, server.where(), client, "third", false);
+    std::size_t early_after = 0;
+    for (std::size_t i = before; i < log.lines.size(); ++i)
+        early_after += log.lines[i].find("early data accepted") != std::string::npos ? 1 : 0;
+    BOOST_TEST(early_after == 0u, log.all());
+    BOOST_TEST(server.got.back() == "third");
+}
+
+BOOST_AUTO_TEST_CASE(quic_resumes_from_the_association_file) {
+    const auto file = pki().dir() / "quic-associations.json";
+    std::filesystem::remove(file);
+    boost::asio::io_context server_io;
+    // The server lives across both client "runs" (its ticket key is per layer instance).
+    context server_ctx(server_io, loopback_options());
+    recording_echo server(server_ctx, quic_early_policy());
+    const auto client = quic_policy();
+    auto run_client = [&](const std::string& text) {
+        auto o = loopback_options();
+        o.association_file = file;
+        boost::asio::io_context io;
+        context ctx(io, o);
+        quic_log log(ctx);
+        auto c = initiate(ctx, server.where(), client);
+        message m(text);
+        m.properties().idempotent = true;
+        c.send(std::move(m));
+        bool done = false;
+        std::optional<error> failure;
+        c.on_received([&](message) { c.close(); });
+        c.on_closed([&] { done = true; });
+        c.on_error([&](const error& e) { failure = e; });
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (!done && !failure && std::chrono::steady_clock::now() < deadline) {
+            io.poll();
+            server_io.poll();
+            if (io.stopped()) io.restart();
+            if (server_io.stopped()) server_io.restart();
+        }
+        BOOST_REQUIRE_MESSAGE(done, (failure ? failure->to_string() : std::string("timed out")));
+        io.poll();
+        return log;
+    };
+    auto first = run_client("run 1");
+    BOOST_TEST(first.has("full handshake"), first.all());
+    BOOST_REQUIRE(std::filesystem::exists(file));
+    auto second = run_client("run 2");
+    BOOST_TEST(second.has("resumed session"), second.all());
+    BOOST_TEST(second.has("early data accepted"), second.all());
+    BOOST_TEST(server.got == (std::vector<std::string>{"run 1", "run 2"}),
+               boost::test_tools::per_element());
+}
 
 BOOST_AUTO_TEST_CASE(quic_over_udp_echoes_messages_with_their_boundaries) {
     loopback_fixture f;
