@@ -160,6 +160,7 @@ ngtcp2_callbacks quic_connection::callbacks(bool client) {
     }
     cb.recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb;
     cb.handshake_completed = &cb_handshake_completed;
+    cb.handshake_confirmed = &cb_handshake_confirmed;
     cb.encrypt = ngtcp2_crypto_encrypt_cb;
     cb.decrypt = ngtcp2_crypto_decrypt_cb;
     cb.hp_mask = ngtcp2_crypto_hp_mask_cb;
@@ -833,8 +834,13 @@ void quic_connection::write_packets() {
         train_len = segment = train_count = 0;
         // Pacing, as ngtcp2's examples do with GSO: the next train waits its turn (writev_stream
         // returns 0 until then; the expiry timer includes the next send time). Without trains,
-        // packets go unpaced as before.
-        if (lower_trains_) ngtcp2_conn_update_pkt_tx_time(conn_, now());
+        // packets go unpaced as before. Not before the first RTT sample: ngtcp2 0.12 then
+        // derives the rate from its initial RTT (333 ms), so a 1200-byte Initial or first
+        // server flight held that side's next flight ~20 ms (the client's Finished and first
+        // message, the server's answer and echo: an ACK-only packet went instead). ngtcp2 0.14
+        // uses 1 ms there; the handful of handshake packets is bounded by the congestion window
+        // and anti-amplification anyway.
+        if (lower_trains_ && rtt_sampled()) ngtcp2_conn_update_pkt_tx_time(conn_, now());
     };
     // Datagrams first: they carry what cannot wait for retransmission, and each one is small.
     if (state_ == state::established && !datagrams_out_.empty() &&
@@ -942,6 +948,12 @@ void quic_connection::write_packets() {
         }
     }
     flush();
+}
+
+bool quic_connection::rtt_sampled() const noexcept {
+    ngtcp2_conn_stat cs;
+    ngtcp2_conn_get_conn_stat(conn_, &cs);
+    return cs.first_rtt_sample_ts != std::numeric_limits<ngtcp2_tstamp>::max();
 }
 
 void quic_connection::send_packet(const std::uint8_t* data, std::size_t n, std::size_t segment) {
@@ -1440,7 +1452,15 @@ ngtcp2_conn* quic_connection::cb_get_conn(ngtcp2_crypto_conn_ref* ref) {
 }
 
 int quic_connection::cb_handshake_completed(ngtcp2_conn*, void* user) {
-    static_cast<quic_connection*>(user)->handshake_done_ = true;
+    auto* self = static_cast<quic_connection*>(user);
+    self->handshake_done_ = true;
+    self->summary_.handshake_packets_in = self->summary_.packets_in;
+    return 0;
+}
+
+int quic_connection::cb_handshake_confirmed(ngtcp2_conn*, void* user) {
+    auto* self = static_cast<quic_connection*>(user);
+    self->summary_.confirmed_packets_in = self->summary_.packets_in;
     return 0;
 }
 

@@ -72,6 +72,11 @@ struct quic_summary {
     std::uint64_t expired = 0;           ///< Messages and datagrams dropped at their deadline.
     std::uint64_t expiry_resets = 0;     ///< Streams reset by a message expiring mid-way.
     std::uint64_t trains_out = 0;        ///< Lower sends that carried several packets.
+    /// Datagrams read up to the one that completed the handshake, and up to the one that
+    /// confirmed it (client: HANDSHAKE_DONE; server: as completed). Each side's first flight is
+    /// one datagram with our peers, so 2 when the peer answered that flight at once.
+    std::uint64_t handshake_packets_in = 0;
+    std::uint64_t confirmed_packets_in = 0;
     // 0-RTT (docs/quic.md "0-RTT")
     bool resumed = false; ///< The handshake resumed a ticket (both sides).
     enum class early_data : std::uint8_t { none, accepted, rejected } early = early_data::none;
@@ -199,6 +204,8 @@ private:
     /// the stream of a message expiring part-way through. Re-arms the deadline timer.
     void expire();
     void arm_deadline_timer();
+    /// ngtcp2 has measured the RTT (pacing needs it: see write_packets).
+    bool rtt_sampled() const noexcept;
     /// One lower send: a packet, or (segment non-zero) a train of packets of that size.
     void send_packet(const std::uint8_t* data, std::size_t n, std::size_t segment = 0);
     void dispatch();
@@ -226,6 +233,7 @@ private:
 
     // ngtcp2 callbacks (user_data is the connection)
     static int cb_handshake_completed(ngtcp2_conn*, void* user);
+    static int cb_handshake_confirmed(ngtcp2_conn*, void* user);
     static int cb_recv_stream_data(ngtcp2_conn*, std::uint32_t flags, std::int64_t id,
                                    std::uint64_t offset, const std::uint8_t* data, std::size_t len,
                                    void* user, void* stream_user);
