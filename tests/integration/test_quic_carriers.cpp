@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "../support/test_pki.hpp"
+#include "carrier_log_support.hpp"
 #include "loopback_support.hpp"
 #include "stream_carriers_support.hpp"
 
@@ -68,73 +69,12 @@ policy quic_early_policy() {
                          "quic-early.yaml");
 }
 
-/// The quic layer's log lines of one context (trace events).
-struct quic_log {
-    std::vector<std::string> lines;
-    explicit quic_log(context& ctx) {
-        ctx.on_trace([this](const trace_event& e) {
-            if (e.what == trace_event::kind::layer_log && !e.stack.empty() && e.stack[0] == "quic")
-                lines.push_back(e.detail);
-        });
-    }
-    bool has(const std::string& part) const {
-        for (const auto& l : lines)
-            if (l.find(part) != std::string::npos) return true;
-        return false;
-    }
-    std::string all() const {
-        std::string s;
-        for (const auto& l : lines)
-            s += l + "\n";
-        return s;
-    }
-};
-
-/// An echo server recording what it receives.
-struct recording_echo {
-    listener l;
-    std::vector<std::string> got;
-    recording_echo(context& ctx, const policy& p)
-        : l(listen(ctx, local::parse("127.0.0.1:0"), p)) {
-        l.on_carrier([this](carrier c) {
-            c.on_received([this, c](message m) mutable {
-                got.emplace_back(m.text());
-                c.send(std::move(m));
-            });
-        });
-    }
-    remote where() const {
-        return remote::from_url("quic://localhost:" + std::to_string(port_of(l)));
-    }
-};
-
-/// One carrier: send `text` (idempotent or not) at once, wait for the echo, close.
-void round_trip(boost::asio::io_context& io, context& ctx, const remote& r, const policy& p,
-                const std::string& text, bool idempotent) {
-    auto c = initiate(ctx, r, p);
-    message m(text);
-    m.properties().idempotent = idempotent;
-    c.send(std::move(m));
-    std::optional<std::string> echo;
-    std::optional<error> failure;
-    bool closed = false;
-    c.on_received([&](message reply) {
-        echo = std::string(reply.text());
-        c.close();
-    });
-    c.on_error([&](const error& e) { failure = e; });
-    c.on_closed([&] { closed = true; });
-    run_until(io, [&] { return closed || failure; });
-    BOOST_REQUIRE_MESSAGE(!failure, (failure ? failure->to_string() : std::string()));
-    BOOST_TEST(echo.value_or("") == text);
-}
-
 } // namespace
 
 BOOST_AUTO_TEST_CASE(quic_carrier_zero_rtt) {
     loopback_fixture f;
-    quic_log log(f.ctx);
-    recording_echo server(f.ctx, quic_early_policy());
+    layer_log log(f.ctx, "quic");
+    recording_echo server(f.ctx, quic_early_policy(), "quic");
     const auto client = quic_policy();
     round_trip(f.io, f.ctx, server.where(), client, "first", false);
     BOOST_TEST(log.has("full handshake (no ticket)"), log.all());
@@ -166,14 +106,14 @@ BOOST_AUTO_TEST_CASE(quic_resumes_from_the_association_file) {
     boost::asio::io_context server_io;
     // The server lives across both client "runs" (its ticket key is per layer instance).
     context server_ctx(server_io, loopback_options());
-    recording_echo server(server_ctx, quic_early_policy());
+    recording_echo server(server_ctx, quic_early_policy(), "quic");
     const auto client = quic_policy();
     auto run_client = [&](const std::string& text) {
         auto o = loopback_options();
         o.association_file = file;
         boost::asio::io_context io;
         context ctx(io, o);
-        quic_log log(ctx);
+        layer_log log(ctx, "quic");
         auto c = initiate(ctx, server.where(), client);
         message m(text);
         m.properties().idempotent = true;

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "../support/test_pki.hpp"
+#include "carrier_log_support.hpp"
 #include "loopback_support.hpp"
 
 #include <boost/test/unit_test.hpp>
@@ -30,74 +31,13 @@ policy tls_policy(const test_pki& pki, bool server) {
                          server ? "server.yaml" : "client.yaml");
 }
 
-/// Collects the tls layer's log lines of one context.
-struct tls_log {
-    std::vector<std::string> lines;
-    explicit tls_log(context& ctx) {
-        ctx.on_trace([this](const trace_event& e) {
-            if (e.what == trace_event::kind::layer_log && !e.stack.empty() && e.stack[0] == "tls")
-                lines.push_back(e.detail);
-        });
-    }
-    bool has(const std::string& part) const {
-        for (const auto& l : lines)
-            if (l.find(part) != std::string::npos) return true;
-        return false;
-    }
-    std::string all() const {
-        std::string s;
-        for (const auto& l : lines)
-            s += l + "\n";
-        return s;
-    }
-};
-
-/// An echo server over TLS, recording what it receives.
-struct echo_server {
-    listener l;
-    std::vector<std::string> got;
-    echo_server(context& ctx, const policy& p)
-        : l(listen(ctx, local::parse("127.0.0.1:0"), p)) {
-        l.on_carrier([this](carrier c) {
-            c.on_received([this, c](message m) mutable {
-                got.emplace_back(m.text());
-                c.send(std::move(m));
-            });
-        });
-    }
-    remote where() const {
-        return remote::from_url("tls://localhost:" + std::to_string(port_of(l)));
-    }
-};
-
-/// One carrier: send `text` (marked idempotent or not) right away, wait for the echo, close.
-void round_trip(boost::asio::io_context& io, context& ctx, const remote& r, const policy& p,
-                const std::string& text, bool idempotent) {
-    auto c = initiate(ctx, r, p);
-    message m(text);
-    m.properties().idempotent = idempotent;
-    c.send(std::move(m));
-    std::optional<std::string> echo;
-    std::optional<error> failure;
-    bool closed = false;
-    c.on_received([&](message reply) {
-        echo = std::string(reply.text());
-        c.close();
-    });
-    c.on_error([&](const error& e) { failure = e; });
-    c.on_closed([&] { closed = true; });
-    run_until(io, [&] { return closed || failure; });
-    BOOST_REQUIRE_MESSAGE(!failure, (failure ? failure->to_string() : std::string()));
-    BOOST_TEST(echo.value_or("") == text);
-}
-
 } // namespace
 
 BOOST_AUTO_TEST_CASE(the_second_carrier_resumes_and_sends_its_idempotent_message_as_early_data) {
     test_pki pki;
     loopback_fixture f;
-    tls_log log(f.ctx);
-    echo_server server(f.ctx, tls_policy(pki, true));
+    layer_log log(f.ctx, "tls");
+    recording_echo server(f.ctx, tls_policy(pki, true), "tls");
     const auto client = tls_policy(pki, false);
 
     round_trip(f.io, f.ctx, server.where(), client, "first", false);
@@ -114,8 +54,8 @@ BOOST_AUTO_TEST_CASE(the_second_carrier_resumes_and_sends_its_idempotent_message
 BOOST_AUTO_TEST_CASE(a_message_that_is_not_idempotent_waits_for_the_handshake) {
     test_pki pki;
     loopback_fixture f;
-    tls_log log(f.ctx);
-    echo_server server(f.ctx, tls_policy(pki, true));
+    layer_log log(f.ctx, "tls");
+    recording_echo server(f.ctx, tls_policy(pki, true), "tls");
     const auto client = tls_policy(pki, false);
     round_trip(f.io, f.ctx, server.where(), client, "ticket", false);
     round_trip(f.io, f.ctx, server.where(), client, "not idempotent", false);
@@ -130,7 +70,7 @@ BOOST_AUTO_TEST_CASE(a_restarted_application_resumes_from_the_association_file) 
     boost::asio::io_context server_io;
     // The server lives across both client "runs" (its ticket keys are per process).
     context server_ctx(server_io, loopback_options());
-    echo_server server(server_ctx, tls_policy(pki, true));
+    recording_echo server(server_ctx, tls_policy(pki, true), "tls");
     const auto client = tls_policy(pki, false);
     auto run_client = [&](const std::string& text) {
         auto o = loopback_options();
@@ -139,7 +79,7 @@ BOOST_AUTO_TEST_CASE(a_restarted_application_resumes_from_the_association_file) 
         boost::asio::io_context io;
         context ctx(io, o);
         BOOST_TEST(ctx.warnings().empty());
-        tls_log log(ctx);
+        layer_log log(ctx, "tls");
         auto c = initiate(ctx, server.where(), client);
         c.send(message(text));
         bool done = false;
