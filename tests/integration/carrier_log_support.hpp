@@ -12,6 +12,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -59,6 +60,21 @@ struct recording_echo {
         return remote::from_url(scheme + "://localhost:" + std::to_string(port_of(l)));
     }
 };
+
+/// Polls two io_contexts (a client's and a server's, each with its own context) until `done()`
+/// or `limit`; true when done.
+template <class Pred>
+bool poll_both_until(boost::asio::io_context& a, boost::asio::io_context& b, Pred done,
+                     std::chrono::steady_clock::duration limit = std::chrono::seconds(10)) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+        a.poll();
+        b.poll();
+        if (a.stopped()) a.restart();
+        if (b.stopped()) b.restart();
+    }
+    return done();
+}
 
 /// One carrier: send `text` (idempotent or not) at once, wait for the echo, close.
 inline void round_trip(boost::asio::io_context& io, context& ctx, const remote& r, const policy& p,

@@ -87,13 +87,7 @@ BOOST_AUTO_TEST_CASE(a_restarted_application_resumes_from_the_association_file) 
         c.on_received([&](message) { c.close(); });
         c.on_closed([&] { done = true; });
         c.on_error([&](const error& e) { failure = e; });
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-        while (!done && !failure && std::chrono::steady_clock::now() < deadline) {
-            io.poll();
-            server_io.poll();
-            if (io.stopped()) io.restart();
-            if (server_io.stopped()) server_io.restart();
-        }
+        poll_both_until(io, server_io, [&] { return done || failure; });
         BOOST_REQUIRE_MESSAGE(done, (failure ? failure->to_string() : std::string("timed out")));
         // Tickets arrive after the handshake: let the last save run before the context goes.
         io.poll();
