@@ -8,4 +8,4 @@ foreach(test properties bench_hol)
     LABELS cli
     ENVIRONMENT "POST_SOURCE_DIR=${PROJECT_SOURCE_DIR};POST_BINARY_DIR=${PROJECT_BINARY_DIR}")
 endforeach()
-set_tests_properties(cli_bench_hol PROPERTIES TIMEOUT 150)
+set_tests_properties(cli_bench_hol PROPERTIES TIMEOUT 240)

@@ -750,6 +750,12 @@ private:
         r.lost = r.sent - std::min<std::uint64_t>(r.sent, ph->settled.size());
         const double window_s = (ph->window_end_ns - ph->window_start_ns) / 1e9;
         r.bulk_mbps = window_s > 0 ? ph->bulk_bytes * 8 / window_s / 1e6 : 0;
+        // Bulk is counted a whole message at a time (delivery is atomic), so a window shorter
+        // than one bulk message's transfer reports 0 Mbit/s: say why rather than leave a 0.
+        if (ph->bulk_bytes == 0)
+            err_line(fmt::format("post bench hol: {} {}: no {}-byte bulk message arrived whole "
+                                 "within {:.1f} s; a longer --seconds measures bulk throughput",
+                                 netns_ ? "netns" : "loopback", name, ph->bulk_size, window_s));
         return r;
     }
 
