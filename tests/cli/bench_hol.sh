@@ -12,7 +12,7 @@ timeout 180 "$POST" bench hol --json --seconds 3 --bulk-size $bulk >"$TMP/hol.js
 python3 - "$TMP/hol.json" <<'PY'
 import json, math, sys
 doc = json.load(open(sys.argv[1]))
-assert doc["bench"] == "hol" and doc["seconds"] == 3, doc
+assert doc["bench"] == "hol" and doc["seconds"] == 3 and doc["warmup_seconds"] == 0.5, doc
 assert doc["bulk_size"] == 17 << 20 and doc["urgent_size"] == 1024, doc
 assert doc["bulk_niceness"] == 9 and doc["urgent_niceness"] == 0, doc
 pos = lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v > 0

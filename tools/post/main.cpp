@@ -1,5 +1,6 @@
 // post: the command line face of Post Sockets. Each subcommand lives in its own file and
 // registers itself here; main only parses, runs, and turns stray exceptions into messages.
+#include "allocator_tuning.hpp"
 #include "common.hpp"
 
 #include <fmt/core.h>
@@ -8,6 +9,7 @@
 #include <exception>
 
 int main(int argc, char** argv) {
+    post_tool::tune_allocator_for_large_messages();
     // A reader that goes away (`post listen | head`) must not kill us mid-write; sockets report
     // EPIPE as an error instead.
     std::signal(SIGPIPE, SIG_IGN);
