@@ -22,8 +22,7 @@ namespace post_tool {
 void tune_allocator_for_large_messages() {
 #if defined(__GLIBC__)
     // The user's own GLIBC_TUNABLES for malloc win.
-    if (const char* t = std::getenv("GLIBC_TUNABLES"); t && std::strstr(t, "glibc.malloc."))
-        return;
+    if (const char* t = std::getenv("GLIBC_TUNABLES"); t && std::strstr(t, "glibc.malloc.")) return;
     // Blocks up to 32 MiB come from the arenas (the largest default bulk message is far below),
     // and up to 64 MiB of free memory may stay in an arena before it is returned.
     mallopt(M_MMAP_THRESHOLD, 32 << 20);

@@ -725,9 +725,8 @@ private:
                 rs->start(raw_rx_->endpoint());
             }
         });
-        const auto budget =
-            establish_budget + drain_budget +
-            std::chrono::duration_cast<std::chrono::seconds>(seconds + ph->warmup);
+        const auto budget = establish_budget + drain_budget +
+                            std::chrono::duration_cast<std::chrono::seconds>(seconds + ph->warmup);
         const bool drained = done.wait_for(budget) == std::future_status::ready;
 
         phase_result r;
