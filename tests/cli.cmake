@@ -12,6 +12,7 @@ set_tests_properties(cli_bench PROPERTIES TIMEOUT 150)
 set_tests_properties(cli_establishment cli_bench_racing PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120)
 # Skipped (77) without tsctp or the sctp plugin, and without root or tshark, respectively.
 set_tests_properties(cli_bench_sctp cli_sctp_wire PROPERTIES SKIP_RETURN_CODE 77)
+set_tests_properties(cli_sctp_wire PROPERTIES TIMEOUT 150)
 # Namespaces and nft: skipped (77) when not root or without the quic plugin.
 set_tests_properties(cli_quic_racing PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 60)
 set_tests_properties(cli_bench_quic PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120)

@@ -23,13 +23,14 @@ port=${LURL##*:}
 MESSAGE="post on the wire $RANDOM$RANDOM"
 
 # One line per packet, printed as it is captured (-l), merged with tshark's stderr so that its
-# "Capturing on" line says when the capture is running: no sleeps.
-exec {tfd}< <(exec timeout 40 tshark -i lo -n -l -f "udp port $port" -d "udp.port==$port,sctp" \
+# "Capturing on" line says when the capture is running: no sleeps. tshark can take well over 20 s
+# to start (dissector registration) while a parallel test run loads both cores.
+exec {tfd}< <(exec timeout 100 tshark -i lo -n -l -f "udp port $port" -d "udp.port==$port,sctp" \
     -T fields -E separator='|' -e frame.number -e sctp.chunk_type -e data.data 2>&1)
 TSHARK_PID=$!
 PIDS+=("$TSHARK_PID")
 ready=0
-while read -r -t 20 -u "$tfd" line; do
+while read -r -t 60 -u "$tfd" line; do
     if [[ $line == *"Capturing on"* ]]; then
         ready=1
         break
