@@ -11,10 +11,12 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <ctime>
 #include <limits>
+#include <random>
 
 namespace post::plugins::quic {
 
@@ -28,6 +30,48 @@ constexpr int packets_per_pass = 64;
 /// this many packets (the kernel's UDP GSO limit), within the largest IPv4 UDP payload.
 constexpr std::size_t max_train_packets = 64;
 constexpr std::size_t max_train_bytes = 65507;
+/// RFC 9000 14.1: a client's first datagram is at least this long; a Version Negotiation goes
+/// only to datagrams this long, so a forged source address gains no amplification from it.
+constexpr std::size_t min_initial_datagram = 1200;
+/// RFC 9000 10.3 and 10.3.3: a stateless reset is smaller than the packet that triggered it
+/// (one byte smaller up to 43 bytes, so two endpoints cannot bounce resets forever) and at least
+/// 21 bytes. We answer short headers of at least min_reset_trigger bytes (what a real packet to
+/// our 17-byte CIDs takes, as in ngtcp2's examples) with min(size - 1, max_reset_size) bytes.
+constexpr std::size_t min_reset_trigger = 41;
+constexpr std::size_t max_reset_size = 43;
+
+std::string hex32(std::uint32_t v) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "0x%08x", static_cast<unsigned>(v));
+    return buf;
+}
+
+/// The key of this process's stateless reset tokens (RFC 9000 10.3.2): token = HKDF(secret,
+/// CID), so a fresh connection object (after a restart of the listener in this process) can
+/// reset a connection it never saw, for any CID we issued. Created once, thread-safe (a
+/// function-local static); never leaves the process.
+const std::array<std::uint8_t, 32>& reset_secret() {
+    static const std::array<std::uint8_t, 32> secret = [] {
+        std::array<std::uint8_t, 32> s{};
+        if (gnutls_rnd(GNUTLS_RND_KEY, s.data(), s.size()) != 0) {
+            // GnuTLS's generator failed (it does not in practice): the OS's then.
+            std::random_device rd;
+            for (auto& b : s)
+                b = static_cast<std::uint8_t>(rd());
+        }
+        return s;
+    }();
+    return secret;
+}
+
+/// The stateless reset token of `cid`; false only if the HKDF failed.
+bool reset_token(const std::uint8_t* cid, std::size_t cidlen, std::uint8_t* token) {
+    ngtcp2_cid c;
+    ngtcp2_cid_init(&c, cid, cidlen);
+    const auto& secret = reset_secret();
+    return ngtcp2_crypto_generate_stateless_reset_token(token, secret.data(), secret.size(), &c) ==
+           0;
+}
 
 std::string hex(std::uint64_t v) {
     char buf[32];
@@ -155,6 +199,7 @@ ngtcp2_callbacks quic_connection::callbacks(bool client) {
     if (client) {
         cb.client_initial = ngtcp2_crypto_client_initial_cb;
         cb.recv_retry = ngtcp2_crypto_recv_retry_cb;
+        cb.recv_version_negotiation = &cb_recv_version_negotiation;
     } else {
         cb.recv_client_initial = ngtcp2_crypto_recv_client_initial_cb;
     }
@@ -179,6 +224,7 @@ ngtcp2_callbacks quic_connection::callbacks(bool client) {
     cb.get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb;
     cb.stream_stop_sending = &cb_stream_stop_sending;
     cb.version_negotiation = ngtcp2_crypto_version_negotiation_cb;
+    cb.recv_stateless_reset = &cb_recv_stateless_reset;
     if (client) {
         cb.early_data_rejected = &cb_early_data_rejected;
         cb.recv_crypto_data = &cb_recv_crypto_data;
@@ -253,8 +299,14 @@ bool quic_connection::create_client(sdk::flow_error& err) {
 
 bool quic_connection::accept_initial(const std::uint8_t* data, std::size_t len) {
     ngtcp2_pkt_hd hd{};
-    if (ngtcp2_accept(&hd, data, len) != 0) {
-        // Not a valid client Initial: nothing to answer (no connection, no state).
+    // A version we do not speak is decided here, before ngtcp2_accept: whatever that returns
+    // for it, no connection may be created with it.
+    ngtcp2_version_cid vc{};
+    const bool unknown_version =
+        ngtcp2_pkt_decode_version_cid(&vc, data, len, scid_len) == NGTCP2_ERR_VERSION_NEGOTIATION;
+    if (unknown_version || ngtcp2_accept(&hd, data, len) != 0) {
+        // Not a valid client Initial: no connection, no state; at most a stateless answer.
+        answer_stranger(data, len);
         if (summary_.dropped_before_accept++ == 0)
             log(sdk::log_level::debug, "datagram of " + std::to_string(len) + " bytes from " +
                                            peer() + " is not a QUIC Initial: dropped");
@@ -268,6 +320,10 @@ bool quic_connection::accept_initial(const std::uint8_t* data, std::size_t len) 
     ngtcp2_transport_params params;
     fill_settings(settings, params);
     params.original_dcid = hd.dcid;
+    // Derived, not random: whoever holds this process's secret can reset this connection
+    // after it is gone (RFC 9000 10.3).
+    params.stateless_reset_token_present =
+        reset_token(scid.data, scid.datalen, params.stateless_reset_token) ? 1 : 0;
     const auto cb = callbacks(false);
     if (int rv = ngtcp2_conn_server_new(&conn_, &hd.scid, &scid, &path_, hd.version, &cb, &settings,
                                         &params, nullptr, this);
@@ -284,6 +340,56 @@ bool quic_connection::accept_initial(const std::uint8_t* data, std::size_t len) 
         return false;
     }
     return true;
+}
+
+void quic_connection::answer_stranger(const std::uint8_t* data, std::size_t len) {
+    if (answered_stranger_ || len == 0) return;
+    ngtcp2_version_cid vc{};
+    const int rv = ngtcp2_pkt_decode_version_cid(&vc, data, len, scid_len);
+    std::array<std::uint8_t, 1 + 4 + 1 + 255 + 1 + 255 + 16> buf;
+    if (data[0] & 0x80) {
+        // Long header. RFC 9000 6.1: a Version Negotiation answers an unknown version in a
+        // datagram of at least 1200 bytes, never a Version Negotiation (version 0), whose
+        // decoding returns 0 here, nor a shorter datagram (RFC 8999 6: amplification).
+        if (rv != NGTCP2_ERR_VERSION_NEGOTIATION || len < min_initial_datagram) return;
+        std::uint8_t unused = 0;
+        if (gnutls_rnd(GNUTLS_RND_NONCE, &unused, 1) != 0) unused = 0;
+        // The versions we take: ngtcp2_conn_server_new is given the client's version, and our
+        // clients offer only version 1.
+        const std::uint32_t versions[] = {NGTCP2_PROTO_VER_V1};
+        // The client's SCID becomes our DCID and its DCID our SCID (RFC 9000 17.2.1).
+        const auto n = ngtcp2_pkt_write_version_negotiation(
+            buf.data(), buf.size(), static_cast<std::uint8_t>(unused & 0x7f), vc.scid, vc.scidlen,
+            vc.dcid, vc.dcidlen, versions, std::size(versions));
+        if (n <= 0) return;
+        answered_stranger_ = true;
+        ++summary_.version_negotiations_sent;
+        log(sdk::log_level::debug, "QUIC version " + hex32(vc.version) + " from " + peer() +
+                                       " is not ours: Version Negotiation sent (we speak " +
+                                       hex32(NGTCP2_PROTO_VER_V1) + ")");
+        send_packet(buf.data(), static_cast<std::size_t>(n));
+        return;
+    }
+    // Short header: a packet of a connection this flow never had (this process restarted the
+    // listener, or the peer's address changed). RFC 9000 10.3: a stateless reset for its DCID
+    // tells the peer at once, instead of its idle timeout; only to packets long enough that
+    // the reset is smaller, and at least 21 bytes.
+    if (rv != 0 || len < min_reset_trigger || vc.dcidlen != scid_len) return;
+    std::uint8_t token[NGTCP2_STATELESS_RESET_TOKENLEN];
+    if (!reset_token(vc.dcid, vc.dcidlen, token)) return;
+    const std::size_t total = std::min(len - 1, max_reset_size);
+    std::uint8_t rand[max_reset_size];
+    const std::size_t randlen = total - NGTCP2_STATELESS_RESET_TOKENLEN;
+    if (gnutls_rnd(GNUTLS_RND_NONCE, rand, randlen) != 0) return;
+    const auto n = ngtcp2_pkt_write_stateless_reset(buf.data(), buf.size(), token, rand, randlen);
+    if (n <= 0) return;
+    answered_stranger_ = true;
+    ++summary_.stateless_resets_sent;
+    log(sdk::log_level::debug, "short-header packet of " + std::to_string(len) + " bytes from " +
+                                   peer() +
+                                   " for a connection we do not know: stateless reset "
+                                   "sent");
+    send_packet(buf.data(), static_cast<std::size_t>(n));
 }
 
 std::string quic_connection::tls_name(bool& is_address) const {
@@ -1285,7 +1391,23 @@ void quic_connection::on_handshake_timer() {
 void quic_connection::handle_liberr(int rv, const char* where) {
     switch (rv) {
     case NGTCP2_ERR_DRAINING:
+        if (reset_received_)
+            // RFC 9000 10.3: no CONNECTION_CLOSE, the peer has no state to close.
+            return end_all({std::make_error_code(std::errc::connection_reset),
+                            std::string("quic: the ") + (client() ? "server" : "client") +
+                                " reset the connection (stateless reset): it no longer knows "
+                                "it"});
         return handle_peer_close();
+    case NGTCP2_ERR_RECV_VERSION_NEGOTIATION: {
+        // RFC 9000 6.2: the attempt ends, silently (the server has no connection to close).
+        std::string offered;
+        for (auto v : offered_versions_)
+            offered += (offered.empty() ? "" : ", ") + hex32(v);
+        return end_all({std::make_error_code(std::errc::protocol_not_supported),
+                        "quic: " + peer() + " does not speak QUIC version " +
+                            hex32(NGTCP2_PROTO_VER_V1) + " (Version Negotiation); it offered: " +
+                            (offered.empty() ? std::string("none") : offered)});
+    }
     case NGTCP2_ERR_CLOSING:
         return end_all({std::make_error_code(std::errc::connection_aborted),
                         "quic: the connection is closing"});
@@ -1674,9 +1796,27 @@ void quic_connection::cb_rand(std::uint8_t* dest, std::size_t len, const ngtcp2_
 int quic_connection::cb_get_new_connection_id(ngtcp2_conn*, ngtcp2_cid* cid, std::uint8_t* token,
                                               std::size_t cidlen, void*) {
     if (gnutls_rnd(GNUTLS_RND_RANDOM, cid->data, cidlen) != 0 ||
-        gnutls_rnd(GNUTLS_RND_RANDOM, token, NGTCP2_STATELESS_RESET_TOKENLEN) != 0)
+        !reset_token(cid->data, cidlen, token))
         return NGTCP2_ERR_CALLBACK_FAILURE;
     cid->datalen = cidlen;
+    return 0;
+}
+
+int quic_connection::cb_recv_version_negotiation(ngtcp2_conn*, const ngtcp2_pkt_hd*,
+                                                 const std::uint32_t* sv, std::size_t nsv,
+                                                 void* user) {
+    auto* self = static_cast<quic_connection*>(user);
+    try {
+        self->offered_versions_.assign(sv, sv + std::min<std::size_t>(nsv, 16));
+    } catch (...) {
+        self->offered_versions_.clear(); // the error then says "none"
+    }
+    return 0;
+}
+
+int quic_connection::cb_recv_stateless_reset(ngtcp2_conn*, const ngtcp2_pkt_stateless_reset*,
+                                             void* user) {
+    static_cast<quic_connection*>(user)->reset_received_ = true; // read_pkt returns DRAINING
     return 0;
 }
 

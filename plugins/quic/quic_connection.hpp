@@ -63,6 +63,11 @@ struct quic_summary {
     std::uint64_t packets_in = 0;
     std::uint64_t packets_out = 0;
     std::uint64_t dropped_before_accept = 0; ///< Datagrams that were not a valid Initial.
+    /// Server, fresh flow: Version Negotiation packets sent (a long header of a version we do
+    /// not speak, at least 1200 bytes) and stateless resets sent (a short header of at least 41
+    /// bytes: a connection this process no longer knows). At most one answer per fresh flow.
+    std::uint64_t version_negotiations_sent = 0;
+    std::uint64_t stateless_resets_sent = 0;
     std::uint64_t incoming_streams = 0;
     std::uint64_t streams_blocked = 0;   ///< Forks that waited for MAX_STREAMS credit.
     std::string alpn;                    ///< Negotiated.
@@ -170,6 +175,9 @@ private:
 
     bool create_client(sdk::flow_error& err);
     bool accept_initial(const std::uint8_t* data, std::size_t len);
+    /// Server, fresh flow, a first datagram that is no Initial we take: a Version Negotiation
+    /// or a stateless reset when RFC 9000 asks for one (docs/quic.md "Answers to strangers").
+    void answer_stranger(const std::uint8_t* data, std::size_t len);
     bool set_up_tls(sdk::flow_error& err);
     /// The name the server's certificate is checked against (server-name, host, address).
     std::string tls_name(bool& is_address) const;
@@ -254,6 +262,9 @@ private:
     /// hands it to ngtcp2's GnuTLS glue as usual.
     static int cb_recv_crypto_data(ngtcp2_conn*, ngtcp2_crypto_level level, std::uint64_t offset,
                                    const std::uint8_t* data, std::size_t len, void* user);
+    static int cb_recv_version_negotiation(ngtcp2_conn*, const ngtcp2_pkt_hd*,
+                                           const std::uint32_t* sv, std::size_t nsv, void* user);
+    static int cb_recv_stateless_reset(ngtcp2_conn*, const ngtcp2_pkt_stateless_reset*, void* user);
     static void cb_rand(std::uint8_t* dest, std::size_t len, const ngtcp2_rand_ctx*);
     static int cb_get_new_connection_id(ngtcp2_conn*, ngtcp2_cid* cid, std::uint8_t* token,
                                         std::size_t cidlen, void* user);
@@ -286,6 +297,9 @@ private:
     bool in_service_ = false;
     bool handshake_done_ = false; ///< Recorded by the callback, acted on in service().
     bool closing_sent_ = false;
+    bool answered_stranger_ = false; ///< Server: a VN or stateless reset went to this flow.
+    bool reset_received_ = false;    ///< The peer sent a stateless reset (then DRAINING).
+    std::vector<std::uint32_t> offered_versions_; ///< Client: from a Version Negotiation.
     bool lower_close_requested_ = false;
     bool abort_requested_ = false; ///< abort() on the last open stream: CONNECTION_CLOSE.
     std::optional<pending_close> pending_close_;

@@ -9,6 +9,9 @@
 // kept in a session_store, resumption on both sides, idempotent messages in 0-RTT accepted or
 // rejected (replayed once, in order), non-idempotent messages waiting, unusable tickets. A new
 // connection's first echo without a pacer holding either side's answer in the handshake.
+// Robustness: Version Negotiation for unknown versions (and silence where the RFC wants it), a
+// client told of an unknown version, stateless resets from a restarted listener, and the
+// server's anti-amplification limit towards an address that never answers.
 #define BOOST_TEST_MODULE quic layer
 #include <utility>
 
@@ -131,11 +134,13 @@ struct quic_pair {
     std::unique_ptr<sdk::layer> server_quic;
     std::unique_ptr<sdk::layer> client_quic;
     std::vector<stream_end> accepted;
+    std::vector<std::weak_ptr<sdk::flow>> lowers; ///< The udp flows under `accepted`.
     bool echo = false;
 
     struct acceptor_events : sdk::acceptor_events {
         quic_pair* t = nullptr;
         void on_accepted(std::shared_ptr<sdk::flow> lower) noexcept override {
+            t->lowers.push_back(lower);
             sdk::open_params p;
             p.side = sdk::role::server;
             p.remote = lower->info().remote;
@@ -247,6 +252,94 @@ struct udp_relay {
                            });
     }
 };
+
+/// A bare UDP socket on loopback that records every datagram it receives (a stranger, a fake
+/// server, an attacker: whatever speaks no QUIC of ours).
+struct raw_udp {
+    using udp = asio::ip::udp;
+    udp::socket socket;
+    std::vector<sdk::byte_buffer> got;
+    std::size_t got_bytes = 0;
+    udp::endpoint last_sender;
+    udp::endpoint sender_;
+    std::array<std::byte, 65536> buf{};
+
+    explicit raw_udp(asio::io_context& io)
+        : socket(io, udp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+        pump();
+    }
+    std::uint16_t port() const { return socket.local_endpoint().port(); }
+    void send_to(const sdk::byte_buffer& d, udp::endpoint to) {
+        socket.send_to(asio::buffer(d), to);
+    }
+    void send_to(const sdk::byte_buffer& d, std::uint16_t port) {
+        send_to(d, udp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    }
+    void pump() {
+        socket.async_receive_from(asio::buffer(buf), sender_,
+                                  [this](const boost::system::error_code& ec, std::size_t n) {
+                                      if (ec == asio::error::operation_aborted) return;
+                                      if (!ec) {
+                                          got.emplace_back(buf.begin(), buf.begin() + n);
+                                          got_bytes += n;
+                                          last_sender = sender_;
+                                      }
+                                      pump();
+                                  });
+    }
+};
+
+std::uint8_t u8(const sdk::byte_buffer& d, std::size_t i) {
+    return std::to_integer<std::uint8_t>(d.at(i));
+}
+
+std::uint32_t u32(const sdk::byte_buffer& d, std::size_t i) {
+    return (std::uint32_t{u8(d, i)} << 24) | (std::uint32_t{u8(d, i + 1)} << 16) |
+           (std::uint32_t{u8(d, i + 2)} << 8) | u8(d, i + 3);
+}
+
+void put32(sdk::byte_buffer& d, std::uint32_t v) {
+    for (int s = 24; s >= 0; s -= 8)
+        d.push_back(std::byte(static_cast<std::uint8_t>(v >> s)));
+}
+
+/// A long-header packet (first byte 0xc0: Initial-looking) of `version` with these CIDs,
+/// padded with zeros to `size` bytes.
+sdk::byte_buffer long_header(std::uint32_t version, const sdk::byte_buffer& dcid,
+                             const sdk::byte_buffer& scid, std::size_t size) {
+    sdk::byte_buffer d{std::byte{0xc0}};
+    put32(d, version);
+    d.push_back(std::byte(static_cast<std::uint8_t>(dcid.size())));
+    d.insert(d.end(), dcid.begin(), dcid.end());
+    d.push_back(std::byte(static_cast<std::uint8_t>(scid.size())));
+    d.insert(d.end(), scid.begin(), scid.end());
+    d.resize(std::max(size, d.size()), std::byte{0});
+    return d;
+}
+
+/// The parts of a long-header packet (RFC 8999 5.1), or nullopt when it is not one.
+struct long_parts {
+    std::uint32_t version = 0;
+    sdk::byte_buffer dcid, scid, rest;
+};
+std::optional<long_parts> parse_long(const sdk::byte_buffer& d) {
+    if (d.size() < 7 || (u8(d, 0) & 0x80) == 0) return std::nullopt;
+    long_parts p;
+    p.version = u32(d, 1);
+    std::size_t i = 5;
+    const std::size_t dl = u8(d, i++);
+    if (d.size() < i + dl + 1) return std::nullopt;
+    p.dcid.assign(d.begin() + static_cast<std::ptrdiff_t>(i),
+                  d.begin() + static_cast<std::ptrdiff_t>(i + dl));
+    i += dl;
+    const std::size_t sl = u8(d, i++);
+    if (d.size() < i + sl) return std::nullopt;
+    p.scid.assign(d.begin() + static_cast<std::ptrdiff_t>(i),
+                  d.begin() + static_cast<std::ptrdiff_t>(i + sl));
+    i += sl;
+    p.rest.assign(d.begin() + static_cast<std::ptrdiff_t>(i), d.end());
+    return p;
+}
 
 bool has(const std::string& text, std::string_view what) {
     return text.find(what) != std::string::npos;
@@ -1265,4 +1358,177 @@ BOOST_AUTO_TEST_CASE(quic_anti_replay_db_bounded) {
     BOOST_TEST(db.size() == plugins::quic::anti_replay_db::max_entries);
     BOOST_TEST(db.add("one more", now + 200, now + 101)); // all expired: purged
     BOOST_TEST(db.size() == 1u);
+}
+
+// ---- robustness: version negotiation, stateless reset, anti-amplification ------------------
+
+BOOST_AUTO_TEST_CASE(an_unknown_version_gets_one_version_negotiation_with_the_cids_swapped) {
+    quic_pair t(with(server_options(), "handshake-timeout", std::chrono::milliseconds(300)));
+    raw_udp stranger(t.io);
+    const auto dcid = pattern(8, 1), scid = pattern(5, 2);
+    const auto sent = long_header(0x1a2a3a4a, dcid, scid, 1200);
+    BOOST_REQUIRE_EQUAL(sent.size(), 1200u);
+    stranger.send_to(sent, t.port());
+    BOOST_REQUIRE(t.wait([&] { return !stranger.got.empty(); }, 3s));
+    // Exactly one: nothing more comes while the fresh flow waits out its handshake timeout.
+    BOOST_REQUIRE(t.wait([&] { return !t.accepted.empty() && t.accepted[0].events->closed; }, 3s));
+    BOOST_TEST(has(t.accepted[0].events->closed->reason, "no valid QUIC Initial"),
+               t.accepted[0].events->closed->reason);
+    BOOST_TEST(!t.wait([&] { return stranger.got.size() > 1; }, 200ms));
+    BOOST_REQUIRE_EQUAL(stranger.got.size(), 1u);
+    const auto vn = parse_long(stranger.got[0]);
+    BOOST_REQUIRE(vn.has_value());
+    BOOST_TEST(vn->version == 0u);  // Version Negotiation
+    BOOST_TEST((vn->dcid == scid)); // RFC 9000 17.2.1: the client's SCID, then its DCID
+    BOOST_TEST((vn->scid == dcid));
+    BOOST_REQUIRE_EQUAL(vn->rest.size() % 4, 0u);
+    std::vector<std::uint32_t> versions;
+    for (std::size_t i = 0; i < vn->rest.size(); i += 4)
+        versions.push_back(u32(vn->rest, i));
+    BOOST_TEST((versions == std::vector<std::uint32_t>{0x00000001}));
+    BOOST_TEST(summary_of(t.accepted[0].flow).version_negotiations_sent == 1u);
+    BOOST_TEST(!t.accepted[0].events->ready);
+}
+
+BOOST_AUTO_TEST_CASE(short_datagrams_and_version_negotiations_get_no_version_negotiation) {
+    quic_pair t(with(server_options(), "handshake-timeout", std::chrono::milliseconds(300)));
+    // Under 1200 bytes: answering would amplify a forged source's traffic (RFC 8999 6).
+    raw_udp small(t.io);
+    small.send_to(long_header(0x1a2a3a4a, pattern(8, 1), pattern(5, 2), 100), t.port());
+    // A Version Negotiation (version 0) is never answered with one (RFC 9000 6.1), even long.
+    raw_udp vn(t.io);
+    auto fake = long_header(0, pattern(8, 3), pattern(8, 4), 0);
+    put32(fake, 0x1a2a3a4a);
+    fake.resize(1200, std::byte{0});
+    vn.send_to(fake, t.port());
+    BOOST_REQUIRE(t.wait([&] { return t.accepted.size() == 2u; }, 3s));
+    // A bounded wait that must end in silence.
+    BOOST_TEST(!t.wait([&] { return !small.got.empty() || !vn.got.empty(); }, 400ms));
+    for (const auto& a : t.accepted) {
+        BOOST_TEST(summary_of(a.flow).version_negotiations_sent == 0u);
+        BOOST_TEST(summary_of(a.flow).stateless_resets_sent == 0u);
+        BOOST_TEST(summary_of(a.flow).dropped_before_accept == 1u);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_client_told_of_other_versions_fails_at_once_naming_them) {
+    quic_pair t;
+    raw_udp server(t.io); // answers the first datagram with a hand-written Version Negotiation
+    const auto start = std::chrono::steady_clock::now();
+    auto c = t.open(server.port());
+    BOOST_REQUIRE(t.wait([&] { return !server.got.empty(); }, 3s));
+    const auto initial = parse_long(server.got[0]);
+    BOOST_REQUIRE(initial.has_value());
+    BOOST_TEST(initial->version == 1u);
+    sdk::byte_buffer vn{std::byte{0x80 | 0x35}}; // long form, random unused bits
+    put32(vn, 0);
+    vn.push_back(std::byte(static_cast<std::uint8_t>(initial->scid.size())));
+    vn.insert(vn.end(), initial->scid.begin(), initial->scid.end());
+    vn.push_back(std::byte(static_cast<std::uint8_t>(initial->dcid.size())));
+    vn.insert(vn.end(), initial->dcid.begin(), initial->dcid.end());
+    put32(vn, 0x1a2a3a4a);
+    server.send_to(vn, server.last_sender);
+    BOOST_REQUIRE(t.wait([&] { return c.events->closed.has_value(); }, 1s));
+    BOOST_TEST((std::chrono::steady_clock::now() - start < 1s));
+    BOOST_TEST(!c.events->ready);
+    const auto& e = *c.events->closed;
+    BOOST_TEST((e.code == std::make_error_code(std::errc::protocol_not_supported)), e.reason);
+    BOOST_TEST(has(e.reason, "0x1a2a3a4a"), e.reason);
+    BOOST_TEST(has(e.reason, "Version Negotiation"), e.reason);
+    BOOST_TEST(!has(e.reason, "timeout"), e.reason);
+}
+
+BOOST_AUTO_TEST_CASE(a_restarted_listener_resets_a_connection_it_no_longer_knows) {
+    quic_pair t(server_options(),
+                with(client_options(), "idle-timeout", std::chrono::milliseconds(5000)));
+    t.echo = true;
+    // Through a relay: the client's socket never sees an ICMP "port unreachable" while the
+    // server's port is closed, only what the new listener answers.
+    udp_relay relay(t.io, t.port());
+    auto c = t.connect(relay.port());
+    c.flow->send(bytes("before"), meta(1));
+    BOOST_REQUIRE(t.wait([&] { return c.events->messages.size() == 1u; }));
+    // The listener and its flows vanish without a CONNECTION_CLOSE, as in a crash: the udp
+    // flows are aborted first, so the connection's last words go nowhere.
+    const auto port = t.port();
+    t.acc->close();
+    for (auto& w : t.lowers)
+        if (auto l = w.lock()) l->abort();
+    t.accepted.clear();
+    t.lowers.clear();
+    // The old socket is closed once nothing refers to it: a plain bind then succeeds.
+    BOOST_REQUIRE(t.wait(
+        [&] {
+            asio::ip::udp::socket probe(t.io, asio::ip::udp::v4());
+            boost::system::error_code ec;
+            probe.bind({asio::ip::make_address("127.0.0.1"), port}, ec);
+            return !ec;
+        },
+        3s));
+    BOOST_TEST(!c.events->closed);
+    sdk::flow_error err;
+    t.acc = t.udp->listen(ep("127.0.0.1", port), err);
+    BOOST_REQUIRE_MESSAGE(t.acc, err.reason);
+    t.acc->set_events(t.server);
+    t.acc->start();
+    const auto start = std::chrono::steady_clock::now();
+    c.flow->send(pattern(100, 3), meta(2));
+    BOOST_REQUIRE(t.wait([&] { return c.events->closed.has_value(); }, 4s));
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    BOOST_TEST((elapsed < 1s)); // the idle timeout is 5 s
+    const auto& e = *c.events->closed;
+    BOOST_TEST(e.reason ==
+               "quic: the server reset the connection (stateless reset): it no longer knows it");
+    BOOST_TEST((e.code == std::make_error_code(std::errc::connection_reset)));
+    BOOST_TEST(c.events->messages.size() == 1u);
+    BOOST_REQUIRE_EQUAL(t.accepted.size(), 1u);
+    BOOST_TEST(summary_of(t.accepted[0].flow).stateless_resets_sent == 1u);
+    BOOST_TEST(!t.accepted[0].events->ready);
+}
+
+BOOST_AUTO_TEST_CASE(short_header_strangers_get_at_most_one_small_stateless_reset) {
+    quic_pair t(with(server_options(), "handshake-timeout", std::chrono::milliseconds(300)));
+    raw_udp tiny(t.io), stranger(t.io);
+    // 40 bytes: a reset must be smaller and at least 21 bytes; this one gets none.
+    sdk::byte_buffer small = pattern(40, 5);
+    small[0] = std::byte{0x40};
+    tiny.send_to(small, t.port());
+    sdk::byte_buffer packet = pattern(300, 6);
+    packet[0] = std::byte{0x41}; // short header, fixed bit
+    for (int i = 0; i < 3; ++i)
+        stranger.send_to(packet, t.port());
+    BOOST_REQUIRE(t.wait([&] { return !stranger.got.empty(); }, 3s));
+    BOOST_REQUIRE(t.wait([&] { return t.accepted.size() == 2u; }, 3s));
+    BOOST_TEST(!t.wait([&] { return stranger.got.size() > 1 || !tiny.got.empty(); }, 300ms));
+    BOOST_REQUIRE_EQUAL(stranger.got.size(), 1u);
+    const auto& reset = stranger.got[0];
+    BOOST_TEST(reset.size() >= 21u);
+    BOOST_TEST(reset.size() < packet.size());
+    BOOST_TEST((u8(reset, 0) & 0xc0) == 0x40); // looks like a short header
+    BOOST_TEST(tiny.got.empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_server_sends_at_most_three_times_what_an_unanswering_address_sent) {
+    quic_pair t(with(with(server_options(), "handshake-timeout", std::chrono::milliseconds(1500)),
+                     "idle-timeout", std::chrono::milliseconds(1500)));
+    // A real client Initial, caught by a socket that never answers.
+    raw_udp capture(t.io);
+    auto c = t.open(capture.port());
+    BOOST_REQUIRE(t.wait([&] { return !capture.got.empty(); }, 3s));
+    const auto initial = capture.got[0];
+    BOOST_REQUIRE(parse_long(initial).has_value());
+    c.flow->abort();
+    // Replayed from another address, which never answers either (a forged source).
+    raw_udp victim(t.io);
+    victim.send_to(initial, t.port());
+    BOOST_REQUIRE(t.wait([&] { return !t.accepted.empty() && t.accepted[0].events->closed; }, 5s));
+    BOOST_TEST(!t.accepted[0].events->ready);
+    // Everything the connection wrote has arrived (loopback loses nothing here).
+    const auto& sum = summary_of(t.accepted[0].flow);
+    BOOST_REQUIRE(t.wait([&] { return victim.got.size() >= sum.packets_out; }, 2s));
+    BOOST_TEST_MESSAGE("anti-amplification: received " << initial.size() << ", sent "
+                                                       << victim.got_bytes << " bytes in "
+                                                       << victim.got.size() << " datagrams");
+    BOOST_TEST(victim.got_bytes > 0u);
+    BOOST_TEST(victim.got_bytes <= 3 * initial.size());
 }
