@@ -251,6 +251,16 @@ void quic_connection::fill_settings(ngtcp2_settings& settings,
     // RFC 9221: the largest DATAGRAM frame we take (0 = none). A datagram never spans packets,
     // so anything near 64 KiB is as good as unlimited.
     params.max_datagram_frame_size = settings_->datagrams ? 65535 : 0;
+    if (!settings_->qlog_dir.empty()) settings.qlog.write = &cb_qlog_write;
+}
+
+void quic_connection::open_qlog(const ngtcp2_cid& odcid) {
+    if (settings_->qlog_dir.empty()) return;
+    qlog_ = std::make_unique<quic_qlog>(settings_->qlog_dir, odcid.data, odcid.datalen, client());
+    if (qlog_->ok())
+        log(sdk::log_level::debug, "qlog: " + qlog_->path());
+    else
+        log(sdk::log_level::warning, "qlog: " + qlog_->error() + " (no qlog for this connection)");
 }
 
 void quic_connection::set_path() {
@@ -275,6 +285,7 @@ bool quic_connection::create_client(sdk::flow_error& err) {
         err = {std::make_error_code(std::errc::io_error), "quic: no random connection id"};
         return false;
     }
+    open_qlog(dcid); // ngtcp2 writes the first records while it creates the connection
     ngtcp2_settings settings;
     ngtcp2_transport_params params;
     fill_settings(settings, params);
@@ -320,6 +331,8 @@ bool quic_connection::accept_initial(const std::uint8_t* data, std::size_t len) 
     ngtcp2_transport_params params;
     fill_settings(settings, params);
     params.original_dcid = hd.dcid;
+    settings.qlog.odcid = hd.dcid; // the client's choice names the trace on both sides
+    open_qlog(hd.dcid);
     // Derived, not random: whoever holds this process's secret can reset this connection
     // after it is gone (RFC 9000 10.3).
     params.stateless_reset_token_present =
@@ -1791,6 +1804,20 @@ int quic_connection::cb_early_data_rejected(ngtcp2_conn*, void*) {
 
 void quic_connection::cb_rand(std::uint8_t* dest, std::size_t len, const ngtcp2_rand_ctx*) {
     if (gnutls_rnd(GNUTLS_RND_RANDOM, dest, len) != 0) std::memset(dest, 0, len);
+}
+
+void quic_connection::cb_qlog_write(void* user, std::uint32_t flags, const void* data,
+                                    std::size_t len) {
+    auto* self = static_cast<quic_connection*>(user);
+    if (!self->qlog_) return;
+    self->qlog_->write(data, len, flags & NGTCP2_QLOG_WRITE_FLAG_FIN);
+    if (self->qlog_->error().empty() || self->qlog_failure_logged_) return;
+    self->qlog_failure_logged_ = true;
+    try {
+        self->log(sdk::log_level::warning, "qlog: " + self->qlog_->error() + " (qlog stopped)");
+    } catch (...) {
+        // Called from ngtcp2 (C): nothing may escape; the trace is stopped either way.
+    }
 }
 
 int quic_connection::cb_get_new_connection_id(ngtcp2_conn*, ngtcp2_cid* cid, std::uint8_t* token,

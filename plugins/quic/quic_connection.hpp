@@ -22,6 +22,7 @@
 // owns the lower flow, the ngtcp2_conn and the TLS session.
 #pragma once
 
+#include "quic_qlog.hpp"
 #include "quic_session.hpp"
 #include "quic_settings.hpp"
 #include "quic_stream.hpp"
@@ -266,6 +267,10 @@ private:
                                            const std::uint32_t* sv, std::size_t nsv, void* user);
     static int cb_recv_stateless_reset(ngtcp2_conn*, const ngtcp2_pkt_stateless_reset*, void* user);
     static void cb_rand(std::uint8_t* dest, std::size_t len, const ngtcp2_rand_ctx*);
+    /// ngtcp2's qlog records (settings.qlog.write, only with the qlog-dir option).
+    static void cb_qlog_write(void* user, std::uint32_t flags, const void* data, std::size_t len);
+    /// Starts this connection's qlog file, named after `odcid`, when qlog-dir is set.
+    void open_qlog(const ngtcp2_cid& odcid);
     static int cb_get_new_connection_id(ngtcp2_conn*, ngtcp2_cid* cid, std::uint8_t* token,
                                         std::size_t cidlen, void* user);
     static ngtcp2_conn* cb_get_conn(ngtcp2_crypto_conn_ref* ref);
@@ -314,6 +319,8 @@ private:
     std::uint64_t serve_counter_ = 0;
     std::uint64_t lower_next_id_ = 1;
     quic_summary summary_;
+    std::unique_ptr<quic_qlog> qlog_; ///< With the qlog-dir option.
+    bool qlog_failure_logged_ = false;
     sdk::byte_buffer packet_;
 
     // 0-RTT (client)

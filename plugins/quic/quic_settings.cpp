@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 #include <iterator>
 #include <string>
 
@@ -38,6 +39,11 @@ constexpr sdk::option_spec schema[] = {
     {"keylog", sdk::option_type::string,
      "Append TLS secrets to this file in NSS key log format (for Wireshark); empty = GnuTLS "
      "honours $SSLKEYLOGFILE itself. Anyone with the file can decrypt the traffic",
+     ""},
+    {"qlog-dir", sdk::option_type::string,
+     "Write a qlog trace of every connection into this folder (created if missing), one file "
+     "per connection: <original destination connection id>_<client|server>.sqlog, for qvis "
+     "and other qlog tools; empty = no qlog",
      ""},
     {"max-message-size", sdk::option_type::integer,
      "Largest message a send accepts and a receive reassembles; a larger length announced by "
@@ -146,6 +152,18 @@ bool parse_settings(const sdk::options& opts, quic_settings& s, sdk::flow_error&
     }
     s.alpn = std::move(alpn);
     s.keylog = opts.get_or<std::string>("keylog", "");
+    s.qlog_dir = opts.get_or<std::string>("qlog-dir", "");
+    if (!s.qlog_dir.empty()) {
+        std::error_code ec;
+        std::filesystem::create_directories(s.qlog_dir, ec);
+        if (!ec && !std::filesystem::is_directory(s.qlog_dir, ec))
+            ec = std::make_error_code(std::errc::not_a_directory);
+        if (ec) {
+            err =
+                bad("qlog-dir '" + s.qlog_dir + "' is not a folder we can create: " + ec.message());
+            return false;
+        }
+    }
 
     const auto max_size = opts.get_or<std::int64_t>("max-message-size",
                                                     static_cast<std::int64_t>(s.max_message_size));

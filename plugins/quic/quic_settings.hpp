@@ -30,6 +30,7 @@ struct quic_settings {
     std::string server_name;
     std::vector<std::string> alpn{std::string(default_alpn)};
     std::string keylog; ///< The option only; empty leaves $SSLKEYLOGFILE to GnuTLS itself.
+    std::string qlog_dir; ///< Empty: no qlog. Exists (created at parse time) otherwise.
 
     // QUIC
     std::size_t max_message_size = 16 * 1024 * 1024;

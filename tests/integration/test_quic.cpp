@@ -25,6 +25,7 @@
 #include <boost/asio/ip/udp.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <array>
 #include <filesystem>
 #include <fstream>
@@ -388,6 +389,9 @@ BOOST_AUTO_TEST_CASE(configuration_errors_name_the_option_or_file) {
         has(create_error(io, with({}, "max-message-size", std::int64_t{0})), "max-message-size"));
     BOOST_TEST(has(create_error(io, with({}, "idle-timeout", std::chrono::milliseconds(0))),
                    "idle-timeout"));
+    // A qlog-dir that cannot be a folder (a path under a regular file).
+    BOOST_TEST(has(create_error(io, with({}, "qlog-dir", std::string(pki().server.cert) + "/q")),
+                   "qlog-dir"));
     auto quic = make_layer(post_plugin_quic(), io);
     sdk::open_params p;
     sdk::flow_error err;
@@ -755,6 +759,47 @@ BOOST_AUTO_TEST_CASE(gnutls_honours_sslkeylogfile_by_itself) {
     all << in.rdbuf();
     BOOST_TEST(has(all.str(), "CLIENT_HANDSHAKE_TRAFFIC_SECRET "), all.str());
     BOOST_TEST(has(all.str(), "SERVER_TRAFFIC_SECRET_0 "), all.str());
+}
+
+BOOST_AUTO_TEST_CASE(qlog_dir_gets_one_trace_per_side_named_after_the_odcid) {
+    const auto dir = pki().dir() / "qlog";
+    std::filesystem::remove_all(dir);
+    {
+        quic_pair t(with(server_options(), "qlog-dir", dir.string()),
+                    with(client_options(), "qlog-dir", dir.string()));
+        auto c = t.connect();
+        auto s = t.accepted.front();
+        c.flow->send(bytes("traced"), meta(1));
+        BOOST_REQUIRE(t.wait([&] { return s.events->messages.size() == 1u; }));
+        c.flow->close();
+        BOOST_REQUIRE(t.wait([&] { return c.events->closed && s.events->closed; }));
+    } // the connections are gone: ngtcp2 wrote its last record and the files are closed
+    std::vector<std::string> names;
+    for (const auto& e : std::filesystem::directory_iterator(dir))
+        names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    BOOST_REQUIRE_MESSAGE(names.size() == 2u, names.size());
+    // <odcid hex>_client.sqlog and <odcid hex>_server.sqlog: the same connection's two sides.
+    const auto cut = names[0].find('_');
+    BOOST_REQUIRE(cut != std::string::npos && cut >= 16);
+    const std::string odcid = names[0].substr(0, cut);
+    BOOST_TEST(names[0] == odcid + "_client.sqlog");
+    BOOST_TEST(names[1] == odcid + "_server.sqlog");
+    for (const auto& [name, side] :
+         {std::pair{names[0], "client"}, std::pair{names[1], "server"}}) {
+        std::ifstream in(dir / name, std::ios::binary);
+        std::stringstream all;
+        all << in.rdbuf();
+        const std::string q = all.str();
+        // JSON text sequences (RFC 7464): records start with RS (0x1e).
+        BOOST_REQUIRE(!q.empty());
+        BOOST_TEST(q.front() == '\x1e');
+        BOOST_TEST(has(q, "\"qlog_version\""), name);
+        BOOST_TEST(has(q, std::string("\"type\":\"") + side + "\""), name);
+        BOOST_TEST(has(q, odcid), name);
+        BOOST_TEST(has(q, "packet_sent"), name);
+        BOOST_TEST(has(q, "packet_received"), name);
+    }
 }
 
 // ---- stage 2: datagrams, lifetimes, priorities --------------------------------------------
