@@ -634,6 +634,12 @@ void quic_connection::service() {
     }
     if (link_.ticket.pending && state_ == state::established) store_ticket();
     if (state_ == state::established) open_pending_streams();
+    if (early_rx_ && state_ == state::connecting) {
+        // Server with accepted 0-RTT data: hand it up before writing, so that what the layer
+        // above answers at once rides in this flight (0.5-RTT), coalesced with the handshake.
+        dispatch();
+        if (state_ == state::done) return;
+    }
     for (auto id : std::exchange(resets_, {}))
         ngtcp2_conn_shutdown_stream(conn_, id, app_aborted); // RESET_STREAM + STOP_SENDING
     expire();
@@ -1300,7 +1306,9 @@ void quic_connection::dispatch() {
         while (!datagrams_in_.empty() && !s->aborted_) {
             auto d = std::move(datagrams_in_.front());
             datagrams_in_.pop_front();
-            if (auto ev = s->events_.lock()) ev->on_received(std::move(d), {});
+            sdk::receive_meta meta;
+            if (d.early) meta.properties["early-data"] = "true"; // docs/quic.md "0-RTT"
+            if (auto ev = s->events_.lock()) ev->on_received(std::move(d.data), meta);
         }
         break;
     }
@@ -1322,12 +1330,24 @@ void quic_connection::report(quic_stream& s) {
         }
     };
     const bool opened = s.id_ >= 0 || (s.first_ && !client());
-    if (!s.ready_ && !s.done_ && state_ == state::established && opened) make_ready();
+    // Server: ngtcp2 decrypts 0-RTT only when GnuTLS accepted early data, so stream data from
+    // it on the first flow's stream is ours to process now, before the client's Finished
+    // (RFC 9001 4.1.1): the flow is ready and what it sends goes in 0.5-RTT packets.
+    const bool early_ready = !client() && s.first_ && s.rx_early_ && state_ == state::connecting;
+    if (!s.ready_ && !s.done_ && opened && (state_ == state::established || early_ready))
+        make_ready();
     if (s.done_ && s.end_ && !*s.end_ && !s.ready_ && !s.aborted_) make_ready();
     while (s.ready_ && !s.inbox_.empty() && !s.aborted_) {
         auto m = std::move(s.inbox_.front());
         s.inbox_.pop_front();
-        if (auto ev = events()) ev->on_received(std::move(m), {});
+        sdk::receive_meta meta;
+        if (!s.inbox_early_.empty()) {
+            // 0-RTT data can be replayed across connections: the application must be able to
+            // tell (docs/quic.md "0-RTT").
+            if (s.inbox_early_.front()) meta.properties["early-data"] = "true";
+            s.inbox_early_.pop_front();
+        }
+        if (auto ev = events()) ev->on_received(std::move(m), meta);
     }
     for (auto id : std::exchange(s.sent_, {}))
         if (auto ev = events()) ev->on_sent(id);
@@ -1614,7 +1634,9 @@ int quic_connection::cb_recv_stream_data(ngtcp2_conn* conn, std::uint32_t flags,
         }
         if (flags & NGTCP2_STREAM_DATA_FLAG_EARLY) self->summary_.early_bytes += len;
         std::uint64_t announced = 0;
-        if (!s->take(data, len, self->settings_->max_message_size, announced)) {
+        const bool early = (flags & NGTCP2_STREAM_DATA_FLAG_EARLY) != 0;
+        if (early && !self->client()) self->early_rx_ = true;
+        if (!s->take(data, len, self->settings_->max_message_size, early, announced)) {
             self->pending_close_ = pending_close{
                 {std::make_error_code(std::errc::message_size),
                  "quic: the peer sent a message of " + std::to_string(announced) +
@@ -1738,7 +1760,7 @@ int quic_connection::cb_stream_stop_sending(ngtcp2_conn*, std::int64_t id, std::
     }
 }
 
-int quic_connection::cb_recv_datagram(ngtcp2_conn*, std::uint32_t, const std::uint8_t* data,
+int quic_connection::cb_recv_datagram(ngtcp2_conn*, std::uint32_t flags, const std::uint8_t* data,
                                       std::size_t len, void* user) {
     auto* self = static_cast<quic_connection*>(user);
     try {
@@ -1754,7 +1776,8 @@ int quic_connection::cb_recv_datagram(ngtcp2_conn*, std::uint32_t, const std::ui
             ++self->summary_.datagrams_dropped;
         }
         const auto* b = reinterpret_cast<const std::byte*>(data);
-        self->datagrams_in_.emplace_back(b, b + len);
+        self->datagrams_in_.push_back(
+            {sdk::byte_buffer(b, b + len), (flags & NGTCP2_DATAGRAM_FLAG_EARLY) != 0});
         return 0;
     } catch (...) {
         ++self->summary_.datagrams_dropped; // out of memory: this one is lost, as it may be

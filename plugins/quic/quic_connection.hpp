@@ -16,7 +16,8 @@
 // stream 0 for the first flow (a 0-length STREAM frame tells the server at once) and the
 // streams forked meanwhile. Server: the first datagram of a fresh lower flow must be a valid
 // Initial (ngtcp2_accept), else it is dropped; the first flow is ready at handshake completion
-// and is bound to the first stream the client opens (our clients: stream 0).
+// (or earlier, when accepted 0-RTT stream data arrives on it: docs/quic.md "0-RTT") and is
+// bound to the first stream the client opens (our clients: stream 0).
 //
 // Ownership: stream flows own the connection; the connection knows them by weak reference and
 // owns the lower flow, the ngtcp2_conn and the TLS session.
@@ -315,7 +316,12 @@ private:
     std::vector<std::int64_t> resets_; ///< Streams to reset (RESET_STREAM + STOP_SENDING).
     std::map<std::int64_t, orphan> orphans_;
     std::deque<out_datagram> datagrams_out_;
-    std::deque<sdk::byte_buffer> datagrams_in_; ///< For the first open stream flow, when ready.
+    /// A received DATAGRAM frame; `early`: it came in a 0-RTT packet (may be a replay).
+    struct in_datagram {
+        sdk::byte_buffer data;
+        bool early = false;
+    };
+    std::deque<in_datagram> datagrams_in_; ///< For the first open stream flow, when ready.
     std::uint64_t serve_counter_ = 0;
     std::uint64_t lower_next_id_ = 1;
     quic_summary summary_;
@@ -332,6 +338,8 @@ private:
     bool early_params_set_ = false;            ///< Remembered transport parameters given to ngtcp2.
     std::vector<std::uint8_t> post_handshake_; ///< 1-RTT CRYPTO bytes not yet a whole message.
     bool rewinding_ = false; ///< Inside ngtcp2_conn_early_data_rejected: streams are not ending.
+    // 0-RTT (server)
+    bool early_rx_ = false; ///< Stream data came in 0-RTT: deliver it before the handshake ends.
 };
 
 } // namespace post::plugins::quic

@@ -29,7 +29,7 @@ struct quic_settings {
     std::string key_file;
     std::string server_name;
     std::vector<std::string> alpn{std::string(default_alpn)};
-    std::string keylog; ///< The option only; empty leaves $SSLKEYLOGFILE to GnuTLS itself.
+    std::string keylog;   ///< The option only; empty leaves $SSLKEYLOGFILE to GnuTLS itself.
     std::string qlog_dir; ///< Empty: no qlog. Exists (created at parse time) otherwise.
 
     // QUIC

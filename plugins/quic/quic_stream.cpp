@@ -79,6 +79,7 @@ void quic_stream::abort() noexcept {
     aborted_ = true;
     events_.reset();
     inbox_.clear();
+    inbox_early_.clear();
     sent_.clear();
     expired_.clear();
     send_errors_.clear();
@@ -103,9 +104,17 @@ bool quic_stream::writable() const noexcept {
     return announce_ || !out_.empty() || close_requested_;
 }
 
-bool quic_stream::take(const std::uint8_t* p, std::size_t n, std::size_t,
+bool quic_stream::take(const std::uint8_t* p, std::size_t n, std::size_t, bool early,
                        std::uint64_t& announced) {
+    const auto before = inbox_.size();
     const auto r = rx_.feed(p, n, inbox_);
+    // A message is early when any of its bytes was: the first one completed here may have
+    // begun in an earlier (0-RTT) chunk, the others lie wholly in this one.
+    for (std::size_t k = before; k < inbox_.size(); ++k)
+        inbox_early_.push_back(early || (k == before && partial_early_));
+    if (inbox_.size() > before) partial_early_ = false;
+    if (early && rx_.mid_message()) partial_early_ = true;
+    if (early) rx_early_ = true;
     if (!r) announced = r.announced;
     return static_cast<bool>(r);
 }
@@ -134,6 +143,7 @@ void quic_stream::finish(sdk::flow_error e) {
     out_.clear();
     queued_bytes_ = 0;
     rx_.reset();
+    partial_early_ = false;
 }
 
 } // namespace post::plugins::quic

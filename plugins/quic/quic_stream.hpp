@@ -82,8 +82,10 @@ private:
     bool writable() const noexcept;
     /// Feeds received stream bytes to the reassembly; false when a length exceeds the
     /// connection's max-message-size (`announced` is set to it). `limit` is that same
-    /// max-message-size, which the reassembly was built with.
-    bool take(const std::uint8_t* p, std::size_t n, std::size_t limit, std::uint64_t& announced);
+    /// max-message-size, which the reassembly was built with. `early`: the bytes came in 0-RTT
+    /// packets (the messages they complete are marked early-data).
+    bool take(const std::uint8_t* p, std::size_t n, std::size_t limit, bool early,
+              std::uint64_t& announced);
     /// The bytes received so far end inside a message: a FIN here truncates it.
     bool mid_message() const noexcept { return rx_.mid_message(); }
     /// Ends the flow (reported later by the connection). Unwritten messages fail.
@@ -124,6 +126,12 @@ private:
     std::uint64_t held_credit_ = 0;      ///< Bytes taken while not ready: window not reopened.
 
     std::optional<sdk::flow_error> end_; ///< How it ended, until reported.
+
+    // 0-RTT (receiving; docs/quic.md "0-RTT")
+    /// Per message of inbox_: some of its bytes came in 0-RTT, so it may be a replay.
+    std::deque<bool> inbox_early_;
+    bool partial_early_ = false; ///< The incomplete message has bytes that came in 0-RTT.
+    bool rx_early_ = false;      ///< Stream data came in 0-RTT (the server accepted early data).
 };
 
 } // namespace post::plugins::quic

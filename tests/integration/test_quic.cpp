@@ -6,9 +6,11 @@
 // oversize messages, abort, and clean close from either side. Stage 2: unreliable messages as
 // DATAGRAM frames (delivery, refusal by size or by a peer without them, the bounded queue),
 // lifetimes (expiry before and during sending) and niceness as stream priority. 0-RTT: tickets
-// kept in a session_store, resumption on both sides, idempotent messages in 0-RTT accepted or
-// rejected (replayed once, in order), non-idempotent messages waiting, unusable tickets. A new
-// connection's first echo without a pacer holding either side's answer in the handshake.
+// kept in a session_store, resumption on both sides, idempotent messages in 0-RTT accepted
+// (delivered before the server's handshake completes, marked early-data, answered in its first
+// flight) or rejected (replayed once, in order), non-idempotent messages waiting, unusable
+// tickets. A new connection's first echo without a pacer holding either side's answer in the
+// handshake.
 // Robustness: Version Negotiation for unknown versions (and silence where the RFC wants it), a
 // client told of an unknown version, stateless resets from a restarted listener, and the
 // server's anti-amplification limit towards an address that never answers.
@@ -137,6 +139,8 @@ struct quic_pair {
     std::vector<stream_end> accepted;
     std::vector<std::weak_ptr<sdk::flow>> lowers; ///< The udp flows under `accepted`.
     bool echo = false;
+    /// Called for each accepted flow before it starts (after `echo` set its handler).
+    std::function<void(const stream_end&)> prepare;
 
     struct acceptor_events : sdk::acceptor_events {
         quic_pair* t = nullptr;
@@ -152,6 +156,7 @@ struct quic_pair {
             f->set_events(r);
             t->accepted.push_back({f, r});
             if (t->echo) echo_on(t->accepted.back());
+            if (t->prepare) t->prepare(t->accepted.back());
             f->start();
         }
         void on_closed(const sdk::flow_error&) noexcept override {}
@@ -1203,8 +1208,12 @@ BOOST_AUTO_TEST_CASE(first_echo_on_a_new_connection_without_a_paced_handshake) {
         const std::chrono::duration<double, std::milli> took =
             std::chrono::steady_clock::now() - start;
         BOOST_TEST_MESSAGE(what << ": first echo after " << took.count() << " ms");
-        // The server read our client's Initial, then its Finished.
+        // With 0-RTT the echo may come before either side's handshake is done: wait for both.
         const auto& server = summary_of(t.accepted.back().flow);
+        BOOST_REQUIRE(t.wait([&] {
+            return server.handshake_packets_in > 0 && summary_of(c.flow).confirmed_packets_in > 0;
+        }));
+        // The server read our client's Initial, then its Finished.
         BOOST_TEST(server.handshake_packets_in == 2u,
                    what << ": the server's handshake completed on datagram "
                         << server.handshake_packets_in);
@@ -1224,6 +1233,75 @@ BOOST_AUTO_TEST_CASE(first_echo_on_a_new_connection_without_a_paced_handshake) {
     BOOST_REQUIRE(early_capable(early));
     first_echo(early, "0-RTT");
     BOOST_TEST((summary_of(early.flow).early == plugins::quic::quic_summary::early_data::accepted));
+}
+
+// Accepted 0-RTT data is handed up at once (RFC 9001 4.1.1): the server's first flow becomes
+// ready and delivers the early message before the client's Finished arrives, marked
+// `early-data` (it could be a replay), and its echo rides in the server's first flight
+// (0.5-RTT), so the client has it when its own handshake completes: no second round trip. A
+// message sent after the handshake carries no mark.
+BOOST_AUTO_TEST_CASE(quic_early_data_delivered_before_the_server_handshake_completes) {
+    quic_pair t(early_server());
+    t.echo = true;
+    auto store = std::make_shared<map_store>();
+    first_connection(t, store);
+
+    // The server's view when the early message reached its flow.
+    std::optional<plugins::quic::quic_summary> server_at_delivery;
+    t.prepare = [&](const stream_end& e) {
+        std::weak_ptr<sdk::flow> weak = e.flow;
+        auto echo = e.events->on_message;
+        e.events->on_message = [&, weak, echo](flow_recorder& r, const sdk::byte_buffer& m) {
+            if (auto f = weak.lock(); f && !server_at_delivery) server_at_delivery = summary_of(f);
+            if (echo) echo(r, m);
+        };
+    };
+    auto c2 = open_with(t, store);
+    BOOST_REQUIRE(early_capable(c2));
+    std::optional<plugins::quic::quic_summary> client_at_echo;
+    c2.events->on_message = [&](flow_recorder&, const sdk::byte_buffer&) {
+        if (!client_at_echo) client_at_echo = summary_of(c2.flow);
+    };
+    c2.flow->send(bytes("early"), idem(1));
+    BOOST_REQUIRE(t.wait([&] { return !c2.events->messages.empty() || c2.events->closed; }));
+    BOOST_REQUIRE(!c2.events->closed);
+    BOOST_TEST((c2.events->messages[0] == bytes("early")));
+
+    // (a) Delivered before the server's handshake completed: it had read only the client's
+    // first flight, and the handshake-completing datagram was still to come.
+    BOOST_REQUIRE(server_at_delivery.has_value());
+    BOOST_TEST(server_at_delivery->handshake_packets_in == 0u, joined(t.server_log));
+    BOOST_TEST(server_at_delivery->packets_in == 1u);
+    BOOST_TEST(server_at_delivery->early_bytes > 0u);
+    auto& server = t.accepted.at(1);
+    BOOST_REQUIRE(!server.events->metas.empty());
+    BOOST_TEST(server.events->metas[0].properties.count("early-data") == 1u);
+    BOOST_TEST(server.events->metas[0].properties["early-data"] == "true");
+    BOOST_TEST(first_event(*server.events, "ready") < first_event(*server.events, "recv"));
+
+    // (b) The echo came in the datagram that completed the client's handshake (the server's
+    // first flight): the client had sent nothing since its first flight but its Finished.
+    BOOST_REQUIRE(client_at_echo.has_value());
+    BOOST_TEST(client_at_echo->handshake_packets_in == 1u);
+    BOOST_TEST(client_at_echo->packets_in == client_at_echo->handshake_packets_in,
+               "the echo came in datagram " << client_at_echo->packets_in
+                                            << ", the handshake completed on datagram "
+                                            << client_at_echo->handshake_packets_in);
+    BOOST_TEST(c2.events->metas[0].properties.count("early-data") == 0u); // never 0-RTT that way
+
+    // Both sides agree on the verdict, and the message was delivered once.
+    BOOST_REQUIRE(t.wait([&] { return summary_of(server.flow).handshake_packets_in > 0; }));
+    BOOST_TEST(
+        (summary_of(server.flow).early == plugins::quic::quic_summary::early_data::accepted));
+    BOOST_TEST((summary_of(c2.flow).early == plugins::quic::quic_summary::early_data::accepted));
+    BOOST_TEST(server.events->messages.size() == 1u);
+
+    // A message after the handshake is 1-RTT: no mark.
+    c2.flow->send(bytes("later"), meta(2));
+    BOOST_REQUIRE(t.wait([&] { return c2.events->messages.size() == 2 || c2.events->closed; }));
+    BOOST_REQUIRE(server.events->metas.size() == 2u);
+    BOOST_TEST((server.events->messages[1] == bytes("later")));
+    BOOST_TEST(server.events->metas[1].properties.count("early-data") == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(quic_early_data_non_idempotent_waits) {
@@ -1277,6 +1355,9 @@ BOOST_AUTO_TEST_CASE(quic_early_data_rejected_ticket_refused) {
     auto& server = t.accepted.at(1);
     BOOST_TEST(server.events->messages.size() == 3u); // exactly once
     BOOST_TEST(summary_of(server.flow).early_bytes == 0u);
+    // Rejected: everything came in 1-RTT after the handshake, so nothing is marked early.
+    for (const auto& m : server.events->metas)
+        BOOST_TEST(m.properties.count("early-data") == 0u);
     BOOST_TEST(t.client_log.contains("full handshake (ticket refused)"));
     BOOST_TEST(t.client_log.contains("early data rejected by the server"));
     // The refused ticket was dropped and the new server's ticket took its place.
@@ -1315,6 +1396,11 @@ BOOST_AUTO_TEST_CASE(quic_early_data_large_blocked_then_resumes_in_1rtt) {
             BOOST_REQUIRE(got.size() == 2u);
             BOOST_TEST((got[0] == big));
             BOOST_TEST((got[1] == bytes("tail")));
+            // The early-data mark: on the message that began in 0-RTT and ended in 1-RTT (when
+            // accepted), never on "tail" (all 1-RTT), nor on anything when rejected.
+            const auto& metas = t.accepted[1].events->metas;
+            BOOST_TEST(metas[0].properties.count("early-data") == (reject ? 0u : 1u));
+            BOOST_TEST(metas[1].properties.count("early-data") == 0u);
             const auto& sum = summary_of(c2.flow);
             BOOST_TEST((sum.early == (reject ? plugins::quic::quic_summary::early_data::rejected
                                              : plugins::quic::quic_summary::early_data::accepted)));

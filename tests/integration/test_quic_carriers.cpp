@@ -5,7 +5,8 @@
 // its client (carrier::on_incoming). Unreliable messages (reliable=false) travel as QUIC
 // DATAGRAM frames; one too large for a packet fails by name. 0-RTT: the second carrier to a
 // server resumes from the ticket the association kept, and its idempotent message goes early
-// (the kernel's offer_early path); a context restarted with the association file resumes too.
+// (the kernel's offer_early path), and the server's carrier gets it marked early-data; a context
+// restarted with the association file resumes too.
 #define BOOST_TEST_MODULE quic carriers
 #include <utility>
 
@@ -98,6 +99,53 @@ BOOST_AUTO_TEST_CASE(quic_carrier_zero_rtt) {
         early_after += log.lines[i].find("early data accepted") != std::string::npos ? 1 : 0;
     BOOST_TEST(early_after == 0u, log.all());
     BOOST_TEST(server.got.back() == "third");
+}
+
+// Through the kernel: the listener hands out the carrier whose first flow became ready on
+// accepted 0-RTT data (before the QUIC handshake completed), and a message that arrived in
+// 0-RTT carries properties().extra["early-data"] = "true" (it could be a replay); one sent
+// after the handshake, on the same carrier, does not.
+BOOST_AUTO_TEST_CASE(quic_carrier_marks_messages_that_came_in_early_data) {
+    loopback_fixture f;
+    std::vector<std::pair<std::string, std::string>> got; // text, its early-data mark
+    auto l = listen(f.ctx, local::parse("127.0.0.1:0"), quic_early_policy());
+    l.on_carrier([&got](carrier c) {
+        c.on_received([&got, c](message m) mutable {
+            const auto& extra = m.properties().extra;
+            const auto it = extra.find("early-data");
+            got.emplace_back(std::string(m.text()), it == extra.end() ? "-" : it->second);
+            c.send(std::move(m));
+        });
+    });
+    const auto where = remote::from_url("quic://localhost:" + std::to_string(port_of(l)));
+    const auto client = quic_policy();
+    round_trip(f.io, f.ctx, where, client, "ticket", false); // leaves a ticket with 0-RTT
+    auto c = initiate(f.ctx, where, client);
+    message first("early");
+    first.properties().idempotent = true;
+    c.send(std::move(first));
+    int echoes = 0;
+    bool closed = false;
+    std::optional<error> failure;
+    c.on_received([&](message) {
+        // The carrier is up: this one goes after the handshake, in 1-RTT.
+        if (++echoes == 1)
+            c.send(message("late"));
+        else
+            c.close();
+    });
+    c.on_error([&](const error& e) { failure = e; });
+    c.on_closed([&] { closed = true; });
+    run_until(f.io, [&] { return closed || failure; });
+    BOOST_REQUIRE_MESSAGE(!failure, (failure ? failure->to_string() : std::string()));
+    const std::vector<std::pair<std::string, std::string>> want{
+        {"ticket", "-"}, {"early", "true"}, {"late", "-"}};
+    BOOST_TEST((got == want), [&] {
+        std::string s;
+        for (const auto& [text, mark] : got)
+            s += " " + text + "=" + mark;
+        return s;
+    }());
 }
 
 BOOST_AUTO_TEST_CASE(quic_resumes_from_the_association_file) {
