@@ -31,6 +31,7 @@ def positive(v, what):
     assert isinstance(v, (int, float)) and not isinstance(v, bool), (what, v)
     assert math.isfinite(v) and v > 0, (what, v)
 assert doc["bench"] == "quic" and doc["bytes"] == nbytes, doc
+assert doc["warmup_bytes"] == nbytes, doc  # min(--bytes, 8 MB): one untimed transfer first
 t = doc["throughput"]
 assert len(t["runs"]) == 1, t
 run = t["runs"][0]
