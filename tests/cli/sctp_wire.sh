@@ -45,9 +45,11 @@ finish_listener "$TMP/listener"
 grep -q "\"$MESSAGE\"" "$TMP/listener" || fail "the listener did not get the message: $(cat "$TMP/listener")"
 
 # Read packets until the association is gone (SHUTDOWN_COMPLETE, or an ABORT which fails below).
+# Up to 45 s per line: on a loaded machine tshark prints "Capturing on" (from its dumpcap child)
+# long before it has dissected the first packet (seen: nothing within 20 s, under three builds).
 : >"$TMP/packets"
 seen_end=0
-while read -r -t 20 -u "$tfd" line; do
+while read -r -t 45 -u "$tfd" line; do
     # Packet lines only ("frame|types|data"), not tshark's own messages.
     [[ $line =~ ^[0-9]+\| ]] || continue
     printf '%s\n' "$line" >>"$TMP/packets"
@@ -59,7 +61,7 @@ while read -r -t 20 -u "$tfd" line; do
 done
 kill "$TSHARK_PID" 2>/dev/null || true
 exec {tfd}<&-
-((seen_end)) || fail "no SHUTDOWN_COMPLETE captured within 20 s: $(cat "$TMP/packets")"
+((seen_end)) || fail "no SHUTDOWN_COMPLETE captured (45 s without a packet): $(cat "$TMP/packets")"
 
 # Every chunk type seen, one per line (bundled chunks are comma-separated in one packet).
 cut -d'|' -f2 "$TMP/packets" | tr ',' '\n' | sort -un >"$TMP/types"
