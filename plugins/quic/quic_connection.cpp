@@ -514,6 +514,8 @@ sdk::flow_info quic_connection::info() const noexcept {
     // A message whose deadline passes part-way through is stopped (RESET_STREAM, on_expired),
     // which ends its stream flow (docs/quic.md "Lifetimes").
     i.capabilities = sdk::cap_ordered | sdk::cap_expires_in_flight;
+    // A client moves its connection (docs/quic.md "Migration"); a server follows its client.
+    if (client()) i.capabilities |= sdk::cap_migrates;
     // 0-RTT: idempotent messages sent now may travel before the handshake (docs/quic.md).
     if (early_offer_ && state_ != state::established && state_ != state::done && !handshake_done_)
         i.capabilities |= sdk::cap_early_data;

@@ -1712,9 +1712,8 @@ BOOST_AUTO_TEST_CASE(a_client_moves_to_another_local_address_mid_transfer) {
         c.flow->send(numbered('a', k, size), meta(k + 1));
         f.flow->send(numbered('b', k, size), meta(k + 1));
     }
-    BOOST_REQUIRE(t.wait([&] {
-        return s.events->messages.size() >= 20u && sf.events->messages.size() >= 20u;
-    }));
+    BOOST_REQUIRE(t.wait(
+        [&] { return s.events->messages.size() >= 20u && sf.events->messages.size() >= 20u; }));
     BOOST_REQUIRE(s.events->messages.size() < count); // still mid-transfer
     sdk::flow_error err;
     BOOST_REQUIRE_MESSAGE(c.flow->migrate(lower_from(t, "127.0.0.2"), err), err.reason);

@@ -339,3 +339,108 @@ BOOST_AUTO_TEST_CASE(unreliable_messages_go_as_datagrams_and_too_large_ones_fail
                send_errors[0].second);
     BOOST_TEST(c.capabilities().expires_in_flight);
 }
+
+// ---- migration (docs/quic.md "Migration") ---------------------------------------------------
+
+namespace {
+
+/// Every migration trace line, in order.
+struct migration_traces {
+    std::vector<std::string> lines;
+    explicit migration_traces(context& ctx) {
+        ctx.on_trace([this](const trace_event& e) {
+            if (e.what == trace_event::kind::migration || e.what == trace_event::kind::migrated)
+                lines.push_back(std::string(to_string(e.what)) + " " + e.detail);
+        });
+    }
+    bool has(const std::string& needle) const {
+        for (const auto& l : lines)
+            if (l.find(needle) != std::string::npos) return true;
+        return false;
+    }
+    std::string all() const {
+        std::string out;
+        for (const auto& l : lines)
+            out += l + "\n";
+        return out;
+    }
+};
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(migrate_moves_every_stream_of_the_connection_to_the_new_address) {
+    loopback_fixture f;
+    migration_traces traces(f.ctx);
+    trace_counts counts(f.ctx);
+    echo_server server(f.ctx, quic_policy());
+    std::vector<error> listener_errors;
+    server.l.on_error([&](const error& e) { listener_errors.push_back(e); });
+    stream_client client;
+    client.add(initiate(f.ctx, server.where(), quic_policy()));
+    wait_ready(f.io, client.carriers[0]);
+    client.add(client.carriers[0].fork());
+    wait_ready(f.io, client.carriers[1]);
+    client.send_all(2);
+    run_until(f.io, [&] { return client.all_echoed(2) || client.failure.has_value(); });
+    BOOST_REQUIRE(!client.failure);
+    BOOST_TEST(client.carriers[0].path()->local.address.to_string() == "127.0.0.1");
+    std::vector<path> changed[2];
+    for (int i = 0; i < 2; ++i)
+        client.carriers[i].on_path_changed(
+            [&changed, i](const path& p) { changed[i].push_back(p); });
+    std::optional<error> done;
+    client.carriers[0].migrate(local::parse("127.0.0.2:0"), [&](const error& e) { done = e; });
+    run_until(f.io, [&] { return done && !changed[0].empty() && !changed[1].empty(); });
+    BOOST_REQUIRE(done.has_value());
+    BOOST_REQUIRE_MESSAGE(!*done, done->to_string());
+    BOOST_REQUIRE(!changed[0].empty() && !changed[1].empty());
+    for (int i = 0; i < 2; ++i) {
+        BOOST_TEST(changed[i].back().local.address.to_string() == "127.0.0.2");
+        BOOST_TEST(client.carriers[i].path()->local.address.to_string() == "127.0.0.2");
+        BOOST_TEST((client.carriers[i].state() == carrier_state::active));
+    }
+    // Both carriers go on over the moved connection.
+    client.send_all(4);
+    run_until(f.io, [&] { return client.all_echoed(4) || client.failure.has_value(); });
+    BOOST_REQUIRE_MESSAGE(!client.failure,
+                          (client.failure ? client.failure->to_string() : std::string()));
+    BOOST_TEST(traces.has("migration moving from 127.0.0.1:"), traces.all());
+    BOOST_TEST(traces.has("to 127.0.0.2 (asked for by the application)"), traces.all());
+    BOOST_TEST(traces.has("migrated now from 127.0.0.2:"), traces.all());
+    // The server's listener took the new address's datagrams for the existing connection: no
+    // new carrier, no error.
+    BOOST_TEST(server.carriers == 2);
+    BOOST_TEST(listener_errors.empty(),
+               (listener_errors.empty() ? std::string() : listener_errors[0].to_string()));
+}
+
+BOOST_AUTO_TEST_CASE(migrate_on_a_stack_that_cannot_names_it_and_changes_nothing) {
+    loopback_fixture f;
+    migration_traces traces(f.ctx);
+    const auto tcp =
+        policy::parse("version: 1\nname: plain\nstacks:\n  - [framer, tcp]\n", "p.yaml");
+    auto l = listen(f.ctx, local::parse("127.0.0.1:0"), tcp);
+    l.on_carrier(
+        [](carrier c) { c.on_received([c](message m) mutable { c.send(std::move(m)); }); });
+    auto c = initiate(f.ctx, remote::from_host_port("127.0.0.1", port_of(l)), tcp);
+    wait_ready(f.io, c);
+    const auto before = c.path()->local;
+    std::optional<error> done;
+    c.migrate(local::parse("127.0.0.2:0"), [&](const error& e) { done = e; });
+    run_until(f.io, [&] { return done.has_value(); });
+    BOOST_REQUIRE(done.has_value());
+    BOOST_TEST((done->code == make_error_code(errc::not_supported)));
+    BOOST_TEST(done->reason.find("the stack [framer, tcp] cannot move its connection") !=
+                   std::string::npos,
+               done->reason);
+    BOOST_TEST(traces.has("migration refused: cannot migrate: the stack [framer, tcp]"),
+               traces.all());
+    // The carrier is as it was.
+    BOOST_TEST((c.state() == carrier_state::active));
+    BOOST_TEST((c.path()->local == before));
+    std::optional<std::string> echo;
+    c.on_received([&](message m) { echo = std::string(m.text()); });
+    c.send(message("still here"));
+    run_until(f.io, [&] { return echo.has_value(); });
+    BOOST_TEST(echo.value_or("") == "still here");
+}

@@ -95,6 +95,9 @@ enum flow_capability : std::uint32_t {
     /// ABI 3.0. A datagram flow that accepts send_meta::segment_size (a train of datagrams in
     /// one send).
     cap_segmented_send = 1u << 6,
+    /// ABI 4.0. flow::migrate can move this flow's connection to another local address (a QUIC
+    /// client connection). The kernel moves such carriers when their local address goes away.
+    cap_migrates = 1u << 7,
 };
 
 struct flow_info {
