@@ -1,10 +1,11 @@
 # QUIC connection migration when the path's local address disappears (issue 7, "Mobility"):
-# in a network namespace of our own, the client's interface mig0 has two addresses; the
-# client's carrier uses the first (`--interface mig0`: the first usable address). Mid-transfer
-# the first address is removed (`ip addr del`): the kernel hears it from netlink, moves the
-# connection to the second address (trace `migration`, then `migrated`), the server finds the
-# connection by its connection ID, and every message still arrives, once and in order, on the
-# same carrier. Assertions are on `post connect --trace` and the listener's output.
+# in a network namespace of our own, the client has two interfaces, mig0 and mig1, with one
+# address each; the policy requires one of them and prefers mig0, so the carrier starts from
+# mig0's address. Mid-transfer that address is removed (`ip addr del`): the kernel hears it
+# from netlink, moves the connection to the other address the policy allows (trace
+# `migration`, then `migrated`), the server finds the connection by its connection ID, and
+# every message still arrives, once and in order, on the same carrier. Assertions are on
+# `post connect --trace` and the listener's output.
 #
 # Needs root; skipped (exit 77) otherwise. Run as `bash quic_migration.sh path/to/post`.
 source "$(dirname "$0")/../netns/topology.sh"
@@ -19,14 +20,14 @@ if ! "$POST" plugins 2>/dev/null | grep -q "layer quic:"; then
 fi
 make_pki "$TMP/pki"
 
-# The server on srv0; the client's two addresses on mig0, in two subnets so that removing
-# the first does not take the second with it (a secondary address of the same subnet would go
-# too).
+# The server on srv0; the client's addresses on mig0 and mig1. Every address is local to the
+# namespace, so each reaches the server.
 _netns_ethernet srv0
 _netns_ethernet mig0
+_netns_ethernet mig1
 ip addr add 10.99.0.1/24 dev srv0
 ip addr add 10.98.0.2/24 dev mig0
-ip addr add 10.96.0.2/24 dev mig0
+ip addr add 10.96.0.2/24 dev mig1
 
 cat >"$TMP/quic.yaml" <<YAML
 version: 1
@@ -36,6 +37,10 @@ stacks:
 protocols:
   quic: { cert-file: $TMP/pki/server.pem, key-file: $TMP/pki/server.key, ca-file: $TMP/pki/ca.pem,
           server-name: localhost, idle-timeout: 20s }
+selection:
+  interface:
+    require: [mig0, mig1]
+    prefer: [mig0]
 YAML
 
 start_listener quic:// 10.99.0.1 --policy "$TMP/quic.yaml" --echo
@@ -46,7 +51,7 @@ count=150
         echo "message $i"
         sleep 0.02
     done
-) | timeout 40 "$POST" connect "$LURL" --policy "$TMP/quic.yaml" --interface mig0 --trace \
+) | timeout 40 "$POST" connect "$LURL" --policy "$TMP/quic.yaml" --trace \
     --count "$count" >"$TMP/client" 2>&1 &
 CPID=$!
 PIDS+=("$CPID")
@@ -84,6 +89,6 @@ PY
 pass "the connection moved to 10.96.0.2 when 10.98.0.2 was removed, and every message arrived"
 stop_listener
 # The listener kept its one carrier: the moved client's datagrams were no new connection.
-grep -q 'failed before it was ready' "$LOUT" &&
+! grep -q 'failed before it was ready' "$LOUT" ||
     fail "the listener reported the moved path as a failed connection: $(cat "$LOUT")"
-pass "the listener saw no stray connection"
+pass "the listener reported no stray connection"

@@ -101,6 +101,9 @@ error carrier_impl::migrate_to(const asio::ip::address& to, std::uint16_t port,
                 "cannot migrate: the stack " + stack.label() +
                     " cannot move its connection to another local address (only a QUIC client "
                     "connection can)"};
+    if (to == from.address && (port == 0 || port == from.port))
+        return {make_error_code(errc::invalid_argument),
+                "cannot migrate: the carrier already runs from " + from.to_string()};
     sdk::open_params p;
     p.side = sdk::role::client;
     p.remote = t.info().path.remote;
