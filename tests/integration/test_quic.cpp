@@ -22,6 +22,7 @@
 #include "../support/child_process.hpp"
 #include "../support/test_pki.hpp"
 #include "layer_test_support.hpp"
+#include "quic_cid_registry.hpp"
 #include "quic_connection.hpp"
 #include "quic_session.hpp"
 #include "quic_stream.hpp"
@@ -1779,4 +1780,24 @@ BOOST_AUTO_TEST_CASE(migration_is_refused_by_name_before_the_handshake_and_by_a_
     BOOST_REQUIRE(t.wait([&] { return !t.accepted[0].events->messages.empty(); }));
     BOOST_TEST(c.flow->info().local.address.to_string() == "127.0.0.1");
     BOOST_TEST(c.events->path_changes == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_server_registers_its_connection_ids_while_the_connection_lives) {
+    namespace reg = plugins::quic::cid_registry;
+    const auto before = reg::size();
+    {
+        quic_pair t;
+        t.echo = true;
+        auto c = t.connect();
+        // The handshake's ID and those sent in NEW_CONNECTION_ID, at most the bound.
+        c.flow->send(bytes("ids"), meta(1));
+        BOOST_REQUIRE(t.wait([&] { return !c.events->messages.empty(); }));
+        BOOST_REQUIRE(t.wait([&] { return reg::size() >= before + 2; }));
+        BOOST_TEST(reg::size() - before <= reg::max_ids_per_connection);
+        c.flow->close();
+        BOOST_REQUIRE(t.wait([&] { return c.events->closed && t.accepted[0].events->closed; }));
+        // Ended: none of its IDs finds it any more (a late packet gets a stateless reset).
+        BOOST_TEST(reg::size() == before);
+    }
+    BOOST_TEST(reg::size() == before);
 }
