@@ -121,8 +121,12 @@ void address_watcher::on_readable() {
     std::array<char, 16384> buf;
     std::vector<asio::ip::address> removed;
     for (;;) {
-        const auto n = ::recv(socket_.native_handle(), buf.data(), buf.size(), MSG_DONTWAIT);
+        sockaddr_nl from{};
+        socklen_t from_len = sizeof from;
+        const auto n = ::recvfrom(socket_.native_handle(), buf.data(), buf.size(), MSG_DONTWAIT,
+                                  reinterpret_cast<sockaddr*>(&from), &from_len);
         if (n > 0) {
+            if (from.nl_pid != 0) continue; // only the kernel tells us what changed
             auto r = removed_addresses(buf.data(), static_cast<std::size_t>(n));
             removed.insert(removed.end(), r.begin(), r.end());
             continue;
