@@ -573,4 +573,14 @@ BOOST_AUTO_TEST_CASE(removing_the_local_address_moves_every_carrier_to_another,
     BOOST_TEST(accepted == 2);
     BOOST_TEST(listener_errors.empty(),
                (listener_errors.empty() ? std::string() : listener_errors[0].to_string()));
+    // Nowhere left to go (the policy requires mig0 or mig1): the carriers stay, and the trace
+    // says why; QUIC's idle timeout decides later.
+    private_netns::run("ip addr del 10.96.0.2/24 dev mig1");
+    run_until(f.io, [&] { return traces.has("local address 10.96.0.2 removed: no other"); });
+    BOOST_TEST(traces.has("local address 10.96.0.2 removed: no other usable IPv4 address; "),
+               traces.all());
+    BOOST_TEST(traces.has("staying on it (the connection's idle timeout decides)"), traces.all());
+    for (auto& c : carriers)
+        BOOST_TEST((c.state() == carrier_state::active));
+    BOOST_TEST(!failure);
 }
