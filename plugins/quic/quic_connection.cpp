@@ -237,6 +237,8 @@ void quic_connection::fill_settings(ngtcp2_settings& settings,
     params.max_idle_timeout =
         static_cast<ngtcp2_duration>(settings_->idle_timeout.count()) * NGTCP2_MILLISECONDS;
     params.active_connection_id_limit = 7;
+    // RFC 9000 18.2: the peer must not move the connection (our clients honour it).
+    params.disable_active_migration = settings_->migration ? 0 : 1;
     // RFC 9221: the largest DATAGRAM frame we take (0 = none). A datagram never spans packets,
     // so anything near 64 KiB is as good as unlimited.
     params.max_datagram_frame_size = settings_->datagrams ? 65535 : 0;
@@ -515,7 +517,7 @@ sdk::flow_info quic_connection::info() const noexcept {
     // which ends its stream flow (docs/quic.md "Lifetimes").
     i.capabilities = sdk::cap_ordered | sdk::cap_expires_in_flight;
     // A client moves its connection (docs/quic.md "Migration"); a server follows its client.
-    if (client()) i.capabilities |= sdk::cap_migrates;
+    if (client() && settings_->migration) i.capabilities |= sdk::cap_migrates;
     // 0-RTT: idempotent messages sent now may travel before the handshake (docs/quic.md).
     if (early_offer_ && state_ != state::established && state_ != state::done && !handshake_done_)
         i.capabilities |= sdk::cap_early_data;

@@ -52,16 +52,20 @@ bool quic_connection::migrate(std::shared_ptr<sdk::flow> new_lower, sdk::flow_er
         if (!client())
             return refuse(std::errc::operation_not_supported,
                           "only a client moves a connection (RFC 9000 9); a server follows");
+        if (!settings_->migration)
+            return refuse(std::errc::operation_not_supported,
+                          "migration is off here (option migration: false)");
         if (state_ != state::established || !conn_)
             return refuse(std::errc::not_connected, "the handshake has not completed");
-        if (!handshake_confirmed_)
-            return refuse(std::errc::resource_unavailable_try_again,
-                          "the handshake is not confirmed yet (RFC 9000 9: no migration "
-                          "before that)");
         if (const auto* rp = ngtcp2_conn_get_remote_transport_params(conn_);
             rp && rp->disable_active_migration)
             return refuse(std::errc::operation_not_supported,
                           "the server forbids it (transport parameter disable_active_migration)");
+        // Transient: after the permanent refusals, so those are reported at once.
+        if (!handshake_confirmed_)
+            return refuse(std::errc::resource_unavailable_try_again,
+                          "the handshake is not confirmed yet (RFC 9000 9: no migration "
+                          "before that)");
         if (migrating_to_)
             return refuse(std::errc::operation_in_progress, "a migration is already under way");
         // Room for the new path: paths that are neither in use nor new go first.

@@ -1801,3 +1801,32 @@ BOOST_AUTO_TEST_CASE(a_server_registers_its_connection_ids_while_the_connection_
     }
     BOOST_TEST(reg::size() == before);
 }
+
+BOOST_AUTO_TEST_CASE(migration_off_is_honoured_on_both_sides) {
+    // A server with migration: false sends disable_active_migration: our client refuses to move.
+    {
+        quic_pair t(with(server_options(), "migration", false));
+        auto c = t.connect();
+        BOOST_TEST((c.flow->info().capabilities & sdk::cap_migrates) != 0u);
+        sdk::flow_error err;
+        BOOST_TEST(!c.flow->migrate(lower_from(t, "127.0.0.2"), err));
+        BOOST_TEST((err.code == std::make_error_code(std::errc::operation_not_supported)));
+        BOOST_TEST(err.reason.find("the server forbids it (transport parameter "
+                                   "disable_active_migration)") != std::string::npos,
+                   err.reason);
+        c.flow->send(bytes("stayed"), meta(1));
+        BOOST_REQUIRE(t.wait([&] { return !t.accepted[0].events->messages.empty(); }));
+        BOOST_TEST(c.flow->info().local.address.to_string() == "127.0.0.1");
+    }
+    // A client with migration: false does not offer to move (the kernel sees no cap_migrates).
+    {
+        quic_pair t(server_options(), with(client_options(), "migration", false));
+        auto c = t.connect();
+        BOOST_TEST((c.flow->info().capabilities & sdk::cap_migrates) == 0u);
+        sdk::flow_error err;
+        BOOST_TEST(!c.flow->migrate(lower_from(t, "127.0.0.2"), err));
+        BOOST_TEST(err.reason.find("migration is off here (option migration: false)") !=
+                       std::string::npos,
+                   err.reason);
+    }
+}
