@@ -25,7 +25,7 @@ if(TARGET post_plugin_quic)
     LIBRARIES PostSockets::kernel OpenSSL::Crypto LABELS integration quic TIMEOUT 60)
   target_compile_definitions(test_quic_carriers PRIVATE
     POST_PLUGIN_DIR="${POST_PLUGIN_OUTPUT_DIR}")
-  foreach(p udp quic)
+  foreach(p udp quic tcp framing)
     add_dependencies(test_quic_carriers post_plugin_${p})
   endforeach()
 endif()

@@ -1,5 +1,7 @@
 #include "quic_connection.hpp"
 
+#include "quic_cid_registry.hpp"
+
 #include <utility>
 
 #include <boost/asio/post.hpp>
@@ -23,7 +25,7 @@ namespace post::plugins::quic {
 namespace {
 
 constexpr std::size_t client_dcid_len = 18;
-constexpr std::size_t scid_len = 17;
+constexpr std::size_t scid_len = cid_length;
 /// Packets written in one pass before the executor gets a turn (then another pass is posted).
 constexpr int packets_per_pass = 64;
 /// A train of packets handed down in one send (lower flows with cap_segmented_send): at most
@@ -97,27 +99,6 @@ std::string app_error_name(std::uint64_t code) {
     return "application error " + hex(code);
 }
 
-void to_sockaddr(const sdk::endpoint& e, sockaddr_storage& out) {
-    out = {};
-    if (e.address.is_v6()) {
-        auto* a = reinterpret_cast<sockaddr_in6*>(&out);
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons(e.port);
-        const auto b = e.address.to_v6().to_bytes();
-        std::memcpy(&a->sin6_addr, b.data(), b.size());
-    } else {
-        auto* a = reinterpret_cast<sockaddr_in*>(&out);
-        a->sin_family = AF_INET;
-        a->sin_port = htons(e.port);
-        const auto b = e.address.to_v4().to_bytes();
-        std::memcpy(&a->sin_addr, b.data(), b.size());
-    }
-}
-
-socklen_t length_of(const sockaddr_storage& a) {
-    return a.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-}
-
 /// TLS alerts about the certificate: the peer refused ours, or found it unusable.
 bool certificate_alert(unsigned alert) {
     return alert == 42 || alert == 43 || alert == 44 || alert == 45 || alert == 46 || alert == 48 ||
@@ -137,7 +118,7 @@ std::shared_ptr<quic_stream> quic_connection::open(boost::asio::any_io_executor 
                                                    sdk::open_params p) {
     auto c = std::make_shared<quic_connection>(std::move(ex), std::move(settings), std::move(tls),
                                                std::move(lower), std::move(p));
-    c->lower_->set_events(std::static_pointer_cast<sdk::flow_events>(c));
+    c->current_path().lower->set_events(std::static_pointer_cast<sdk::flow_events>(c));
     auto s = std::make_shared<quic_stream>(c, true, false);
     c->streams_.push_back(s);
     // Decided now: the kernel reads info() (cap_early_data) right after start().
@@ -152,11 +133,15 @@ quic_connection::quic_connection(boost::asio::any_io_executor ex,
     : executor_(std::move(ex))
     , settings_(std::move(settings))
     , tls_(std::move(tls))
-    , lower_(std::move(lower))
     , params_(std::move(p))
     , timer_(executor_)
     , handshake_timer_(executor_)
-    , deadline_timer_(executor_) {}
+    , deadline_timer_(executor_) {
+    auto first = std::make_unique<quic_path>();
+    first->id = next_path_id_++;
+    first->lower = std::move(lower);
+    paths_.push_back(std::move(first));
+}
 
 quic_connection::~quic_connection() {
     boost::system::error_code ignored;
@@ -165,7 +150,7 @@ quic_connection::~quic_connection() {
     deadline_timer_.cancel(ignored);
     try {
         // Every stream flow was dropped without a close: the peer hears it at once.
-        if (conn_ && state_ != state::done && !closing_sent_ && !lower_closed_) {
+        if (conn_ && state_ != state::done && !closing_sent_ && !current_path().closed) {
             ngtcp2_connection_close_error cc;
             ngtcp2_connection_close_error_default(&cc);
             static constexpr char why[] = "all streams dropped";
@@ -173,9 +158,11 @@ quic_connection::~quic_connection() {
                 &cc, app_aborted, reinterpret_cast<const std::uint8_t*>(why), sizeof why - 1);
             write_close(cc);
         }
-        if (lower_ && !lower_closed_ && !lower_close_requested_) lower_->close();
+        for (auto& p : paths_)
+            p->release();
     } catch (...) {
     }
+    unregister_cids();
     if (conn_) ngtcp2_conn_del(conn_);
     if (session_) gnutls_deinit(session_);
 }
@@ -225,6 +212,8 @@ ngtcp2_callbacks quic_connection::callbacks(bool client) {
     cb.stream_stop_sending = &cb_stream_stop_sending;
     cb.version_negotiation = ngtcp2_crypto_version_negotiation_cb;
     cb.recv_stateless_reset = &cb_recv_stateless_reset;
+    cb.remove_connection_id = &cb_remove_connection_id;
+    cb.path_validation = &cb_path_validation;
     if (client) {
         cb.early_data_rejected = &cb_early_data_rejected;
         cb.recv_crypto_data = &cb_recv_crypto_data;
@@ -248,6 +237,8 @@ void quic_connection::fill_settings(ngtcp2_settings& settings,
     params.max_idle_timeout =
         static_cast<ngtcp2_duration>(settings_->idle_timeout.count()) * NGTCP2_MILLISECONDS;
     params.active_connection_id_limit = 7;
+    // RFC 9000 18.2: the peer must not move the connection (our clients honour it).
+    params.disable_active_migration = settings_->migration ? 0 : 1;
     // RFC 9221: the largest DATAGRAM frame we take (0 = none). A datagram never spans packets,
     // so anything near 64 KiB is as good as unlimited.
     params.max_datagram_frame_size = settings_->datagrams ? 65535 : 0;
@@ -264,15 +255,10 @@ void quic_connection::open_qlog(const ngtcp2_cid& odcid) {
 }
 
 void quic_connection::set_path() {
-    const auto below = lower_->info();
-    lower_trains_ = (below.capabilities & sdk::cap_segmented_send) != 0;
-    to_sockaddr(below.local, local_addr_);
-    to_sockaddr(params_.remote.port ? params_.remote : below.remote, remote_addr_);
-    path_.local.addr = reinterpret_cast<ngtcp2_sockaddr*>(&local_addr_);
-    path_.local.addrlen = length_of(local_addr_);
-    path_.remote.addr = reinterpret_cast<ngtcp2_sockaddr*>(&remote_addr_);
-    path_.remote.addrlen = length_of(remote_addr_);
-    path_.user_data = nullptr;
+    auto& path = current_path();
+    const auto below = path.lower->info();
+    path.trains = (below.capabilities & sdk::cap_segmented_send) != 0;
+    path.set_addresses(below.local, params_.remote.port ? params_.remote : below.remote);
 }
 
 bool quic_connection::create_client(sdk::flow_error& err) {
@@ -290,7 +276,8 @@ bool quic_connection::create_client(sdk::flow_error& err) {
     ngtcp2_transport_params params;
     fill_settings(settings, params);
     const auto cb = callbacks(true);
-    if (int rv = ngtcp2_conn_client_new(&conn_, &dcid, &scid, &path_, NGTCP2_PROTO_VER_V1, &cb,
+    const auto path = current_path().view();
+    if (int rv = ngtcp2_conn_client_new(&conn_, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1, &cb,
                                         &settings, &params, nullptr, this);
         rv != 0) {
         conn_ = nullptr;
@@ -338,7 +325,8 @@ bool quic_connection::accept_initial(const std::uint8_t* data, std::size_t len) 
     params.stateless_reset_token_present =
         reset_token(scid.data, scid.datalen, params.stateless_reset_token) ? 1 : 0;
     const auto cb = callbacks(false);
-    if (int rv = ngtcp2_conn_server_new(&conn_, &hd.scid, &scid, &path_, hd.version, &cb, &settings,
+    const auto path = current_path().view();
+    if (int rv = ngtcp2_conn_server_new(&conn_, &hd.scid, &scid, &path, hd.version, &cb, &settings,
                                         &params, nullptr, this);
         rv != 0) {
         conn_ = nullptr;
@@ -347,6 +335,7 @@ bool quic_connection::accept_initial(const std::uint8_t* data, std::size_t len) 
             std::string("cannot accept a connection from ") + peer() + ": " + ngtcp2_strerror(rv));
         return false;
     }
+    register_cid(scid);
     sdk::flow_error err;
     if (!set_up_tls(err)) {
         fail(err, std::nullopt);
@@ -456,7 +445,8 @@ void quic_connection::start_stream(quic_stream& s) noexcept {
                     if (ec) return;
                     if (auto self = weak.lock()) self->guarded([&] { self->on_handshake_timer(); });
                 });
-            lower_->start(); // the client connects at its on_ready; the server waits for data
+            // The client connects at its on_ready; the server waits for data.
+            current_path().lower->start();
             return;
         }
         schedule();
@@ -518,15 +508,16 @@ std::shared_ptr<sdk::flow> quic_connection::fork() noexcept {
 
 sdk::flow_info quic_connection::info() const noexcept {
     sdk::flow_info i;
-    const auto below = lower_->info();
     i.kind = sdk::edge::message;
-    i.local = below.local;
-    i.remote = below.remote;
+    i.local = local_endpoint();
+    i.remote = remote_endpoint();
     i.max_message_size = settings_->max_message_size;
     // Ordered and reliable per stream; on_sent when written into packets, not when acked.
     // A message whose deadline passes part-way through is stopped (RESET_STREAM, on_expired),
     // which ends its stream flow (docs/quic.md "Lifetimes").
     i.capabilities = sdk::cap_ordered | sdk::cap_expires_in_flight;
+    // A client moves its connection (docs/quic.md "Migration"); a server follows its client.
+    if (client() && settings_->migration) i.capabilities |= sdk::cap_migrates;
     // 0-RTT: idempotent messages sent now may travel before the handshake (docs/quic.md).
     if (early_offer_ && state_ != state::established && state_ != state::done && !handshake_done_)
         i.capabilities |= sdk::cap_early_data;
@@ -571,42 +562,74 @@ void quic_connection::on_ready() noexcept {
 }
 
 void quic_connection::on_received(sdk::byte_buffer data, const sdk::receive_meta&) noexcept {
+    path_received(1, std::move(data)); // the first lower flow's events come here
+}
+
+void quic_connection::on_closed(const sdk::flow_error& e) noexcept {
+    path_closed(1, e);
+}
+
+void quic_connection::path_received(std::uint64_t id, sdk::byte_buffer data) noexcept {
     if (state_ == state::done || data.empty()) return;
+    auto* path = find_path(id);
+    if (!path) return; // a released path's late datagram
     try {
-        ++summary_.packets_in;
-        const auto* p = reinterpret_cast<const std::uint8_t*>(data.data());
-        if (!conn_) {
-            if (client() || state_ == state::idle) return;
-            if (!accept_initial(p, data.size())) return;
-        }
-        ngtcp2_pkt_info pi{};
-        const int rv = ngtcp2_conn_read_pkt(conn_, &path_, &pi, p, data.size(), now());
-        if (pending_close_) {
-            auto pc = std::move(*pending_close_);
-            pending_close_.reset();
-            return fail_app(pc.error, pc.app_code, pc.reason);
-        }
-        if (rv != 0) return handle_liberr(rv, "reading a packet");
-        if (state_ != state::established) return service();
-        // Established: what this datagram completed is reported now, in arrival order across
-        // streams, but writing waits for one pass after the burst the lower flow delivers in
-        // this turn (one ACK, and the freed window filled with trains, not two packets per ACK).
-        dispatch();
-        if (state_ == state::done) return;
-        // The last stream ended: the whole pass now, so the connection closes in this call as
-        // before (ACKs, then CONNECTION_CLOSE).
-        if (!any_open_stream()) return service();
-        schedule();
+        receive_on(*path, std::move(data));
     } catch (...) {
         fail_app({std::make_error_code(std::errc::not_enough_memory), "quic: out of memory"},
                  app_internal, "internal error");
     }
 }
 
-void quic_connection::on_closed(const sdk::flow_error& e) noexcept {
-    lower_closed_ = true;
+void quic_connection::receive_on(quic_path& path, sdk::byte_buffer data) {
+    ++summary_.packets_in;
+    const auto* p = reinterpret_cast<const std::uint8_t*>(data.data());
+    if (!conn_) {
+        if (client() || state_ == state::idle) return;
+        // A migrated client's packet belongs to a connection we have: it takes this flow.
+        if (hand_over(data)) return;
+        if (!accept_initial(p, data.size())) return;
+    }
+    ngtcp2_pkt_info pi{};
+    const auto view = path.view();
+    const int rv = ngtcp2_conn_read_pkt(conn_, &view, &pi, p, data.size(), now());
+    if (pending_close_) {
+        auto pc = std::move(*pending_close_);
+        pending_close_.reset();
+        return fail_app(pc.error, pc.app_code, pc.reason);
+    }
+    if (rv != 0) return handle_liberr(rv, "reading a packet");
+    track_path();
+    if (state_ != state::established) return service();
+    // Established: what this datagram completed is reported now, in arrival order across
+    // streams, but writing waits for one pass after the burst the lower flow delivers in
+    // this turn (one ACK, and the freed window filled with trains, not two packets per ACK).
+    dispatch();
+    if (state_ == state::done) return;
+    // The last stream ended: the whole pass now, so the connection closes in this call as
+    // before (ACKs, then CONNECTION_CLOSE).
+    if (!any_open_stream()) return service();
+    schedule();
+}
+
+void quic_connection::path_closed(std::uint64_t id, const sdk::flow_error& e) noexcept {
+    auto* path = find_path(id);
+    if (!path) return;
+    path->closed = true;
     if (state_ == state::done) return;
     try {
+        if (path != &current_path()) {
+            // A path we moved away from (or one that never got going): the connection goes on.
+            if (id == migrating_to_) {
+                migrating_to_ = 0;
+                log(sdk::log_level::info, "migration abandoned: the new path's datagram flow " +
+                                              std::string(e ? "failed: " + e.reason : "closed") +
+                                              "; the connection stays on " +
+                                              local_endpoint().to_string());
+            }
+            std::erase_if(paths_, [&](const auto& p) { return p.get() == path; });
+            return;
+        }
         fail(e ? sdk::flow_error{e.code, "quic: the datagram flow below failed: " + e.reason}
                : sdk::flow_error{std::make_error_code(std::errc::connection_aborted),
                                  "quic: the datagram flow below closed before the connection "
@@ -943,8 +966,9 @@ void quic_connection::write_packets() {
     // overrun a receiver's socket buffer even on loopback.
     const std::size_t quantum =
         std::min<std::size_t>(max_train_bytes, ngtcp2_conn_get_send_quantum(conn_));
+    const bool trains = current_path().trains;
     const std::size_t max_train =
-        lower_trains_ ? std::clamp<std::size_t>(quantum / size, 1, max_train_packets) : 1;
+        trains ? std::clamp<std::size_t>(quantum / size, 1, max_train_packets) : 1;
     if (packet_.size() < size * max_train) packet_.resize(size * max_train);
     auto* base = reinterpret_cast<std::uint8_t*>(packet_.data());
     auto* buf = base;
@@ -953,10 +977,14 @@ void quic_connection::write_packets() {
     // The train being built at `base`: `train_len` bytes of packets of `segment` bytes each (the
     // last may be shorter, and then it ends the train).
     std::size_t train_len = 0, segment = 0, train_count = 0;
+    // The path ngtcp2 named for the train's packets (a migration can make them differ).
+    quic_path* train_path = nullptr;
+    ngtcp2_path_storage ps;
     auto flush = [&] {
         if (train_len == 0) return;
-        send_packet(base, train_len, train_count > 1 ? segment : 0);
+        send_packet(base, train_len, train_count > 1 ? segment : 0, train_path);
         train_len = segment = train_count = 0;
+        train_path = nullptr;
         // Pacing, as ngtcp2's examples do with GSO: the next train waits its turn (writev_stream
         // returns 0 until then; the expiry timer includes the next send time). Without trains,
         // packets go unpaced as before. Not before the first RTT sample: ngtcp2 0.12 then
@@ -965,7 +993,7 @@ void quic_connection::write_packets() {
         // message, the server's answer and echo: an ACK-only packet went instead). ngtcp2 0.14
         // uses 1 ms there; the handful of handshake packets is bounded by the congestion window
         // and anti-amplification anyway.
-        if (lower_trains_ && rtt_sampled()) ngtcp2_conn_update_pkt_tx_time(conn_, now());
+        if (trains && rtt_sampled()) ngtcp2_conn_update_pkt_tx_time(conn_, now());
     };
     // Datagrams first: they carry what cannot wait for retransmission, and each one is small.
     if (state_ == state::established && !datagrams_out_.empty() &&
@@ -1014,7 +1042,8 @@ void quic_connection::write_packets() {
         ngtcp2_ssize written = -1;
         ngtcp2_pkt_info pi{};
         buf = base + train_len;
-        const auto n = ngtcp2_conn_writev_stream(conn_, &path_, &pi, buf, size, &written, flags,
+        ngtcp2_path_storage_zero(&ps);
+        const auto n = ngtcp2_conn_writev_stream(conn_, &ps.path, &pi, buf, size, &written, flags,
                                                  sid, count ? vec : nullptr, count, now());
         auto account = [&] {
             if (!s || written < 0) return;
@@ -1058,15 +1087,28 @@ void quic_connection::write_packets() {
         account();
         if (n == 0) break; // nothing more now (congestion or pacing: the timer says when)
         const auto len = static_cast<std::size_t>(n);
-        if (train_count > 0 && len > segment) {
-            // Longer than the train's packets: the train goes as it is, this packet starts the
-            // next one.
+        auto* target = path_for(ps.path);
+        if (!target) {
+            // For a path already released (a probe of an abandoned path): dropped; ngtcp2
+            // treats it as lost.
+            if (++packets >= packets_per_pass) {
+                schedule();
+                break;
+            }
+            continue;
+        }
+        if (train_count > 0 && (len > segment || target != train_path)) {
+            // Longer than the train's packets, or for another path: the train goes as it is,
+            // this packet starts the next one.
             flush();
             std::memmove(base, buf, len);
         }
-        if (train_count++ == 0) segment = len;
+        if (train_count++ == 0) {
+            segment = len;
+            train_path = target;
+        }
         train_len += len;
-        if (len < segment || train_count >= max_train) flush();
+        if (len < segment || train_count >= max_train || target != &current_path()) flush();
         if (++packets >= packets_per_pass) {
             schedule();
             break;
@@ -1081,15 +1123,17 @@ bool quic_connection::rtt_sampled() const noexcept {
     return cs.first_rtt_sample_ts != std::numeric_limits<ngtcp2_tstamp>::max();
 }
 
-void quic_connection::send_packet(const std::uint8_t* data, std::size_t n, std::size_t segment) {
-    if (!lower_ || lower_closed_ || lower_close_requested_) return;
+void quic_connection::send_packet(const std::uint8_t* data, std::size_t n, std::size_t segment,
+                                  quic_path* on) {
+    auto& path = on ? *on : current_path();
+    if (!path.lower || path.closed || path.close_requested) return;
     const auto* b = reinterpret_cast<const std::byte*>(data);
     sdk::send_meta m;
-    m.id = lower_next_id_++;
+    m.id = path.next_send_id++;
     m.segment_size = static_cast<std::uint16_t>(segment);
     summary_.packets_out += segment ? (n + segment - 1) / segment : 1;
     if (segment) ++summary_.trains_out;
-    lower_->send(sdk::byte_buffer(b, b + n), m);
+    path.lower->send(sdk::byte_buffer(b, b + n), m);
 }
 
 void quic_connection::write_close(const ngtcp2_connection_close_error& cc) {
@@ -1098,9 +1142,13 @@ void quic_connection::write_close(const ngtcp2_connection_close_error& cc) {
     if (ngtcp2_conn_is_in_closing_period(conn_) || ngtcp2_conn_is_in_draining_period(conn_)) return;
     std::uint8_t buf[NGTCP2_MAX_UDP_PAYLOAD_SIZE];
     ngtcp2_pkt_info pi{};
+    ngtcp2_path_storage ps;
+    ngtcp2_path_storage_zero(&ps);
     const auto n =
-        ngtcp2_conn_write_connection_close(conn_, &path_, &pi, buf, sizeof buf, &cc, now());
-    if (n > 0) send_packet(buf, static_cast<std::size_t>(n));
+        ngtcp2_conn_write_connection_close(conn_, &ps.path, &pi, buf, sizeof buf, &cc, now());
+    if (n <= 0) return;
+    auto* target = path_for(ps.path);
+    send_packet(buf, static_cast<std::size_t>(n), 0, target ? target : &current_path());
 }
 
 // ---- datagrams and deadlines --------------------------------------------------------------
@@ -1176,8 +1224,10 @@ bool quic_connection::write_datagrams(std::uint8_t* buf, std::size_t size, int& 
         ngtcp2_vec v{reinterpret_cast<std::uint8_t*>(d.data.data()), d.data.size()};
         int accepted = 0;
         ngtcp2_pkt_info pi{};
+        ngtcp2_path_storage ps;
+        ngtcp2_path_storage_zero(&ps);
         const auto n =
-            ngtcp2_conn_writev_datagram(conn_, &path_, &pi, buf, size, &accepted,
+            ngtcp2_conn_writev_datagram(conn_, &ps.path, &pi, buf, size, &accepted,
                                         NGTCP2_WRITE_DATAGRAM_FLAG_NONE, d.id, &v, 1, now());
         if (n == NGTCP2_ERR_INVALID_STATE || n == NGTCP2_ERR_INVALID_ARGUMENT) {
             refuse(n == NGTCP2_ERR_INVALID_STATE ? std::errc::operation_not_supported
@@ -1197,7 +1247,8 @@ bool quic_connection::write_datagrams(std::uint8_t* buf, std::size_t size, int& 
             datagrams_out_.pop_front();
         }
         if (n == 0) return false; // congestion or pacing: the timer says when
-        send_packet(buf, static_cast<std::size_t>(n));
+        if (auto* target = path_for(ps.path))
+            send_packet(buf, static_cast<std::size_t>(n), 0, target);
         if (++packets >= packets_per_pass) {
             schedule();
             return false;
@@ -1349,6 +1400,8 @@ void quic_connection::report(quic_stream& s) {
         }
         if (auto ev = events()) ev->on_received(std::move(m), meta);
     }
+    if (std::exchange(s.path_changed_, false) && s.ready_)
+        if (auto ev = events()) ev->on_path_changed();
     for (auto id : std::exchange(s.sent_, {}))
         if (auto ev = events()) ev->on_sent(id);
     for (auto id : std::exchange(s.expired_, {}))
@@ -1401,6 +1454,7 @@ void quic_connection::on_timer() {
     try {
         if (int rv = ngtcp2_conn_handle_expiry(conn_, now()); rv != 0)
             return handle_liberr(rv, "handling a timer");
+        track_path(); // a path validation may have ended
         service();
     } catch (...) {
         fail_app({std::make_error_code(std::errc::not_enough_memory), "quic: out of memory"},
@@ -1441,6 +1495,12 @@ void quic_connection::handle_liberr(int rv, const char* where) {
                             hex32(NGTCP2_PROTO_VER_V1) + " (Version Negotiation); it offered: " +
                             (offered.empty() ? std::string("none") : offered)});
     }
+    case NGTCP2_ERR_NO_VIABLE_PATH:
+        // Validation of the path we moved to failed, and there was none to fall back to.
+        return end_all({std::make_error_code(std::errc::network_unreachable),
+                        "quic: the connection to " + peer() +
+                            " lost its path: the peer did not answer on the path it moved "
+                            "to (path validation failed)"});
     case NGTCP2_ERR_CLOSING:
         return end_all({std::make_error_code(std::errc::connection_aborted),
                         "quic: the connection is closing"});
@@ -1561,6 +1621,7 @@ void quic_connection::end_all(const sdk::flow_error& e) {
     handshake_timer_.cancel(ignored);
     deadline_timer_.cancel(ignored);
     if (e) log(sdk::log_level::debug, e.reason);
+    unregister_cids(); // a late packet from a new address now gets a stateless reset
     for (auto& d : std::exchange(datagrams_out_, {}))
         if (auto s = d.from.lock(); s && !s->aborted_)
             s->send_errors_.emplace_back(
@@ -1578,11 +1639,14 @@ void quic_connection::end_all(const sdk::flow_error& e) {
 }
 
 void quic_connection::close_lower_soon() {
-    if (!lower_ || lower_closed_ || lower_close_requested_) return;
+    const bool open = std::any_of(paths_.begin(), paths_.end(), [](const auto& p) {
+        return p->lower && !p->closed && !p->close_requested;
+    });
+    if (!open) return;
     const bool closing = conn_ && (closing_sent_ || ngtcp2_conn_is_in_draining_period(conn_));
     if (!closing) {
-        lower_close_requested_ = true;
-        lower_->close();
+        for (auto& p : paths_)
+            p->release();
         return;
     }
     // RFC 9000 10.2: stay for three PTOs after CONNECTION_CLOSE, so the peer's late packets
@@ -1593,10 +1657,8 @@ void quic_connection::close_lower_soon() {
     handshake_timer_.expires_after(
         std::min<std::chrono::nanoseconds>(linger, std::chrono::seconds(3)));
     handshake_timer_.async_wait([self = shared_from_this()](const boost::system::error_code&) {
-        if (self->lower_ && !self->lower_closed_ && !self->lower_close_requested_) {
-            self->lower_close_requested_ = true;
-            self->lower_->close();
-        }
+        for (auto& p : self->paths_)
+            p->release();
     });
 }
 
@@ -1615,6 +1677,7 @@ int quic_connection::cb_handshake_completed(ngtcp2_conn*, void* user) {
 
 int quic_connection::cb_handshake_confirmed(ngtcp2_conn*, void* user) {
     auto* self = static_cast<quic_connection*>(user);
+    self->handshake_confirmed_ = true;
     self->summary_.confirmed_packets_in = self->summary_.packets_in;
     return 0;
 }
@@ -1844,11 +1907,46 @@ void quic_connection::cb_qlog_write(void* user, std::uint32_t flags, const void*
 }
 
 int quic_connection::cb_get_new_connection_id(ngtcp2_conn*, ngtcp2_cid* cid, std::uint8_t* token,
-                                              std::size_t cidlen, void*) {
+                                              std::size_t cidlen, void* user) {
     if (gnutls_rnd(GNUTLS_RND_RANDOM, cid->data, cidlen) != 0 ||
         !reset_token(cid->data, cidlen, token))
         return NGTCP2_ERR_CALLBACK_FAILURE;
     cid->datalen = cidlen;
+    // A server finds its connection by any ID it issued when the client moves (docs/quic.md
+    // "Migration").
+    auto* self = static_cast<quic_connection*>(user);
+    if (!self->client()) {
+        try {
+            self->register_cid(*cid);
+        } catch (...) {
+            return NGTCP2_ERR_CALLBACK_FAILURE;
+        }
+    }
+    return 0;
+}
+
+int quic_connection::cb_remove_connection_id(ngtcp2_conn*, const ngtcp2_cid* cid, void* user) {
+    auto* self = static_cast<quic_connection*>(user);
+    if (self->client()) return 0;
+    const std::string key(reinterpret_cast<const char*>(cid->data), cid->datalen);
+    cid_registry::remove(cid->data, cid->datalen, self);
+    std::erase(self->cids_, key);
+    return 0;
+}
+
+int quic_connection::cb_path_validation(ngtcp2_conn*, std::uint32_t, const ngtcp2_path* path,
+                                        ngtcp2_path_validation_result res, void* user) {
+    auto* self = static_cast<quic_connection*>(user);
+    self->validation_ended_ = true; // track_path() releases what ngtcp2 no longer uses
+    try {
+        self->log(sdk::log_level::debug,
+                  "path validation from " + to_endpoint(path->local).to_string() + " to " +
+                      to_endpoint(path->remote).to_string() +
+                      (res == NGTCP2_PATH_VALIDATION_RESULT_SUCCESS   ? " succeeded"
+                       : res == NGTCP2_PATH_VALIDATION_RESULT_FAILURE ? " failed"
+                                                                      : " aborted"));
+    } catch (...) {
+    }
     return 0;
 }
 

@@ -23,6 +23,7 @@
 // owns the lower flow, the ngtcp2_conn and the TLS session.
 #pragma once
 
+#include "quic_paths.hpp"
 #include "quic_qlog.hpp"
 #include "quic_session.hpp"
 #include "quic_settings.hpp"
@@ -90,6 +91,11 @@ struct quic_summary {
     /// Client: stream bytes written in 0-RTT packets. Server: stream bytes received in them.
     std::uint64_t early_bytes = 0;
     std::uint64_t tickets_stored = 0; ///< Client: tickets written to the association.
+    // Migration (docs/quic.md "Migration")
+    std::uint64_t migrations = 0;    ///< Client: migrations started (the new path was ready).
+    std::uint64_t paths_adopted = 0; ///< Server: lower flows of new peer addresses taken over.
+    std::uint64_t path_changes = 0;  ///< Times the path in use changed.
+    std::uint64_t handed_over = 0;   ///< Server, fresh flow: given to the connection it belongs to.
 };
 
 class quic_connection final : public sdk::flow_events,
@@ -127,6 +133,19 @@ public:
     void fail_later(sdk::flow_error e) noexcept;
     /// An unreliable message of stream `s` (send_meta reliable=false): one DATAGRAM frame.
     void send_datagram(quic_stream& s, sdk::byte_buffer data, const sdk::send_meta& meta);
+    /// Client: move the connection onto `new_lower` (not started; same remote, another local
+    /// address). Checked now: established, handshake confirmed, the peer allows migration and
+    /// gave us a spare connection ID. Then the flow is started and, once ready, ngtcp2 migrates
+    /// at once (path validation runs on the new path).
+    bool migrate(std::shared_ptr<sdk::flow> new_lower, sdk::flow_error& err) noexcept;
+    /// The local and remote endpoints of the path in use.
+    sdk::endpoint local_endpoint() const;
+    sdk::endpoint remote_endpoint() const;
+
+    // Events of lower flows other than the first (quic_path_events).
+    void path_ready(std::uint64_t id) noexcept;
+    void path_received(std::uint64_t id, sdk::byte_buffer data) noexcept;
+    void path_closed(std::uint64_t id, const sdk::flow_error& e) noexcept;
 
     // sdk::flow_events (from the lower flow)
     void on_ready() noexcept override;
@@ -199,6 +218,27 @@ private:
     /// Server at handshake completion: early data and resumption, and a ticket sent.
     void server_established();
     void set_path();
+    quic_path& current_path() noexcept { return *paths_.front(); }
+    const quic_path& current_path() const noexcept { return *paths_.front(); }
+    quic_path* find_path(std::uint64_t id) noexcept;
+    /// The path ngtcp2 named for a packet (by id, else by addresses), or nullptr: released.
+    quic_path* path_for(const ngtcp2_path& p) noexcept;
+    /// A datagram that arrived on path `id` (the first path: the connection's own on_received).
+    void receive_on(quic_path& path, sdk::byte_buffer data);
+    /// After ngtcp2 ran: the path in use may have changed (a migration, ours or the peer's):
+    /// it goes to the front, and every stream flow reports on_path_changed.
+    void track_path();
+    /// Releases the lower flows of paths ngtcp2 no longer uses (after a validation ended).
+    void prune_paths();
+    /// Server, fresh flow: a short-header packet for a connection of this process (a client
+    /// that migrated): that connection takes this lower flow. True when it did.
+    bool hand_over(sdk::byte_buffer& data);
+    /// Server: takes `lower`, the flow of a new peer address, and reads `first` (its first
+    /// datagram) on it. False, with nothing taken, when this connection cannot.
+    bool adopt_path(std::shared_ptr<sdk::flow>& lower, sdk::byte_buffer& first);
+    /// The server's connection IDs in this process's registry (quic_cid_registry.hpp).
+    void register_cid(const ngtcp2_cid& cid);
+    void unregister_cids() noexcept;
     void fill_settings(ngtcp2_settings& settings, ngtcp2_transport_params& params) const;
 
     /// One pass: open streams, write packets, report events, re-arm the timer.
@@ -217,7 +257,8 @@ private:
     /// ngtcp2 has measured the RTT (pacing needs it: see write_packets).
     bool rtt_sampled() const noexcept;
     /// One lower send: a packet, or (segment non-zero) a train of packets of that size.
-    void send_packet(const std::uint8_t* data, std::size_t n, std::size_t segment = 0);
+    void send_packet(const std::uint8_t* data, std::size_t n, std::size_t segment = 0,
+                     quic_path* on = nullptr);
     void dispatch();
     void report(quic_stream& s);
     void maybe_close_connection();
@@ -274,13 +315,22 @@ private:
     void open_qlog(const ngtcp2_cid& odcid);
     static int cb_get_new_connection_id(ngtcp2_conn*, ngtcp2_cid* cid, std::uint8_t* token,
                                         std::size_t cidlen, void* user);
+    static int cb_remove_connection_id(ngtcp2_conn*, const ngtcp2_cid* cid, void* user);
+    static int cb_path_validation(ngtcp2_conn*, std::uint32_t flags, const ngtcp2_path* path,
+                                  ngtcp2_path_validation_result res, void* user);
     static ngtcp2_conn* cb_get_conn(ngtcp2_crypto_conn_ref* ref);
     static ngtcp2_callbacks callbacks(bool client);
 
     boost::asio::any_io_executor executor_;
     std::shared_ptr<const quic_settings> settings_;
     std::shared_ptr<const quic_tls_context> tls_;
-    std::shared_ptr<sdk::flow> lower_;
+    /// The paths; the front one is in use (ngtcp2_conn_get_path), the first lower flow's
+    /// events go to this object, the others' to a quic_path_events.
+    std::vector<std::unique_ptr<quic_path>> paths_;
+    std::uint64_t next_path_id_ = 1;
+    std::uint64_t migrating_to_ = 0; ///< Client: the path whose lower flow is starting.
+    bool validation_ended_ = false;  ///< Recorded by cb_path_validation, acted on after.
+    std::vector<std::string> cids_;  ///< Server: registered connection IDs.
     sdk::open_params params_;
     boost::asio::steady_timer timer_;
     boost::asio::steady_timer handshake_timer_;
@@ -292,13 +342,9 @@ private:
     gnutls_session_t session_ = nullptr;
     session_link link_;
     verify_state verify_;
-    sockaddr_storage local_addr_{};
-    sockaddr_storage remote_addr_{};
-    ngtcp2_path path_{};
 
     state state_ = state::idle;
-    bool lower_closed_ = false;
-    bool lower_trains_ = false; ///< The lower flow takes trains of packets (cap_segmented_send).
+    bool handshake_confirmed_ = false;
     bool service_posted_ = false;
     bool in_service_ = false;
     bool handshake_done_ = false; ///< Recorded by the callback, acted on in service().
@@ -306,7 +352,6 @@ private:
     bool answered_stranger_ = false; ///< Server: a VN or stateless reset went to this flow.
     bool reset_received_ = false;    ///< The peer sent a stateless reset (then DRAINING).
     std::vector<std::uint32_t> offered_versions_; ///< Client: from a Version Negotiation.
-    bool lower_close_requested_ = false;
     bool abort_requested_ = false; ///< abort() on the last open stream: CONNECTION_CLOSE.
     std::optional<pending_close> pending_close_;
     std::optional<sdk::flow_error> ended_;
@@ -323,7 +368,6 @@ private:
     };
     std::deque<in_datagram> datagrams_in_; ///< For the first open stream flow, when ready.
     std::uint64_t serve_counter_ = 0;
-    std::uint64_t lower_next_id_ = 1;
     quic_summary summary_;
     std::unique_ptr<quic_qlog> qlog_; ///< With the qlog-dir option.
     bool qlog_failure_logged_ = false;

@@ -74,6 +74,11 @@ constexpr sdk::option_spec schema[] = {
      "Received datagrams kept while no stream flow is ready to take them; beyond this the "
      "oldest are dropped",
      "256", 1, 1 << 20},
+    {"migration", sdk::option_type::boolean,
+     "Connection migration (RFC 9000 9). Client: move a connection to another local address "
+     "when asked or when its address goes away. Server: let clients move (false sends "
+     "disable_active_migration, and clients keep their address)",
+     "true"},
     {"session-tickets", sdk::option_type::boolean,
      "Resume connections with TLS 1.3 tickets: clients keep the ticket and the server's "
      "transport parameters in the association; servers issue tickets",
@@ -211,6 +216,7 @@ bool parse_settings(const sdk::options& opts, quic_settings& s, sdk::flow_error&
         return false;
     }
     s.datagram_queue = static_cast<std::size_t>(dq);
+    s.migration = opts.get_or<bool>("migration", s.migration);
     s.session_tickets = opts.get_or<bool>("session-tickets", s.session_tickets);
     s.early_data = opts.get<bool>("early-data");
     s.anti_replay_window =

@@ -43,6 +43,9 @@ struct quic_settings {
     bool datagrams = true;
     /// Received datagrams kept while no stream flow is ready to take them (oldest dropped).
     std::size_t datagram_queue = 256;
+    /// Connection migration (docs/quic.md "Migration"). False: a server sends
+    /// disable_active_migration, a client does not move its connections.
+    bool migration = true;
 
     // 0-RTT (docs/quic.md "0-RTT"), with the tls layer's option names.
     bool session_tickets = true; ///< Clients keep tickets in the association; servers issue them.

@@ -97,6 +97,14 @@ std::shared_ptr<sdk::flow> quic_stream::fork() noexcept {
     return conn_->fork();
 }
 
+bool quic_stream::migrate(std::shared_ptr<sdk::flow> new_lower, sdk::flow_error& err) noexcept {
+    if (aborted_ || done_) {
+        err = {std::make_error_code(std::errc::not_connected), "quic: this stream has ended"};
+        return false;
+    }
+    return conn_->migrate(std::move(new_lower), err);
+}
+
 bool quic_stream::writable() const noexcept {
     if (id_ < 0 || fin_sent_ || aborted_ || done_) return false;
     // 0-RTT: only idempotent messages, and no FIN (the server may refuse it all).

@@ -55,6 +55,8 @@ public:
     sdk::flow_info info() const noexcept override;
     std::size_t queued_bytes() const noexcept override { return queued_bytes_; }
     std::shared_ptr<sdk::flow> fork() noexcept override;
+    /// Moves the whole connection (docs/quic.md "Migration").
+    bool migrate(std::shared_ptr<sdk::flow> new_lower, sdk::flow_error& err) noexcept override;
 
 private:
     friend class quic_connection;
@@ -106,8 +108,9 @@ private:
     bool aborted_ = false;
     bool done_ = false;
     bool end_reported_ = false;
-    bool waited_ = false;     ///< Waited for MAX_STREAMS credit (counted once).
-    std::uint64_t order_ = 0; ///< When it was last served (round robin among equals).
+    bool waited_ = false;       ///< Waited for MAX_STREAMS credit (counted once).
+    bool path_changed_ = false; ///< The connection moved: on_path_changed is due.
+    std::uint64_t order_ = 0;   ///< When it was last served (round robin among equals).
 
     // Sending
     std::deque<out_message> out_;

@@ -11,6 +11,8 @@
 // flight) or rejected (replayed once, in order), non-idempotent messages waiting, unusable
 // tickets. A new connection's first echo without a pacer holding either side's answer in the
 // handshake.
+// Migration: a client moves its connection (two streams mid-transfer) to another loopback
+// address; the server adopts the new path by connection ID, not as a stranger.
 // Robustness: Version Negotiation for unknown versions (and silence where the RFC wants it), a
 // client told of an unknown version, stateless resets from a restarted listener, and the
 // server's anti-amplification limit towards an address that never answers.
@@ -20,6 +22,7 @@
 #include "../support/child_process.hpp"
 #include "../support/test_pki.hpp"
 #include "layer_test_support.hpp"
+#include "quic_cid_registry.hpp"
 #include "quic_connection.hpp"
 #include "quic_session.hpp"
 #include "quic_stream.hpp"
@@ -29,6 +32,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -90,6 +94,11 @@ struct stream_recorder : flow_recorder {
     void on_incoming_flow(std::shared_ptr<sdk::flow> f) noexcept override {
         note("incoming");
         incoming.push_back(std::move(f));
+    }
+    int path_changes = 0;
+    void on_path_changed() noexcept override {
+        note("path");
+        ++path_changes;
     }
 };
 
@@ -1662,4 +1671,162 @@ BOOST_AUTO_TEST_CASE(a_server_sends_at_most_three_times_what_an_unanswering_addr
                                                        << victim.got.size() << " datagrams");
     BOOST_TEST(victim.got_bytes > 0u);
     BOOST_TEST(victim.got_bytes <= 3 * initial.size());
+}
+
+// ---- migration (docs/quic.md "Migration") ---------------------------------------------------
+
+namespace {
+
+/// A client udp flow to the pair's server from `local` (not started).
+std::shared_ptr<sdk::flow> lower_from(quic_pair& t, const std::string& local) {
+    sdk::open_params p;
+    p.side = sdk::role::client;
+    p.remote = ep("127.0.0.1", t.port());
+    p.local = ep(local.c_str(), 0);
+    sdk::flow_error err;
+    auto lower = t.udp->open(nullptr, p, err);
+    BOOST_REQUIRE_MESSAGE(lower, err.reason);
+    return lower;
+}
+
+/// Message `k` of stream `tag`: its index in the first bytes, then a pattern.
+sdk::byte_buffer numbered(char tag, std::size_t k, std::size_t size) {
+    auto b = pattern(size, static_cast<unsigned>(k));
+    const auto head = std::string(1, tag) + std::to_string(k) + ";";
+    std::memcpy(b.data(), head.data(), head.size());
+    return b;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_client_moves_to_another_local_address_mid_transfer) {
+    quic_pair t;
+    auto c = t.connect();
+    auto s = t.accepted.front();
+    auto f = adopt(c.flow->fork());
+    BOOST_REQUIRE(t.wait([&] { return f.events->ready && s.events->incoming.size() == 1u; }));
+    auto sf = adopt(s.events->incoming[0]);
+    BOOST_TEST(c.flow->info().local.address.to_string() == "127.0.0.1");
+    // 2 x 300 messages of 4 KiB: several MB in flight when the move happens.
+    constexpr std::size_t count = 300, size = 4096;
+    for (std::size_t k = 0; k < count; ++k) {
+        c.flow->send(numbered('a', k, size), meta(k + 1));
+        f.flow->send(numbered('b', k, size), meta(k + 1));
+    }
+    BOOST_REQUIRE(t.wait(
+        [&] { return s.events->messages.size() >= 20u && sf.events->messages.size() >= 20u; }));
+    BOOST_REQUIRE(s.events->messages.size() < count); // still mid-transfer
+    sdk::flow_error err;
+    BOOST_REQUIRE_MESSAGE(c.flow->migrate(lower_from(t, "127.0.0.2"), err), err.reason);
+    BOOST_REQUIRE(t.wait([&] {
+        return (s.events->messages.size() == count && sf.events->messages.size() == count) ||
+               s.events->closed || c.events->closed;
+    }));
+    // Every byte once and in order, on both streams.
+    for (std::size_t k = 0; k < count; ++k) {
+        if (s.events->messages[k] != numbered('a', k, size))
+            BOOST_FAIL("stream a: message " << k << " wrong or out of order");
+        if (sf.events->messages[k] != numbered('b', k, size))
+            BOOST_FAIL("stream b: message " << k << " wrong or out of order");
+    }
+    // Both client flows heard of the move and now report the new local address; the server
+    // sees the client's new address on both of its flows.
+    BOOST_REQUIRE(t.wait([&] { return c.events->path_changes && f.events->path_changes; }));
+    BOOST_TEST(c.flow->info().local.address.to_string() == "127.0.0.2");
+    BOOST_TEST(f.flow->info().local.address.to_string() == "127.0.0.2");
+    BOOST_TEST(s.flow->info().remote.address.to_string() == "127.0.0.2");
+    BOOST_TEST(sf.flow->info().remote.address.to_string() == "127.0.0.2");
+    BOOST_TEST(s.events->path_changes >= 1);
+    const auto& cs = summary_of(c.flow);
+    const auto& ss = summary_of(s.flow);
+    BOOST_TEST(cs.migrations == 1u);
+    BOOST_TEST(ss.paths_adopted == 1u);
+    BOOST_TEST(ss.stateless_resets_sent == 0u);
+    // The server's listener saw the new address as a fresh flow: it was handed over and ended
+    // with already_connected, never ready.
+    BOOST_REQUIRE_EQUAL(t.accepted.size(), 2u);
+    auto stray = t.accepted[1];
+    BOOST_REQUIRE(t.wait([&] { return stray.events->closed.has_value(); }));
+    BOOST_TEST(!stray.events->ready);
+    BOOST_TEST((stray.events->closed->code == std::make_error_code(std::errc::already_connected)));
+    BOOST_TEST(summary_of(stray.flow).handed_over == 1u);
+    // The old path is released once the new one is validated: the server's udp flow for
+    // 127.0.0.1 goes away.
+    BOOST_REQUIRE(t.wait([&] { return t.lowers[0].expired(); }, 5s));
+    // And the connection still works both ways.
+    sf.flow->send(bytes("after the move"), meta(9999));
+    BOOST_REQUIRE(t.wait([&] { return !f.events->messages.empty() || f.events->closed; }));
+    BOOST_TEST(text(f.events->messages[0]) == "after the move");
+    BOOST_TEST(!c.events->closed);
+    BOOST_TEST(!s.events->closed);
+    BOOST_TEST(t.client_log.contains("migrated: packets to"));
+}
+
+BOOST_AUTO_TEST_CASE(migration_is_refused_by_name_before_the_handshake_and_by_a_server) {
+    quic_pair t;
+    auto c = t.open(); // not up yet
+    sdk::flow_error err;
+    BOOST_TEST(!c.flow->migrate(lower_from(t, "127.0.0.2"), err));
+    BOOST_TEST((err.code == std::make_error_code(std::errc::not_connected)));
+    BOOST_TEST(err.reason.find("the handshake has not completed") != std::string::npos);
+    BOOST_REQUIRE(t.wait([&] { return c.events->ready; }));
+    BOOST_REQUIRE(t.wait([&] { return !t.accepted.empty() && t.accepted[0].events->ready; }));
+    err = {};
+    BOOST_TEST(!t.accepted[0].flow->migrate(lower_from(t, "127.0.0.2"), err));
+    BOOST_TEST((err.code == std::make_error_code(std::errc::operation_not_supported)));
+    BOOST_TEST(err.reason.find("only a client moves a connection") != std::string::npos);
+    // Nothing changed: the connection still works on its path.
+    c.flow->send(bytes("still here"), meta(1));
+    BOOST_REQUIRE(t.wait([&] { return !t.accepted[0].events->messages.empty(); }));
+    BOOST_TEST(c.flow->info().local.address.to_string() == "127.0.0.1");
+    BOOST_TEST(c.events->path_changes == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_server_registers_its_connection_ids_while_the_connection_lives) {
+    namespace reg = plugins::quic::cid_registry;
+    const auto before = reg::size();
+    {
+        quic_pair t;
+        t.echo = true;
+        auto c = t.connect();
+        // The handshake's ID and those sent in NEW_CONNECTION_ID, at most the bound.
+        c.flow->send(bytes("ids"), meta(1));
+        BOOST_REQUIRE(t.wait([&] { return !c.events->messages.empty(); }));
+        BOOST_REQUIRE(t.wait([&] { return reg::size() >= before + 2; }));
+        BOOST_TEST(reg::size() - before <= reg::max_ids_per_connection);
+        c.flow->close();
+        BOOST_REQUIRE(t.wait([&] { return c.events->closed && t.accepted[0].events->closed; }));
+        // Ended: none of its IDs finds it any more (a late packet gets a stateless reset).
+        BOOST_TEST(reg::size() == before);
+    }
+    BOOST_TEST(reg::size() == before);
+}
+
+BOOST_AUTO_TEST_CASE(migration_off_is_honoured_on_both_sides) {
+    // A server with migration: false sends disable_active_migration: our client refuses to move.
+    {
+        quic_pair t(with(server_options(), "migration", false));
+        auto c = t.connect();
+        BOOST_TEST((c.flow->info().capabilities & sdk::cap_migrates) != 0u);
+        sdk::flow_error err;
+        BOOST_TEST(!c.flow->migrate(lower_from(t, "127.0.0.2"), err));
+        BOOST_TEST((err.code == std::make_error_code(std::errc::operation_not_supported)));
+        BOOST_TEST(err.reason.find("the server forbids it (transport parameter "
+                                   "disable_active_migration)") != std::string::npos,
+                   err.reason);
+        c.flow->send(bytes("stayed"), meta(1));
+        BOOST_REQUIRE(t.wait([&] { return !t.accepted[0].events->messages.empty(); }));
+        BOOST_TEST(c.flow->info().local.address.to_string() == "127.0.0.1");
+    }
+    // A client with migration: false does not offer to move (the kernel sees no cap_migrates).
+    {
+        quic_pair t(server_options(), with(client_options(), "migration", false));
+        auto c = t.connect();
+        BOOST_TEST((c.flow->info().capabilities & sdk::cap_migrates) == 0u);
+        sdk::flow_error err;
+        BOOST_TEST(!c.flow->migrate(lower_from(t, "127.0.0.2"), err));
+        BOOST_TEST(err.reason.find("migration is off here (option migration: false)") !=
+                       std::string::npos,
+                   err.reason);
+    }
 }

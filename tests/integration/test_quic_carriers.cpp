@@ -6,7 +6,9 @@
 // DATAGRAM frames; one too large for a packet fails by name. 0-RTT: the second carrier to a
 // server resumes from the ticket the association kept, and its idempotent message goes early
 // (the kernel's offer_early path), and the server's carrier gets it marked early-data; a context
-// restarted with the association file resumes too.
+// restarted with the association file resumes too. Migration: carrier::migrate moves every
+// stream carrier of a connection; a stack that cannot migrate is refused by name; as root, in a
+// network namespace of its own, removing the local address moves both carriers automatically.
 #define BOOST_TEST_MODULE quic carriers
 #include <utility>
 
@@ -17,6 +19,11 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <filesystem>
 
 #include <map>
@@ -338,4 +345,242 @@ BOOST_AUTO_TEST_CASE(unreliable_messages_go_as_datagrams_and_too_large_ones_fail
     BOOST_TEST(send_errors[0].second.find("too large for a QUIC datagram") != std::string::npos,
                send_errors[0].second);
     BOOST_TEST(c.capabilities().expires_in_flight);
+}
+
+// ---- migration (docs/quic.md "Migration") ---------------------------------------------------
+
+namespace {
+
+/// Every migration trace line, in order.
+struct migration_traces {
+    std::vector<std::string> lines;
+    explicit migration_traces(context& ctx) {
+        ctx.on_trace([this](const trace_event& e) {
+            if (e.what == trace_event::kind::migration || e.what == trace_event::kind::migrated)
+                lines.push_back(std::string(to_string(e.what)) + " " + e.detail);
+        });
+    }
+    bool has(const std::string& needle) const {
+        for (const auto& l : lines)
+            if (l.find(needle) != std::string::npos) return true;
+        return false;
+    }
+    std::string all() const {
+        std::string out;
+        for (const auto& l : lines)
+            out += l + "\n";
+        return out;
+    }
+};
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(migrate_moves_every_stream_of_the_connection_to_the_new_address) {
+    loopback_fixture f;
+    migration_traces traces(f.ctx);
+    trace_counts counts(f.ctx);
+    echo_server server(f.ctx, quic_policy());
+    std::vector<error> listener_errors;
+    server.l.on_error([&](const error& e) { listener_errors.push_back(e); });
+    stream_client client;
+    client.add(initiate(f.ctx, server.where(), quic_policy()));
+    wait_ready(f.io, client.carriers[0]);
+    client.add(client.carriers[0].fork());
+    wait_ready(f.io, client.carriers[1]);
+    client.send_all(2);
+    run_until(f.io, [&] { return client.all_echoed(2) || client.failure.has_value(); });
+    BOOST_REQUIRE(!client.failure);
+    BOOST_TEST(client.carriers[0].path()->local.address.to_string() == "127.0.0.1");
+    std::vector<path> changed[2];
+    for (int i = 0; i < 2; ++i)
+        client.carriers[i].on_path_changed(
+            [&changed, i](const path& p) { changed[i].push_back(p); });
+    std::optional<error> done;
+    client.carriers[0].migrate(local::parse("127.0.0.2:0"), [&](const error& e) { done = e; });
+    run_until(f.io, [&] { return done && !changed[0].empty() && !changed[1].empty(); });
+    BOOST_REQUIRE(done.has_value());
+    BOOST_REQUIRE_MESSAGE(!*done, done->to_string());
+    BOOST_REQUIRE(!changed[0].empty() && !changed[1].empty());
+    for (int i = 0; i < 2; ++i) {
+        BOOST_TEST(changed[i].back().local.address.to_string() == "127.0.0.2");
+        BOOST_TEST(client.carriers[i].path()->local.address.to_string() == "127.0.0.2");
+        BOOST_TEST((client.carriers[i].state() == carrier_state::active));
+    }
+    // Both carriers go on over the moved connection.
+    client.send_all(4);
+    run_until(f.io, [&] { return client.all_echoed(4) || client.failure.has_value(); });
+    BOOST_REQUIRE_MESSAGE(!client.failure,
+                          (client.failure ? client.failure->to_string() : std::string()));
+    BOOST_TEST(traces.has("migration moving from 127.0.0.1:"), traces.all());
+    BOOST_TEST(traces.has("to 127.0.0.2 (asked for by the application)"), traces.all());
+    BOOST_TEST(traces.has("migrated now from 127.0.0.2:"), traces.all());
+    // The server's listener took the new address's datagrams for the existing connection: no
+    // new carrier, no error.
+    BOOST_TEST(server.carriers == 2);
+    BOOST_TEST(listener_errors.empty(),
+               (listener_errors.empty() ? std::string() : listener_errors[0].to_string()));
+}
+
+BOOST_AUTO_TEST_CASE(migrate_on_a_stack_that_cannot_names_it_and_changes_nothing) {
+    loopback_fixture f;
+    migration_traces traces(f.ctx);
+    const auto tcp =
+        policy::parse("version: 1\nname: plain\nstacks:\n  - [framer, tcp]\n", "p.yaml");
+    auto l = listen(f.ctx, local::parse("127.0.0.1:0"), tcp);
+    l.on_carrier(
+        [](carrier c) { c.on_received([c](message m) mutable { c.send(std::move(m)); }); });
+    auto c = initiate(f.ctx, remote::from_host_port("127.0.0.1", port_of(l)), tcp);
+    wait_ready(f.io, c);
+    const auto before = c.path()->local;
+    std::optional<error> done;
+    c.migrate(local::parse("127.0.0.2:0"), [&](const error& e) { done = e; });
+    run_until(f.io, [&] { return done.has_value(); });
+    BOOST_REQUIRE(done.has_value());
+    BOOST_TEST((done->code == make_error_code(errc::not_supported)));
+    BOOST_TEST(done->reason.find("the stack [framer, tcp] cannot move its connection") !=
+                   std::string::npos,
+               done->reason);
+    BOOST_TEST(traces.has("migration refused: cannot migrate: the stack [framer, tcp]"),
+               traces.all());
+    // The carrier is as it was.
+    BOOST_TEST((c.state() == carrier_state::active));
+    BOOST_TEST((c.path()->local == before));
+    std::optional<std::string> echo;
+    c.on_received([&](message m) { echo = std::string(m.text()); });
+    c.send(message("still here"));
+    run_until(f.io, [&] { return echo.has_value(); });
+    BOOST_TEST(echo.value_or("") == "still here");
+}
+
+namespace {
+
+/// Root only: this thread moves into a network namespace of its own for one test (every socket
+/// and netlink socket the test's context opens lives there) and back at the end.
+struct private_netns {
+    int home = -1;
+    bool ok = false;
+    private_netns() {
+        home = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+        ok = home >= 0 && ::unshare(CLONE_NEWNET) == 0;
+        if (ok) run("ip link set lo up");
+    }
+    ~private_netns() {
+        if (home >= 0) {
+            if (ok) (void)::setns(home, CLONE_NEWNET);
+            ::close(home);
+        }
+    }
+    /// An always-up ethernet-like interface (dummy, or one end of a veth pair without the
+    /// dummy driver), as tests/netns/topology.sh makes them.
+    static void interface(const std::string& name) {
+        if (std::system(("ip link add " + name + " type dummy 2>/dev/null").c_str()) != 0) {
+            run("ip link add " + name + " type veth peer name " + name + "-peer");
+            run("ip link set " + name + "-peer up");
+        }
+        run("ip link set " + name + " up");
+    }
+    static void run(const std::string& command) {
+        BOOST_REQUIRE_MESSAGE(std::system(command.c_str()) == 0, "failed: " << command);
+    }
+};
+
+boost::test_tools::assertion_result root_with_ip(boost::unit_test::test_unit_id) {
+    boost::test_tools::assertion_result r(false);
+    if (::geteuid() != 0) {
+        r.message() << "SKIP: needs root (a network namespace, interfaces)";
+        return r;
+    }
+    if (std::system("command -v ip >/dev/null 2>&1") != 0) {
+        r.message() << "SKIP: needs ip (iproute2)";
+        return r;
+    }
+    return true;
+}
+
+} // namespace
+
+// The requirement itself, through the kernel: two carriers (streams of one connection) from
+// the first of the client's two interfaces; mid-transfer its address is removed; the kernel
+// moves the connection to the other interface the policy allows and both carriers finish
+// their transfer, in order, on the new path.
+BOOST_AUTO_TEST_CASE(removing_the_local_address_moves_every_carrier_to_another,
+                     *boost::unit_test::precondition(root_with_ip)) {
+    private_netns ns;
+    BOOST_REQUIRE_MESSAGE(ns.ok, "cannot enter a new network namespace");
+    private_netns::interface("srv0");
+    private_netns::interface("mig0");
+    private_netns::interface("mig1");
+    private_netns::run("ip addr add 10.99.0.1/24 dev srv0");
+    private_netns::run("ip addr add 10.98.0.2/24 dev mig0");
+    private_netns::run("ip addr add 10.96.0.2/24 dev mig1");
+    const auto p = policy::parse(
+        "version: 1\nname: quic\nstacks:\n  - [quic, udp]\nprotocols:\n  quic: { cert-file: " +
+            pki().server.cert + ", key-file: " + pki().server.key + ", ca-file: " + pki().ca +
+            ", server-name: localhost }\nselection:\n  interface:\n    require: [mig0, mig1]\n"
+            "    prefer: [mig0]\n",
+        "quic-mig.yaml");
+    loopback_fixture f;
+    migration_traces traces(f.ctx);
+    auto l = listen(f.ctx, local::parse("10.99.0.1:0"), p);
+    int accepted = 0;
+    std::vector<error> listener_errors;
+    l.on_carrier([&accepted](carrier c) {
+        ++accepted;
+        c.on_received([c](message m) mutable { c.send(std::move(m)); });
+    });
+    l.on_error([&](const error& e) { listener_errors.push_back(e); });
+    const auto where = remote::from_host_port("10.99.0.1", port_of(l));
+    std::vector<carrier> carriers{initiate(f.ctx, where, p)};
+    wait_ready(f.io, carriers[0]);
+    carriers.push_back(carriers[0].fork());
+    wait_ready(f.io, carriers[1]);
+    BOOST_REQUIRE(carriers[0].path());
+    BOOST_TEST(carriers[0].path()->local.address.to_string() == "10.98.0.2");
+    std::vector<std::string> echoes[2];
+    std::optional<error> failure;
+    for (int i = 0; i < 2; ++i) {
+        carriers[i].on_received([&echoes, i](message m) { echoes[i].emplace_back(m.text()); });
+        carriers[i].on_error([&failure](const error& e) { failure = e; });
+    }
+    constexpr int half = 20;
+    auto send = [&](int from, int to) {
+        for (int i = 0; i < 2; ++i)
+            for (int n = from; n < to; ++n)
+                carriers[i].send(message(std::string_view(stream_client::label(i, n))));
+    };
+    send(0, half);
+    run_until(f.io, [&] { return (echoes[0].size() >= 5 && echoes[1].size() >= 5) || failure; });
+    BOOST_REQUIRE(!failure);
+    private_netns::run("ip addr del 10.98.0.2/24 dev mig0");
+    send(half, 2 * half);
+    run_until(f.io, [&] {
+        return (echoes[0].size() == 2 * half && echoes[1].size() == 2 * half) || failure;
+    });
+    BOOST_REQUIRE_MESSAGE(!failure, (failure ? failure->to_string() : std::string()));
+    for (int i = 0; i < 2; ++i) {
+        std::vector<std::string> want;
+        for (int n = 0; n < 2 * half; ++n)
+            want.push_back(stream_client::label(i, n));
+        BOOST_TEST(echoes[i] == want, boost::test_tools::per_element());
+        BOOST_TEST((carriers[i].state() == carrier_state::active));
+        BOOST_TEST(carriers[i].path()->local.address.to_string() == "10.96.0.2");
+        BOOST_TEST(carriers[i].path()->interface == "mig1");
+    }
+    BOOST_TEST(traces.has("migration moving from 10.98.0.2:"), traces.all());
+    BOOST_TEST(traces.has("to 10.96.0.2 (local address 10.98.0.2 removed)"), traces.all());
+    BOOST_TEST(traces.has("already moving off 10.98.0.2:"), traces.all());
+    BOOST_TEST(traces.has("migrated now from 10.96.0.2:"), traces.all());
+    BOOST_TEST(accepted == 2);
+    BOOST_TEST(listener_errors.empty(),
+               (listener_errors.empty() ? std::string() : listener_errors[0].to_string()));
+    // Nowhere left to go (the policy requires mig0 or mig1): the carriers stay, and the trace
+    // says why; QUIC's idle timeout decides later.
+    private_netns::run("ip addr del 10.96.0.2/24 dev mig1");
+    run_until(f.io, [&] { return traces.has("local address 10.96.0.2 removed: no other"); });
+    BOOST_TEST(traces.has("local address 10.96.0.2 removed: no other usable IPv4 address; "),
+               traces.all());
+    BOOST_TEST(traces.has("staying on it (the connection's idle timeout decides)"), traces.all());
+    for (auto& c : carriers)
+        BOOST_TEST((c.state() == carrier_state::active));
+    BOOST_TEST(!failure);
 }

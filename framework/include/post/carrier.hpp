@@ -22,6 +22,7 @@
 #include <post/error.hpp>
 #include <post/message.hpp>
 #include <post/path.hpp>
+#include <post/remote.hpp>
 #include <post/transient.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -78,6 +79,10 @@ public:
     /// it, ready. Carriers accepted by a listener get theirs from the listener instead. Without
     /// a handler, up to 64 wait for one; more are refused.
     carrier& on_incoming(std::function<void(carrier)> h);
+    /// The carrier's connection moved to another path (a migration: asked for with migrate(),
+    /// done automatically when its local address went away, or by the peer); `path()` now
+    /// returns the new one. Every carrier on that connection (QUIC streams) gets it.
+    carrier& on_path_changed(std::function<void(const post::path&)> h);
 
     /// Queue a message; returns its id (also stored in the message). Errors arrive through
     /// on_send_error / on_error.
@@ -123,6 +128,15 @@ public:
     /// where the stack multistreams (SCTP, QUIC), else a new connection. Only initiated carriers
     /// can fork; on an accepted one the new carrier fails with errc::not_supported.
     carrier fork() const;
+
+    /// Move the carrier's connection, with every carrier on it (all streams of a QUIC
+    /// connection), to the local address `to` (an address, or an interface whose first usable
+    /// address of the remote's family is taken; a port of 0 lets the system pick). The carrier
+    /// stays open and its messages go on. `done` runs on the executor once the stack took the
+    /// new path (on_path_changed follows when it is in use) or with the reason it cannot:
+    /// errc::not_supported for a stack that cannot migrate (only QUIC clients can), or before
+    /// the connection is up; errc::invalid_argument for an unusable `to`. Nothing changes then.
+    void migrate(const local& to, std::function<void(const error&)> done = {});
 
     /// Graceful close after queued messages are sent; on_closed follows.
     void close();

@@ -23,6 +23,10 @@ struct trace_event {
         closed,
         forked,   ///< A carrier opened on an existing association (a new stream), no handshake.
         incoming, ///< The peer opened a new stream on an association: a carrier for it.
+        /// A decision about moving a connection to another local address: asked for (by the
+        /// application or because the local address went away), refused, or not possible.
+        migration,
+        migrated, ///< The connection now runs over another path (local or remote address).
     };
     kind what;
     std::chrono::steady_clock::time_point when;

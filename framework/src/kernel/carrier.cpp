@@ -53,6 +53,15 @@ carrier& carrier::on_incoming(std::function<void(carrier)> h) {
     return *this;
 }
 
+carrier& carrier::on_path_changed(std::function<void(const post::path&)> h) {
+    checked(impl_).on_path_changed = std::move(h);
+    return *this;
+}
+
+void carrier::migrate(const local& to, std::function<void(const error&)> done) {
+    checked(impl_).migrate(to, std::move(done));
+}
+
 message_id carrier::send(message m) {
     return checked(impl_).send(std::move(m), nullptr);
 }

@@ -154,6 +154,7 @@ void carrier_impl::become_dormant(const sdk::flow_error& why) {
                            association_ ? association_->key() : std::string{}, stack(),
                            "dormant: " + (why ? why.reason : std::string("peer closed"))});
     state_ = carrier_state::dormant;
+    update_watch();
     std::shared_ptr<transient_impl> gone;
     {
         std::lock_guard lock(inspect_mutex_);
@@ -228,6 +229,7 @@ void carrier_impl::become_active(std::shared_ptr<transient_impl> t) {
     ready_waiters_.clear();
     for (auto& w : waiters)
         w({});
+    update_watch();
     if (on_ready) on_ready();
     // Messages sent while establishing go out now, most urgent first.
     if (state_ == carrier_state::active) pump();
@@ -599,6 +601,14 @@ void carrier_impl::transient_closed(transient_impl& t, const sdk::flow_error& e)
         return;
     }
     if (active_.get() != &t) return;
+    if (state_ == carrier_state::establishing && !remote_ &&
+        e.code == std::errc::already_connected) {
+        // The layer gave this accepted flow to a connection it already has (a QUIC client
+        // that moved to a new address): not a connection of its own, nothing to report.
+        withdrawn_ = true;
+        finish({make_error_code(errc::closed), e.reason}, false);
+        return;
+    }
     if (policy_.effective.connection.dormant && remote_ && state_ == carrier_state::active) {
         become_dormant(e);
         return;
@@ -617,6 +627,7 @@ void carrier_impl::finish(const error& e, bool report) {
     if (state_ == carrier_state::closed) return;
     const bool was_establishing = state_ == carrier_state::establishing;
     state_ = carrier_state::closed;
+    update_watch();
     early_.reset(); // its messages are in in_flight_, failed below
     early_copies_.clear();
     if (e) {
@@ -672,6 +683,7 @@ void carrier_impl::clear_handlers() {
     on_closed = nullptr;
     on_error = nullptr;
     on_incoming = nullptr;
+    on_path_changed = nullptr;
     // Peer streams nobody took can no longer be handed out.
     for (auto& c : std::exchange(incoming_backlog_, {}))
         c->abort();

@@ -75,6 +75,16 @@ public:
     std::function<void()> on_closed;
     std::function<void(const error&)> on_error;
     std::function<void(carrier)> on_incoming;
+    std::function<void(const path&)> on_path_changed;
+
+    // ---- migration (carrier_migration.cpp) ----
+    /// Any thread: move the connection to `to` (hops onto the executor; `done` runs there).
+    void migrate(const local& to, std::function<void(const error&)> done);
+    /// On the executor: a local address went away; if it is ours, move to another usable one.
+    void local_address_lost(const boost::asio::ip::address& a);
+    /// An accepted flow the stack withdrew before it was ready (a QUIC packet of a migrated
+    /// client, handed to its existing connection): the listener reports nothing.
+    bool withdrawn() const { return withdrawn_; }
 
     // ---- inspection ----
     carrier_state state() const { return state_.load(); }
@@ -102,6 +112,7 @@ public:
     void transient_acked(transient_impl& t, std::uint64_t id) override;
     void transient_closed(transient_impl& t, const sdk::flow_error& e) override;
     void transient_incoming(transient_impl& t, std::shared_ptr<sdk::flow> incoming) override;
+    void transient_path_changed(transient_impl& t) override;
 
 private:
     using pending_send = message_scheduler::entry;
@@ -148,6 +159,17 @@ private:
     void drain_inbox();
     void complete_send(message_id id, const error& e);
     void clear_handlers();
+    /// On the executor: open the stack's bottom layer from `to` and hand it to the top flow.
+    /// `why` goes into the trace. An empty error: the stack took it.
+    error migrate_to(const boost::asio::ip::address& to, std::uint16_t port,
+                     const std::string& why);
+    /// The address of `family` to move to from `lost`: usable by the policy's interface rules
+    /// and the application's pinned interface; none: empty, and `why_not` says why.
+    std::optional<boost::asio::ip::address> replacement_for(const boost::asio::ip::address& lost,
+                                                            std::string& why_not);
+    void trace_migration(trace_event::kind k, const std::string& detail);
+    /// Watch for removed local addresses while active with a stack that can migrate.
+    void update_watch();
 
     std::shared_ptr<context_state> ctx_;
     std::shared_ptr<association> association_;
@@ -188,6 +210,8 @@ private:
     std::weak_ptr<listener_impl> listener_;
     /// Carriers for peer-opened streams waiting for on_incoming (bounded).
     std::deque<std::shared_ptr<carrier_impl>> incoming_backlog_;
+    bool withdrawn_ = false;
+    bool watched_ = false; ///< Registered with ctx_->addresses.
 };
 
 } // namespace post::detail

@@ -22,6 +22,8 @@
 
 namespace post::detail {
 
+class address_watcher;
+
 /// Something the context keeps alive until it finishes (an active carrier, an open listener),
 /// so applications need not hold handles for their handlers to keep running.
 class live_object {
@@ -37,6 +39,9 @@ struct context_state : sdk::log_sink, std::enable_shared_from_this<context_state
     host_config config;
     plugin_registry registry;
     interface_cache interfaces; ///< Regathered only after netlink reports a change.
+    /// Carriers that can migrate hear of removed local addresses (created on first use, on
+    /// the executor; only touched there).
+    std::shared_ptr<address_watcher> addresses;
 
     mutable std::mutex mutex;
     std::map<std::string, std::shared_ptr<association>> associations;

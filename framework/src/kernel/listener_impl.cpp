@@ -179,7 +179,7 @@ void listener_impl::establish(std::shared_ptr<carrier_impl> c, std::shared_ptr<t
         self->establishing_.erase(c);
         if (!e) {
             self->ready(std::move(c));
-        } else if (self->on_error && !self->closed_) {
+        } else if (self->on_error && !self->closed_ && !c->withdrawn()) {
             // The application never saw this carrier; the listener reports why it failed.
             self->on_error(
                 {e.code, "connection from " + peer + " failed before it was ready: " + e.reason});

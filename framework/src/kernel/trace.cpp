@@ -34,6 +34,10 @@ std::string_view to_string(trace_event::kind k) noexcept {
         return "forked";
     case incoming:
         return "incoming";
+    case migration:
+        return "migration";
+    case migrated:
+        return "migrated";
     }
     return "?";
 }

@@ -30,6 +30,8 @@ public:
     virtual void transient_incoming(transient_impl&, std::shared_ptr<sdk::flow> incoming) {
         if (incoming) incoming->abort();
     }
+    /// The stack moved the connection to another path (flow_events::on_path_changed).
+    virtual void transient_path_changed(transient_impl&) {}
 };
 
 class transient_impl final : public sdk::flow_events,
@@ -94,6 +96,10 @@ public:
         if (finished_) return;
         finished_ = true;
         if (auto o = owner_.lock()) o->transient_closed(*this, e);
+    }
+
+    void on_path_changed() noexcept override {
+        if (auto o = owner_.lock(); o && !finished_) o->transient_path_changed(*this);
     }
 
     void on_incoming_flow(std::shared_ptr<sdk::flow> incoming) noexcept override {

@@ -25,8 +25,9 @@ namespace post::sdk {
 inline constexpr std::uint32_t plugin_magic = 0x50535450; // "PSTP"
 /// 2: acked/expired events, flow capabilities. 3: receive_meta::properties (read by the kernel
 /// from a struct the plugin built, so older plugins cannot be loaded), send_meta::segment_size,
-/// flow::smoothed_rtt.
-inline constexpr std::uint16_t abi_major = 3;
+/// flow::smoothed_rtt. 4: flow::migrate, flow_events::on_path_changed and cap_migrates (new
+/// virtual functions: every vtable after them moves, so plugins built for 3 cannot be loaded).
+inline constexpr std::uint16_t abi_major = 4;
 inline constexpr std::uint16_t abi_minor = 0;
 
 /// The SDK passes C++ objects (std::string, shared_ptr, Asio executors) across the boundary, so

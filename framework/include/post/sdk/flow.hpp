@@ -95,6 +95,9 @@ enum flow_capability : std::uint32_t {
     /// ABI 3.0. A datagram flow that accepts send_meta::segment_size (a train of datagrams in
     /// one send).
     cap_segmented_send = 1u << 6,
+    /// ABI 4.0. flow::migrate can move this flow's connection to another local address (a QUIC
+    /// client connection). The kernel moves such carriers when their local address goes away.
+    cap_migrates = 1u << 7,
 };
 
 struct flow_info {
@@ -130,6 +133,10 @@ public:
     /// A multistreaming flow received a new peer-initiated flow (QUIC/SCTP stream). The default
     /// refuses it.
     virtual void on_incoming_flow(std::shared_ptr<flow> incoming) noexcept;
+    /// ABI 4.0. The flow now runs over another network path (its info().local or remote
+    /// changed): a connection migration, asked for with flow::migrate or done by the peer.
+    /// Layers in the middle forward it. The default ignores it.
+    virtual void on_path_changed() noexcept {}
 };
 
 class flow {
@@ -158,6 +165,20 @@ public:
     /// estimate), zero when unknown. Layers in the middle return their lower flow's. The framer
     /// uses it to bound a message's time in transit when it tells the peer its lifetime.
     virtual std::chrono::microseconds smoothed_rtt() const noexcept { return {}; }
+    /// ABI 4.0. Move this flow's connection, with every flow that shares it (all streams of a
+    /// QUIC connection), onto `new_lower`: a new flow of the layer below, not started, to the
+    /// same remote from another local address (the kernel opens it; a plugin cannot open
+    /// sockets of another layer). True: the layer took it, starts it and moves over once it is
+    /// ready; each flow of the connection then reports on_path_changed. False, with `err`
+    /// filled: nothing changed and `new_lower` is not used. Layers in the middle forward it to
+    /// their lower flow if they can run over the moved connection. The default refuses with
+    /// std::errc::operation_not_supported.
+    virtual bool migrate(std::shared_ptr<flow> new_lower, flow_error& err) noexcept {
+        (void)new_lower;
+        err = {std::make_error_code(std::errc::operation_not_supported),
+               "this layer cannot move its connection to another path"};
+        return false;
+    }
 };
 
 inline void flow_events::on_expired(std::uint64_t id) noexcept {
