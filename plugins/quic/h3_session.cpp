@@ -203,8 +203,7 @@ void h3_session::send_response(sdk::byte_buffer data, const sdk::send_meta& meta
         return refuse(meta.id, std::errc::connection_reset,
                       "the client cancelled request stream " + std::to_string(id));
     }
-    bool head = false;
-    if (auto it = st->fields.find(":method"); it != st->fields.end()) head = it->second == "HEAD";
+    const bool head = st->head;
     if (status != "204" && status != "304")
         fields.emplace_back("content-length", std::to_string(data.size()));
     if (head || status == "204" || status == "304") data.clear();
@@ -505,6 +504,7 @@ void h3_session::dispatch() {
     for (auto id : std::exchange(sent_, {}))
         ev->on_sent(id);
     auto deliver = [&](stream_state& st) {
+        if (auto m = st.fields.find(":method"); m != st.fields.end()) st.head = m->second == "HEAD";
         sdk::receive_meta meta;
         meta.properties = std::move(st.fields);
         st.delivered = true;

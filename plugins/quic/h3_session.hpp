@@ -97,6 +97,7 @@ private:
         bool out_given = false;
         std::optional<std::uint64_t> upper_id; ///< The message whose FIN is awaited (on_sent).
         bool answered = false;                 ///< Server: a response was submitted.
+        bool head = false;                     ///< Server: a HEAD request (no body answers it).
     };
 
     /// A request not yet on a stream (before the handshake, or waiting for stream credit).
