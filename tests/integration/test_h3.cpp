@@ -1,9 +1,10 @@
 // HTTP/3 through the kernel (docs/http.md "HTTP/3"): our h3 client against our h3 server over
-// [h3, quic, udp] on loopback, with a test PKI. GET and POST with bodies, several requests on
-// one connection answered in order, fields both ways, a 404, the pseudo-header defaults, a body
-// over max-message-size refused (sending) and fatal (receiving), a header section over
-// max-header-size, a server message with no request to answer, h3 over something other than
-// quic refused by name, and an https:// URL taking [h3, quic, udp] when the policy lists it.
+// [h3, quic, udp] on loopback, with a test PKI. GET and POST with bodies and fields both ways,
+// 30 requests on one connection answered in order, a 3 MiB body both ways, a 404, HEAD, a body
+// over max-message-size refused (sending) and fatal (receiving), a field section over
+// max-header-size, a field with CRLF failing only its send, a server message with no request to
+// answer, h3 over something other than quic refused by name, and a QUIC peer negotiating h3
+// without being an HTTP/3 endpoint refused with the reason.
 #define BOOST_TEST_MODULE h3
 #include <utility>
 
@@ -255,4 +256,27 @@ BOOST_AUTO_TEST_CASE(h3_over_anything_but_quic_is_refused_by_name) {
     BOOST_TEST(why(cl.failure).find("h3 runs only directly over the quic layer") !=
                    std::string::npos,
                why(cl.failure));
+}
+
+// A QUIC peer that negotiates ALPN h3 but is no HTTP/3 endpoint (our own quic layer, which
+// allows no unidirectional streams): the server cannot open its control and QPACK streams and
+// closes the connection with H3_STREAM_CREATION_ERROR (0x103) and the reason; the peer's bytes
+// (this library's framing on stream 0) never become a request, and nothing crashes.
+BOOST_AUTO_TEST_CASE(a_quic_peer_that_is_no_http3_endpoint_is_refused_with_a_reason) {
+    loopback_fixture f;
+    listener l = listen(f.ctx, local::parse("127.0.0.1:0"), h3_policy());
+    int carriers = 0;
+    l.on_carrier([&](carrier) { ++carriers; });
+    const auto raw = policy::parse("version: 1\nname: q\nstacks:\n  - [quic, udp]\nprotocols:\n"
+                                   "  quic: { ca-file: " +
+                                       pki().ca + ", alpn: [h3] }\n",
+                                   "q.yaml");
+    client cl(f.ctx, "quic://localhost:" + std::to_string(port_of(l)), raw);
+    cl.c.send(message("hello"));
+    run_until(f.io, [&] { return cl.ended(); });
+    BOOST_TEST_REQUIRE(cl.failure.has_value());
+    BOOST_TEST(why(cl.failure).find("0x103") != std::string::npos, why(cl.failure));
+    BOOST_TEST(why(cl.failure).find("fewer than 3 unidirectional streams") != std::string::npos,
+               why(cl.failure));
+    BOOST_TEST(carriers == 0);
 }
