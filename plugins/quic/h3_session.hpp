@@ -61,6 +61,7 @@ public:
     const std::vector<std::string>& alpn() const override { return alpn_; }
     void transport_params(ngtcp2_transport_params& params) const override;
     std::uint64_t no_error_code() const override { return NGHTTP3_H3_NO_ERROR; }
+    std::uint64_t internal_error_code() const override { return NGHTTP3_H3_INTERNAL_ERROR; }
     std::string error_name(std::uint64_t code) const override;
     int on_established(ngtcp2_conn* conn) override;
     int on_stream_data(ngtcp2_conn* conn, std::int64_t id, const std::uint8_t* data,

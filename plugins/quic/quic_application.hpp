@@ -30,6 +30,8 @@ public:
     /// The application error code of a clean close (HTTP/3: H3_NO_ERROR), so a peer closing
     /// with it ends the connection without error.
     virtual std::uint64_t no_error_code() const = 0;
+    /// The code for a failure of our own (HTTP/3: H3_INTERNAL_ERROR).
+    virtual std::uint64_t internal_error_code() const = 0;
     /// A name for an application error code in messages ("H3_NO_ERROR").
     virtual std::string error_name(std::uint64_t code) const = 0;
 

@@ -708,7 +708,7 @@ void quic_connection::on_established() {
         if (!close_if_pending())
             fail_app({std::make_error_code(std::errc::protocol_error),
                       "quic: the application protocol could not start"},
-                     app_->no_error_code() + 2, "internal error");
+                     app_->internal_error_code(), "internal error");
     }
 }
 
@@ -1025,7 +1025,7 @@ void quic_connection::write_packets() {
                 if (!close_if_pending())
                     fail_app({std::make_error_code(std::errc::protocol_error),
                               "quic: the application protocol failed while writing"},
-                             app_->no_error_code() + 2, "internal error");
+                             app_->internal_error_code(), "internal error");
                 return;
             }
             count = static_cast<std::size_t>(k);
