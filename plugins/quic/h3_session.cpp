@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <cstdlib>
 
 namespace post::plugins::quic {
 
@@ -666,6 +667,16 @@ int h3_session::cb_recv_header(nghttp3_conn*, std::int64_t id, std::int32_t, ngh
     try {
         std::string key(reinterpret_cast<const char*>(n.base), n.len);
         std::string val(reinterpret_cast<const char*>(v.base), v.len);
+        // A body announced over the bound is refused before any of it arrives (nghttp3 has
+        // checked that the value is a number).
+        if (key == "content-length" &&
+            (val.size() > 19 || std::strtoull(val.c_str(), nullptr, 10) > self->limits_.max_body)) {
+            self->fail(std::errc::message_size, NGHTTP3_H3_EXCESSIVE_LOAD,
+                       "body of " + val + " bytes from " + self->conn_.peer_name() +
+                           " exceeds max-message-size " + std::to_string(self->limits_.max_body) +
+                           " on stream " + std::to_string(id));
+            return NGHTTP3_ERR_CALLBACK_FAILURE;
+        }
         auto [it, fresh] = st->fields.try_emplace(std::move(key), val);
         if (!fresh) {
             // docs/http.md: repeated fields join with ", "; set-cookie with a line break; and
