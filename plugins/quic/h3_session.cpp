@@ -78,6 +78,10 @@ std::string add_fields(const std::map<std::string, std::string>& props,
     return {};
 }
 
+/// Server: requests handed up and not yet answered, beyond what the stream limit keeps in check
+/// (docs/http.md "Bounds and errors").
+constexpr std::size_t max_unanswered = 4096;
+
 const std::string* find(const std::map<std::string, std::string>& m, const char* key) {
     auto it = m.find(key);
     return it == m.end() ? nullptr : &it->second;
@@ -596,6 +600,17 @@ int h3_session::cb_stream_close(nghttp3_conn*, std::int64_t id, std::uint64_t co
     if (!waiting) {
         std::erase(self->arrived_, id);
         self->streams_.erase(id);
+        return 0;
+    }
+    // Handed up, not answered, and cancelled by the client: kept so that answers still go to
+    // the oldest request, but its stream no longer counts against MAX_STREAMS, so a client
+    // cancelling requests faster than the application answers could grow this without end.
+    if (self->unanswered_.size() > max_unanswered) {
+        self->fail(std::errc::resource_unavailable_try_again, NGHTTP3_H3_EXCESSIVE_LOAD,
+                   std::to_string(self->unanswered_.size()) +
+                       " requests handed up and not answered, most of them cancelled by " +
+                       self->conn_.peer_name());
+        return NGHTTP3_ERR_CALLBACK_FAILURE;
     }
     return 0;
 }
