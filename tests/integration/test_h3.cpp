@@ -280,3 +280,27 @@ BOOST_AUTO_TEST_CASE(a_quic_peer_that_is_no_http3_endpoint_is_refused_with_a_rea
                why(cl.failure));
     BOOST_TEST(carriers == 0);
 }
+
+// close() right after sending: the connection stays until the response is in, then closes
+// cleanly (H3_NO_ERROR) on both sides.
+BOOST_AUTO_TEST_CASE(close_waits_for_the_outstanding_responses) {
+    loopback_fixture f;
+    h3_server server(f.ctx, h3_policy());
+    std::optional<error> server_failure;
+    bool server_closed = false;
+    server.l.on_carrier([&](carrier c) {
+        c.on_received([c](message m) mutable { c.send(message("re: " + std::string(m.text()))); });
+        c.on_error([&](const error& e) { server_failure = e; });
+        c.on_closed([&] { server_closed = true; });
+    });
+    client cl(f.ctx, server.url(), h3_policy());
+    cl.c.send(request("/a", "one"));
+    cl.c.send(request("/b", "two"));
+    cl.c.close();
+    run_until(f.io, [&] { return cl.ended() && (server_closed || server_failure); });
+    BOOST_TEST(!cl.failure, why(cl.failure));
+    BOOST_TEST_REQUIRE(cl.responses.size() == 2u);
+    BOOST_TEST(cl.responses[0].text() == "re: one");
+    BOOST_TEST(cl.responses[1].text() == "re: two");
+    BOOST_TEST(!server_failure, why(server_failure));
+}
