@@ -1,5 +1,5 @@
 # End-to-end tests of the `post` tool: real processes on loopback (tests/cli/*.sh).
-set(POST_CLI_TESTS tcp_exchange echo udp json file count refused local plugins policy demo bench tls_interop bench_tls dtls establishment bench_racing sctp bench_sctp sctp_wire quic_racing quic_migration bench_quic http_get)
+set(POST_CLI_TESTS tcp_exchange echo udp json file count refused local plugins policy demo bench tls_interop bench_tls dtls establishment bench_racing sctp bench_sctp sctp_wire quic_racing quic_migration bench_quic http_get h3_interop)
 foreach(test ${POST_CLI_TESTS})
   add_test(NAME cli_${test}
            COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cli/${test}.sh $<TARGET_FILE:post>)
@@ -18,3 +18,5 @@ set_tests_properties(cli_quic_racing cli_quic_migration PROPERTIES SKIP_RETURN_C
 set_tests_properties(cli_bench_quic PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120)
 # Skipped (77) without nginx or the http plugin.
 set_tests_properties(cli_http_get PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 60)
+# Skipped (77) without gtlsserver/gtlsclient (Debian ngtcp2-server, ngtcp2-client) or the h3 layer.
+set_tests_properties(cli_h3_interop PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 90)

@@ -29,3 +29,13 @@ if(TARGET post_plugin_quic)
     add_dependencies(test_quic_carriers post_plugin_${p})
   endforeach()
 endif()
+
+# HTTP/3 through the kernel: [h3, quic, udp], our client against our server (docs/http.md).
+if(TARGET post_plugin_quic)
+  post_add_boost_test(test_h3 SOURCES integration/test_h3.cpp support/test_pki.cpp
+    LIBRARIES PostSockets::kernel OpenSSL::Crypto LABELS integration quic http TIMEOUT 60)
+  target_compile_definitions(test_h3 PRIVATE POST_PLUGIN_DIR="${POST_PLUGIN_OUTPUT_DIR}")
+  foreach(p udp quic tcp framing)
+    add_dependencies(test_h3 post_plugin_${p})
+  endforeach()
+endif()

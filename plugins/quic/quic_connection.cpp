@@ -201,6 +201,8 @@ ngtcp2_callbacks quic_connection::callbacks(bool client) {
     cb.stream_open = &cb_stream_open;
     cb.stream_close = &cb_stream_close;
     cb.extend_max_local_streams_bidi = &cb_extend_max_local_streams_bidi;
+    cb.extend_max_remote_streams_bidi = &cb_extend_max_remote_streams_bidi;
+    cb.extend_max_stream_data = &cb_extend_max_stream_data;
     cb.recv_datagram = &cb_recv_datagram;
     cb.rand = &cb_rand;
     cb.get_new_connection_id = &cb_get_new_connection_id;
@@ -243,6 +245,7 @@ void quic_connection::fill_settings(ngtcp2_settings& settings,
     // so anything near 64 KiB is as good as unlimited.
     params.max_datagram_frame_size = settings_->datagrams ? 65535 : 0;
     if (!settings_->qlog_dir.empty()) settings.qlog.write = &cb_qlog_write;
+    if (app_) app_->transport_params(params);
 }
 
 void quic_connection::open_qlog(const ngtcp2_cid& odcid) {
@@ -427,9 +430,38 @@ bool quic_connection::set_up_tls(sdk::flow_error& err) {
     link_.ref.user_data = this;
     link_.verify = client() ? &verify_ : nullptr;
     link_.keylog = settings_->keylog.empty() ? nullptr : &settings_->keylog;
-    session_ = tls_->new_session(params_.side, link_, sni, early_offer_, err);
+    session_ = tls_->new_session(params_.side, link_, sni, early_offer_, err,
+                                 app_ ? &app_->alpn() : nullptr);
     if (!session_) return false;
     ngtcp2_conn_set_tls_native_handle(conn_, session_);
+    return true;
+}
+
+// ---- the application protocol ------------------------------------------------------------
+
+void quic_connection::set_application(std::shared_ptr<quic_application> app) {
+    app_ = std::move(app);
+    // The ticket is filed under the ALPN list, which changed. No 0-RTT for an application
+    // protocol: its requests are not framed by quic_stream, which holds the 0-RTT logic.
+    stored_.reset();
+    early_offer_ = false;
+    if (client()) load_ticket();
+}
+
+void quic_connection::set_pending_close(sdk::flow_error e, std::uint64_t code, std::string reason) {
+    if (!pending_close_) pending_close_ = pending_close{std::move(e), code, std::move(reason)};
+}
+
+void quic_connection::request_close(sdk::flow_error e, std::uint64_t code, std::string reason) {
+    set_pending_close(std::move(e), code, std::move(reason));
+    schedule();
+}
+
+bool quic_connection::close_if_pending() {
+    if (!pending_close_) return false;
+    auto pc = std::move(*pending_close_);
+    pending_close_.reset();
+    fail_app(pc.error, pc.app_code, pc.reason);
     return true;
 }
 
@@ -496,6 +528,7 @@ void quic_connection::adopt_orphans(quic_stream& s) noexcept {
 
 std::shared_ptr<sdk::flow> quic_connection::fork() noexcept {
     try {
+        if (app_) return nullptr; // the application protocol has the streams
         if (state_ == state::done || closing_sent_ || abort_requested_) return nullptr;
         auto s = std::make_shared<quic_stream>(shared_from_this(), false, false);
         streams_.push_back(s);
@@ -593,11 +626,7 @@ void quic_connection::receive_on(quic_path& path, sdk::byte_buffer data) {
     ngtcp2_pkt_info pi{};
     const auto view = path.view();
     const int rv = ngtcp2_conn_read_pkt(conn_, &view, &pi, p, data.size(), now());
-    if (pending_close_) {
-        auto pc = std::move(*pending_close_);
-        pending_close_.reset();
-        return fail_app(pc.error, pc.app_code, pc.reason);
-    }
+    if (close_if_pending()) return;
     if (rv != 0) return handle_liberr(rv, "reading a packet");
     track_path();
     if (state_ != state::established) return service();
@@ -643,6 +672,8 @@ void quic_connection::path_closed(std::uint64_t id, const sdk::flow_error& e) no
 
 void quic_connection::service() {
     auto self = shared_from_this();
+    // An application's close (or abort) was asked first: its code, not the stream layer's.
+    if (state_ != state::done && close_if_pending()) return;
     if (abort_requested_ && state_ != state::done) {
         abort_requested_ = false;
         return fail_app({std::make_error_code(std::errc::connection_aborted),
@@ -687,7 +718,7 @@ void quic_connection::on_established() {
             &cc, alert_no_application_protocol, nullptr, 0);
         return fail({std::make_error_code(std::errc::protocol_error),
                      "quic: handshake failed: no shared ALPN protocol (we offered " +
-                         alpn_text(settings_->alpn) + ")"},
+                         alpn_text(this->alpn()) + ")"},
                     cc);
     }
     summary_.alpn.assign(reinterpret_cast<const char*>(alpn.data), alpn.size);
@@ -696,6 +727,12 @@ void quic_connection::on_established() {
         decide_early();
     else
         server_established();
+    if (app_ && state_ != state::done && app_->on_established(conn_) != 0) {
+        if (!close_if_pending())
+            fail_app({std::make_error_code(std::errc::protocol_error),
+                      "quic: the application protocol could not start"},
+                     app_->internal_error_code(), "internal error");
+    }
 }
 
 // ---- 0-RTT ------------------------------------------------------------------------------
@@ -707,7 +744,7 @@ void quic_connection::load_ticket() {
     }
     if (!params_.session) return; // "no ticket"
     bool is_address = false;
-    session_key_ = session_key(tls_name(is_address), settings_->alpn);
+    session_key_ = session_key(tls_name(is_address), alpn());
     stored_ = load_session(*params_.session, session_key_, std::time(nullptr), no_session_reason_);
     if (!stored_) {
         if (no_session_reason_ != "no ticket")
@@ -715,7 +752,7 @@ void quic_connection::load_ticket() {
                 "stored ticket for " + session_key_ + " erased: " + no_session_reason_);
         return;
     }
-    early_offer_ = stored_->early && settings_->early_data_for(sdk::role::client);
+    early_offer_ = stored_->early && settings_->early_data_for(sdk::role::client) && !app_;
     log(sdk::log_level::debug, "offering a stored session for " + session_key_ +
                                    (early_offer_ ? " (early data allowed)" : ""));
 }
@@ -888,6 +925,7 @@ void quic_connection::store_ticket() {
 }
 
 void quic_connection::open_pending_streams() {
+    if (app_) return; // the application opens its own streams
     for (auto& w : streams_) {
         auto s = w.lock();
         if (!s || s->done_ || s->aborted_ || s->id_ >= 0) continue;
@@ -1000,10 +1038,34 @@ void quic_connection::write_packets() {
         !write_datagrams(buf, size, packets))
         return;
     for (;;) {
+        std::shared_ptr<quic_stream> s;
+        ngtcp2_vec vec[16];
+        std::size_t count = 0;
+        std::uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_NONE;
+        std::int64_t sid = -1;
+        bool fin = false;
+        if (app_) {
+            // The application protocol says what goes next (nghttp3: pull, then acknowledge
+            // what ngtcp2 took with wrote()).
+            const long k = app_->next_write(conn_, sid, fin, vec, std::size(vec));
+            if (k < 0) {
+                flush();
+                if (!close_if_pending())
+                    fail_app({std::make_error_code(std::errc::protocol_error),
+                              "quic: the application protocol failed while writing"},
+                             app_->internal_error_code(), "internal error");
+                return;
+            }
+            count = static_cast<std::size_t>(k);
+            if (sid >= 0) {
+                flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
+                if (fin) flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
+            }
+        }
         // The most urgent front message of a writable stream; among equals, the one served
         // longest ago.
-        std::shared_ptr<quic_stream> s;
         for (auto& w : streams_) {
+            if (app_) break;
             auto c = w.lock();
             if (!c || !c->writable() ||
                 std::find(blocked.begin(), blocked.end(), c->id_) != blocked.end())
@@ -1015,11 +1077,6 @@ void quic_connection::write_packets() {
             }
             s = std::move(c);
         }
-        ngtcp2_vec vec[2];
-        std::size_t count = 0;
-        std::uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_NONE;
-        std::int64_t sid = -1;
-        bool fin = false;
         if (s) {
             sid = s->id_;
             flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
@@ -1046,6 +1103,14 @@ void quic_connection::write_packets() {
         const auto n = ngtcp2_conn_writev_stream(conn_, &ps.path, &pi, buf, size, &written, flags,
                                                  sid, count ? vec : nullptr, count, now());
         auto account = [&] {
+            if (app_ && sid >= 0 && written >= 0) {
+                std::size_t total = 0;
+                for (std::size_t k = 0; k < count; ++k)
+                    total += vec[k].len;
+                const auto w = static_cast<std::size_t>(written);
+                if (app_->wrote(sid, w, fin && w == total) != 0) close_if_pending();
+                return;
+            }
             if (!s || written < 0) return;
             s->announce_ = false;
             s->order_ = ++serve_counter_;
@@ -1074,17 +1139,24 @@ void quic_connection::write_packets() {
         if (n < 0) {
             if (n == NGTCP2_ERR_WRITE_MORE) {
                 account();
+                if (state_ == state::done) return;
                 continue;
             }
             if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED || n == NGTCP2_ERR_STREAM_SHUT_WR ||
                 n == NGTCP2_ERR_STREAM_NOT_FOUND) {
-                blocked.push_back(sid);
+                if (!app_)
+                    blocked.push_back(sid);
+                else if (n == NGTCP2_ERR_STREAM_DATA_BLOCKED)
+                    app_->blocked(sid);
+                else
+                    app_->shut(sid);
                 continue;
             }
             flush(); // what was written goes out before any CONNECTION_CLOSE
             return handle_liberr(static_cast<int>(n), "writing a packet");
         }
         account();
+        if (state_ == state::done) return;
         if (n == 0) break; // nothing more now (congestion or pacing: the timer says when)
         const auto len = static_cast<std::size_t>(n);
         auto* target = path_for(ps.path);
@@ -1330,6 +1402,7 @@ void quic_connection::arm_deadline_timer() {
 
 void quic_connection::dispatch() {
     auto self = shared_from_this();
+    if (app_) app_->dispatch();
     for (auto& s : std::exchange(new_incoming_, {})) {
         if (s->done_) continue;
         auto ev = first_open_events();
@@ -1529,7 +1602,7 @@ void quic_connection::handle_liberr(int rv, const char* where) {
         if (tls == GNUTLS_E_NO_APPLICATION_PROTOCOL || alert == alert_no_application_protocol)
             return fail({std::make_error_code(std::errc::protocol_error),
                          "quic: handshake failed: no shared ALPN protocol (we accept " +
-                             alpn_text(settings_->alpn) + ")"},
+                             alpn_text(alpn()) + ")"},
                         cc);
         return fail(
             {std::make_error_code(std::errc::protocol_error),
@@ -1573,8 +1646,8 @@ void quic_connection::handle_peer_close() {
                 return end_all(err(std::errc::protocol_error,
                                    "quic: handshake failed: no shared ALPN protocol (the peer "
                                    "accepts none of " +
-                                       alpn_text(settings_->alpn) + "; TLS alert " +
-                                       alert_name(alert) + ")"));
+                                       alpn_text(alpn()) + "; TLS alert " + alert_name(alert) +
+                                       ")"));
             return end_all(err(
                 certificate_alert(alert) ? std::errc::permission_denied : std::errc::protocol_error,
                 "quic: the peer refused the handshake: TLS alert " + alert_name(alert) + phrase));
@@ -1584,13 +1657,17 @@ void quic_connection::handle_peer_close() {
                                hex(cc.error_code) + phrase));
     }
     if (cc.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_APPLICATION) {
-        if (cc.error_code == app_no_error && !handshaking) return end_all({});
-        const auto code = cc.error_code == app_message_size ? std::errc::message_size
-                          : cc.error_code == app_aborted    ? std::errc::connection_reset
-                                                            : std::errc::connection_aborted;
-        return end_all(err(code, "quic: the peer closed the connection with application error " +
-                                     hex(cc.error_code) + " (" + app_error_name(cc.error_code) +
-                                     ")" + phrase));
+        const auto clean = app_ ? app_->no_error_code() : std::uint64_t{app_no_error};
+        if (cc.error_code == clean && !handshaking) return end_all({});
+        const auto code = app_                                ? std::errc::connection_aborted
+                          : cc.error_code == app_message_size ? std::errc::message_size
+                          : cc.error_code == app_aborted      ? std::errc::connection_reset
+                                                              : std::errc::connection_aborted;
+        return end_all(
+            err(code, "quic: the peer closed the connection with application error " +
+                          hex(cc.error_code) + " (" +
+                          (app_ ? app_->error_name(cc.error_code) : app_error_name(cc.error_code)) +
+                          ")" + phrase));
     }
     end_all(err(std::errc::connection_aborted, "quic: the connection with " + peer() + " ended"));
 }
@@ -1686,6 +1763,9 @@ int quic_connection::cb_recv_stream_data(ngtcp2_conn* conn, std::uint32_t flags,
                                          std::uint64_t, const std::uint8_t* data, std::size_t len,
                                          void* user, void*) {
     auto* self = static_cast<quic_connection*>(user);
+    if (self->app_)
+        return self->app_->on_stream_data(conn, id, data, len,
+                                          (flags & NGTCP2_STREAM_DATA_FLAG_FIN) != 0);
     try {
         auto s = self->peer_stream(id);
         if (!s || s->done_ || s->aborted_) {
@@ -1743,6 +1823,7 @@ int quic_connection::cb_acked_stream_data_offset(ngtcp2_conn*, std::int64_t id,
                                                  std::uint64_t offset, std::uint64_t len,
                                                  void* user, void*) {
     auto* self = static_cast<quic_connection*>(user);
+    if (self->app_) return self->app_->on_acked(id, len);
     const auto acked = offset + len;
     auto release = [acked](std::deque<retained_bytes>& q) {
         while (!q.empty() && q.front().end <= acked)
@@ -1758,6 +1839,7 @@ int quic_connection::cb_acked_stream_data_offset(ngtcp2_conn*, std::int64_t id,
 
 int quic_connection::cb_stream_open(ngtcp2_conn*, std::int64_t id, void* user) {
     auto* self = static_cast<quic_connection*>(user);
+    if (self->app_) return 0; // it learns of the stream from its data
     try {
         self->peer_stream(id);
         return 0;
@@ -1775,6 +1857,11 @@ int quic_connection::cb_stream_close(ngtcp2_conn* conn, std::uint32_t flags, std
         // A peer stream is gone: the peer may open another (MAX_STREAMS).
         if (!ngtcp2_conn_is_local_stream(conn, id) && (id & 0x2) == 0)
             ngtcp2_conn_extend_max_streams_bidi(conn, 1);
+        if (self->app_)
+            return self->app_->on_stream_close(id,
+                                               (flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET)
+                                                   ? app_error
+                                                   : self->app_->no_error_code());
         auto s = self->find(id);
         if (!s) return 0;
         s->retained_.clear();
@@ -1794,6 +1881,7 @@ int quic_connection::cb_stream_close(ngtcp2_conn* conn, std::uint32_t flags, std
 int quic_connection::cb_stream_reset(ngtcp2_conn*, std::int64_t id, std::uint64_t,
                                      std::uint64_t app_error, void* user, void*) {
     auto* self = static_cast<quic_connection*>(user);
+    if (self->app_) return self->app_->on_stream_reset(id, app_error);
     try {
         auto s = self->find(id);
         if (!s || s->done_) return 0;
@@ -1810,6 +1898,7 @@ int quic_connection::cb_stream_reset(ngtcp2_conn*, std::int64_t id, std::uint64_
 int quic_connection::cb_stream_stop_sending(ngtcp2_conn*, std::int64_t id, std::uint64_t app_error,
                                             void* user, void*) {
     auto* self = static_cast<quic_connection*>(user);
+    if (self->app_) return self->app_->on_stop_sending(id, app_error);
     try {
         auto s = self->find(id);
         if (!s || s->done_) return 0;
@@ -1850,6 +1939,19 @@ int quic_connection::cb_recv_datagram(ngtcp2_conn*, std::uint32_t flags, const s
 
 int quic_connection::cb_extend_max_local_streams_bidi(ngtcp2_conn*, std::uint64_t, void*) {
     return 0; // the service pass after this read opens the streams that waited
+}
+
+int quic_connection::cb_extend_max_remote_streams_bidi(ngtcp2_conn*, std::uint64_t max,
+                                                       void* user) {
+    auto* self = static_cast<quic_connection*>(user);
+    if (self->app_) self->app_->on_extend_max_remote_streams_bidi(max);
+    return 0;
+}
+
+int quic_connection::cb_extend_max_stream_data(ngtcp2_conn*, std::int64_t id, std::uint64_t,
+                                               void* user, void*) {
+    auto* self = static_cast<quic_connection*>(user);
+    return self->app_ ? self->app_->on_extend_max_stream_data(id) : 0;
 }
 
 int quic_connection::cb_recv_crypto_data(ngtcp2_conn* conn, ngtcp2_crypto_level level,

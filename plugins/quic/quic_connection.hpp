@@ -24,6 +24,7 @@
 #pragma once
 
 #include "quic_paths.hpp"
+#include "quic_application.hpp"
 #include "quic_qlog.hpp"
 #include "quic_session.hpp"
 #include "quic_settings.hpp"
@@ -115,6 +116,24 @@ public:
     quic_connection& operator=(const quic_connection&) = delete;
 
     const quic_summary& summary() const noexcept { return summary_; }
+
+    /// Hands the connection's streams to an application protocol (HTTP/3) instead of
+    /// quic_stream flows: before start(). quic_application.hpp says what changes.
+    void set_application(std::shared_ptr<quic_application> app);
+    /// An application error to close the connection with: after an ngtcp2 callback that
+    /// returned a failure, or at the next service pass. A null `e` closes without error.
+    void set_pending_close(sdk::flow_error e, std::uint64_t code, std::string reason);
+    /// set_pending_close, then a service pass soon (for calls from above).
+    void request_close(sdk::flow_error e, std::uint64_t code, std::string reason);
+    /// The ALPN list offered or accepted: the application's, else the alpn option.
+    const std::vector<std::string>& alpn() const noexcept {
+        return app_ ? app_->alpn() : settings_->alpn;
+    }
+    const sdk::open_params& params() const noexcept { return params_; }
+    std::string peer_name() const { return peer(); }
+    void write_log(sdk::log_level level, const std::string& text) const noexcept {
+        log(level, text);
+    }
     std::size_t max_message_size() const noexcept { return settings_->max_message_size; }
 
     // For quic_stream (its sdk::flow calls; never reports inside them).
@@ -300,6 +319,9 @@ private:
     static int cb_recv_datagram(ngtcp2_conn*, std::uint32_t flags, const std::uint8_t* data,
                                 std::size_t len, void* user);
     static int cb_extend_max_local_streams_bidi(ngtcp2_conn*, std::uint64_t max, void* user);
+    static int cb_extend_max_remote_streams_bidi(ngtcp2_conn*, std::uint64_t max, void* user);
+    static int cb_extend_max_stream_data(ngtcp2_conn*, std::int64_t id, std::uint64_t max,
+                                         void* user, void* stream_user);
     static int cb_early_data_rejected(ngtcp2_conn*, void* user);
     /// Client: reads NewSessionTicket terms (lifetime, early data) from 1-RTT CRYPTO data, then
     /// hands it to ngtcp2's GnuTLS glue as usual.
@@ -354,6 +376,10 @@ private:
     std::vector<std::uint32_t> offered_versions_; ///< Client: from a Version Negotiation.
     bool abort_requested_ = false; ///< abort() on the last open stream: CONNECTION_CLOSE.
     std::optional<pending_close> pending_close_;
+    /// The application protocol that has the streams (HTTP/3), when set.
+    std::shared_ptr<quic_application> app_;
+    /// Acts on pending_close_ (true when it closed the connection).
+    bool close_if_pending();
     std::optional<sdk::flow_error> ended_;
 
     std::vector<std::weak_ptr<quic_stream>> streams_; ///< In creation order.

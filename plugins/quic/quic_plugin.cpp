@@ -2,6 +2,7 @@
 // datagram flow, client and server. Streams are flows: open() gives a connection's first
 // bidirectional stream, fork() another, peer streams arrive through on_incoming_flow. The
 // descriptor and the layer's factory.
+#include "h3_layer.hpp"
 #include "quic_connection.hpp"
 #include "quic_settings.hpp"
 #include "quic_stream.hpp"
@@ -89,6 +90,11 @@ constexpr sdk::feature_entry features[] = {
     {"zero-rtt-msg", sdk::feature_effect::provides},
 };
 
+// HTTP/3 requests and responses as messages (docs/http.md), as the http1 layer has them.
+constexpr sdk::feature_entry h3_features[] = {
+    {"preserve-msg-boundaries", sdk::feature_effect::provides},
+};
+
 const sdk::layer_descriptor layers[] = {
     {
         "quic",
@@ -102,6 +108,18 @@ const sdk::layer_descriptor layers[] = {
         option_schema().size(),
         &create,
     },
+    {
+        "h3",
+        "HTTP/3 (nghttp3) requests and responses as messages; only directly over quic: "
+        "[h3, quic, udp]",
+        sdk::edge::message,
+        sdk::edge::message,
+        h3_features,
+        std::size(h3_features),
+        h3_option_schema().data(),
+        h3_option_schema().size(),
+        &create_h3,
+    },
 };
 
 const sdk::plugin_descriptor descriptor = [] {
@@ -109,7 +127,7 @@ const sdk::plugin_descriptor descriptor = [] {
     d.name = "quic";
     d.version = "0.1.0";
     d.license = "same as Post Sockets";
-    d.description = "QUIC over datagram layers (ngtcp2 with GnuTLS)";
+    d.description = "QUIC over datagram layers (ngtcp2 with GnuTLS), and HTTP/3 over it (nghttp3)";
     d.layers = layers;
     d.layer_count = std::size(layers);
     return d;

@@ -193,7 +193,8 @@ std::shared_ptr<quic_tls_context> quic_tls_context::create(const quic_settings& 
 
 gnutls_session_t quic_tls_context::new_session(sdk::role side, session_link& link,
                                                const std::string& sni, bool early,
-                                               sdk::flow_error& err) const {
+                                               sdk::flow_error& err,
+                                               const std::vector<std::string>* alpn) const {
     gnutls_session_t s = nullptr;
     const bool client = side == sdk::role::client;
     unsigned flags = (client ? GNUTLS_CLIENT : GNUTLS_SERVER) | GNUTLS_NO_END_OF_EARLY_DATA;
@@ -225,8 +226,14 @@ gnutls_session_t quic_tls_context::new_session(sdk::role side, session_link& lin
     const unsigned alpn_flags =
         GNUTLS_ALPN_MANDATORY |
         (client ? 0u : static_cast<unsigned>(GNUTLS_ALPN_SERVER_PRECEDENCE));
-    if (int r = gnutls_alpn_set_protocols(s, alpn_.data(), static_cast<unsigned>(alpn_.size()),
-                                          alpn_flags);
+    std::vector<gnutls_datum_t> own;
+    if (alpn)
+        for (const auto& a : *alpn)
+            own.push_back({reinterpret_cast<unsigned char*>(const_cast<char*>(a.data())),
+                           static_cast<unsigned>(a.size())});
+    const auto& protocols = alpn ? own : alpn_;
+    if (int r = gnutls_alpn_set_protocols(s, protocols.data(),
+                                          static_cast<unsigned>(protocols.size()), alpn_flags);
         r < 0)
         return fail("cannot set ALPN", r);
     if (client && !sni.empty()) {

@@ -77,9 +77,11 @@ public:
     /// A session for one connection, configured for QUIC (ngtcp2), ALPN, SNI (clients, host
     /// names only). `link` must outlive the session. Null and `err` on failure.
     /// `early`: a client offering a stored ticket with early data (GNUTLS_ENABLE_EARLY_DATA);
-    /// servers take theirs from the settings (early-data, session-tickets).
+    /// servers take theirs from the settings (early-data, session-tickets). `alpn`, when set,
+    /// replaces the alpn option (an application protocol on the connection: HTTP/3's h3).
     gnutls_session_t new_session(sdk::role side, session_link& link, const std::string& sni,
-                                 bool early, sdk::flow_error& err) const;
+                                 bool early, sdk::flow_error& err,
+                                 const std::vector<std::string>* alpn = nullptr) const;
 
     /// Server: the anti-replay db of this layer instance (tests look at it).
     anti_replay_db& replay_db() const noexcept { return *replay_db_; }

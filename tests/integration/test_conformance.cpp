@@ -22,6 +22,8 @@ namespace {
 /// The smallest stack (top first) in which `l` can carry messages, using the base layers.
 std::vector<std::string> smallest_stack(const post::layer_info& l) {
     using post::sdk::edge;
+    // HTTP/3 runs only directly over QUIC (it needs the whole connection, docs/http.md).
+    if (l.name == "h3") return {"h3", "quic", "udp"};
     std::vector<std::string> s{l.name};
     switch (l.lower) {
     case edge::none:

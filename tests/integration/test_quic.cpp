@@ -371,7 +371,11 @@ BOOST_AUTO_TEST_CASE(descriptor_message_over_datagram_with_quic_features) {
     const auto* p = post_plugin_quic();
     BOOST_REQUIRE(p);
     BOOST_TEST(std::string(p->name) == "quic");
-    BOOST_REQUIRE(p->layer_count == 1u);
+    // quic, and h3 over it (docs/http.md "HTTP/3").
+    BOOST_REQUIRE(p->layer_count == 2u);
+    BOOST_TEST(std::string(p->layers[1].name) == "h3");
+    BOOST_TEST(
+        (p->layers[1].upper == sdk::edge::message && p->layers[1].lower == sdk::edge::message));
     const auto& d = p->layers[0];
     BOOST_TEST(std::string(d.name) == "quic");
     BOOST_TEST((d.upper == sdk::edge::message && d.lower == sdk::edge::datagram));

@@ -76,7 +76,8 @@ post::policy policy_for(const global_options& g, const std::string& policy_file,
                         std::string_view scheme) {
     auto p = policy_for(policy_file, scheme);
     const post::source_location flag{"<command line>", 0, 0};
-    for (const char* layer : {"tls", "dtls"}) {
+    // The global TLS flags set every layer that does TLS: tls and dtls (OpenSSL), quic (GnuTLS).
+    for (const char* layer : {"tls", "dtls", "quic"}) {
         auto& opts = p.protocols[layer];
         if (!g.ca_file.empty()) opts["ca-file"] = post::raw_option{g.ca_file, flag};
         if (!g.cert_file.empty()) opts["cert-file"] = post::raw_option{g.cert_file, flag};

@@ -1,7 +1,7 @@
 // `post get URL`: fetch one resource over HTTP as a message (docs/http.md). The request is a
 // message whose properties are the pseudo-headers and fields; the stack is whatever the policy
-// (policies/http.yaml by default) and racing pick for the URL's scheme: today [http1, tls, tcp]
-// for https:// and [http1, tcp] for http://.
+// (policies/http.yaml by default) and racing pick for the URL's scheme: [h3, quic, udp] racing
+// [http1, tls, tcp] for https://, [http1, tcp] for http://.
 #include "common.hpp"
 #include "json_events.hpp"
 
@@ -163,8 +163,8 @@ void add_get(CLI::App& app, const global_options& g, runner& run) {
     cmd->add_option("url", o->url, "http://HOST[:PORT]/PATH or https://HOST[:PORT]/PATH")
         ->required();
     cmd->add_option("--policy", o->policy_file,
-                    "Policy file (default: the shipped http.yaml: [http1, tls, tcp] for "
-                    "https, [http1, tcp] for http)")
+                    "Policy file (default: the shipped http.yaml: [h3, quic, udp] racing "
+                    "[http1, tls, tcp] for https, [http1, tcp] for http)")
         ->check(CLI::ExistingFile);
     cmd->add_option("-o,--output", o->output, "Write the body to this file instead of stdout");
     cmd->add_flag("--json", o->json,

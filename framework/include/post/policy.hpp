@@ -155,6 +155,9 @@ struct stack_constraint {
     bool stream_top = false;
     /// Layers the stack must not have: tcp:// means plain TCP on the wire, so no tls.
     std::vector<std::string> must_not_contain{};
+    /// When not empty, the stack must contain every layer of at least one of these sets:
+    /// https:// is HTTP over TLS over TCP, or HTTP/3 over QUIC ({tls, tcp} or {h3, quic}).
+    std::vector<std::vector<std::string>> must_contain_one_of{};
 };
 
 struct candidate_stack {

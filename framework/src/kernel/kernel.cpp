@@ -30,12 +30,12 @@ stack_constraint constraint_for_scheme(std::string_view scheme) {
     } else if (scheme == "tls") {
         c.must_contain = {"tls", "tcp"};
     } else if (scheme == "https") {
-        // HTTP over TLS over TCP (port 443). QUIC candidates join when a quic layer and the
-        // HTTP framers exist (issue 7); until then, TLS over TCP is the one candidate.
-        c.must_contain = {"tls", "tcp"};
+        // HTTP over TLS over TCP, or HTTP/3 over QUIC (both port 443): [http1, tls, tcp] and
+        // [h3, quic, udp] race when the policy lists both (docs/http.md).
+        c.must_contain_one_of = {{"tls", "tcp"}, {"h3", "quic"}};
     } else if (scheme == "http") {
         c.must_contain = {"tcp"};
-        c.must_not_contain = {"tls"};
+        c.must_not_contain = {"tls", "quic"};
     } else if (scheme == "dtls") {
         c.must_contain = {"dtls", "udp"};
     } else {

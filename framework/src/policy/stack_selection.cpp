@@ -197,6 +197,27 @@ evaluation evaluate(const std::vector<std::string>& layers, bool is_explicit, co
                     " needs");
     }
 
+    if (!constraint.must_contain_one_of.empty()) {
+        auto has_all = [&](const std::vector<std::string>& set) {
+            return std::all_of(set.begin(), set.end(), [&](const std::string& l) {
+                return std::find(layers.begin(), layers.end(), l) != layers.end();
+            });
+        };
+        if (std::none_of(constraint.must_contain_one_of.begin(),
+                         constraint.must_contain_one_of.end(), has_all)) {
+            std::string sets;
+            for (const auto& set : constraint.must_contain_one_of) {
+                std::string joined;
+                for (const auto& l : set)
+                    joined += (joined.empty() ? "" : " and ") + l;
+                sets += (sets.empty() ? "" : ", or ") + joined;
+            }
+            exclude("no " + sets + " layers, which " +
+                    (constraint.origin.empty() ? std::string("the remote") : constraint.origin) +
+                    " needs");
+        }
+    }
+
     for (const auto& refused : constraint.must_not_contain) {
         if (std::find(layers.begin(), layers.end(), refused) != layers.end())
             exclude("has a " + refused + " layer, which " +
