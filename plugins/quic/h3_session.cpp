@@ -692,6 +692,11 @@ int h3_session::cb_recv_header(nghttp3_conn*, std::int64_t id, std::int32_t, ngh
                            " on stream " + std::to_string(id));
             return NGHTTP3_ERR_CALLBACK_FAILURE;
         }
+        // Room for the announced body at once (within max-message-size, checked above): growing
+        // the buffer as DATA arrives copied a 15 MB body about twice more. Reserved pages are
+        // not touched until the body arrives.
+        if (key == "content-length")
+            st->body.reserve(static_cast<std::size_t>(std::strtoull(val.c_str(), nullptr, 10)));
         auto [it, fresh] = st->fields.try_emplace(std::move(key), val);
         if (!fresh) {
             // docs/http.md: repeated fields join with ", "; set-cookie with a line break; and

@@ -1020,7 +1020,11 @@ void quic_connection::write_packets() {
     ngtcp2_path_storage ps;
     auto flush = [&] {
         if (train_len == 0) return;
-        send_packet(base, train_len, train_count > 1 ? segment : 0, train_path);
+        // A lone packet goes as a train of one to a lower flow that takes trains: the udp layer
+        // then reads bursts for us even when we only ever send single packets (a downloading
+        // client's ACKs), one ACK per burst instead of one per two packets.
+        const bool as_train = train_count > 1 || (train_path ? train_path->trains : trains);
+        send_packet(base, train_len, as_train ? segment : 0, train_path);
         train_len = segment = train_count = 0;
         train_path = nullptr;
         // Pacing, as ngtcp2's examples do with GSO: the next train waits its turn (writev_stream
@@ -1204,7 +1208,7 @@ void quic_connection::send_packet(const std::uint8_t* data, std::size_t n, std::
     m.id = path.next_send_id++;
     m.segment_size = static_cast<std::uint16_t>(segment);
     summary_.packets_out += segment ? (n + segment - 1) / segment : 1;
-    if (segment) ++summary_.trains_out;
+    if (segment && n > segment) ++summary_.trains_out;
     path.lower->send(sdk::byte_buffer(b, b + n), m);
 }
 

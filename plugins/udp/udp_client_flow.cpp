@@ -172,7 +172,9 @@ void udp_client_flow::send(sdk::byte_buffer data, const sdk::send_meta& meta) no
             return;
         }
         queued_bytes_ += data.size();
-        if (segment) bursts_ = true;
+        // Any send marked as a train (even one datagram long) comes from a layer that wants
+        // bursts read (QUIC); a downloading client never sends a longer one.
+        if (meta.segment_size) bursts_ = true;
         queue_.push_back({std::move(data), meta.id, segment});
         write();
     } catch (...) {

@@ -121,8 +121,8 @@ void udp_server_socket::dispatch(std::size_t n) {
 }
 
 void udp_server_socket::send_to(const std::shared_ptr<udp_server_flow>& flow, sdk::byte_buffer data,
-                                std::uint64_t id, std::size_t segment_size) {
-    if (segment_size) bursts_ = true;
+                                std::uint64_t id, std::size_t segment_size, bool wants_bursts) {
+    if (wants_bursts) bursts_ = true;
     queue_.push_back({flow->remote(), std::move(data), id, flow, segment_size});
     write();
 }
@@ -275,7 +275,8 @@ void udp_server_flow::send(sdk::byte_buffer data, const sdk::send_meta& meta) no
         }
         queued_bytes_ += data.size();
         ++pending_sends_;
-        socket_->send_to(shared_from_this(), std::move(data), meta.id, segment);
+        socket_->send_to(shared_from_this(), std::move(data), meta.id, segment,
+                         meta.segment_size != 0);
     } catch (...) {
         // Allocation failure: end the flow (reported later, not from inside this call).
         try {

@@ -35,8 +35,10 @@ public:
     void stop_listening();
 
     /// `segment_size` non-zero: `data` is a train of datagrams (send_meta::segment_size).
+    /// `wants_bursts`: the flow's layer marks its sends as trains (even single datagrams), so
+    /// the socket reads bursts from now on (see receive()).
     void send_to(const std::shared_ptr<udp_server_flow>& flow, sdk::byte_buffer data,
-                 std::uint64_t id, std::size_t segment_size);
+                 std::uint64_t id, std::size_t segment_size, bool wants_bursts);
     /// A flow finished; new datagrams from its remote may start a new flow.
     void forget(const boost::asio::ip::udp::endpoint& remote, const udp_server_flow* flow);
 
