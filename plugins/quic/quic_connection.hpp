@@ -23,8 +23,8 @@
 // owns the lower flow, the ngtcp2_conn and the TLS session.
 #pragma once
 
-#include "quic_paths.hpp"
 #include "quic_application.hpp"
+#include "quic_paths.hpp"
 #include "quic_qlog.hpp"
 #include "quic_session.hpp"
 #include "quic_settings.hpp"
