@@ -57,18 +57,6 @@ private:
     h3_limits limits_;
 };
 
-bool integer_option(const sdk::layer_context& ctx, const char* name, std::int64_t fallback,
-                    std::int64_t min, std::int64_t max, std::int64_t& out, sdk::flow_error& err) {
-    out = ctx.opts.get_or<std::int64_t>(name, fallback);
-    if (out < min || out > max) {
-        err = {std::make_error_code(std::errc::invalid_argument),
-               std::string("h3: ") + name + " must be between " + std::to_string(min) + " and " +
-                   std::to_string(max) + ", got " + std::to_string(out)};
-        return false;
-    }
-    return true;
-}
-
 } // namespace
 
 const std::vector<sdk::option_spec>& h3_option_schema() {
@@ -88,16 +76,13 @@ const std::vector<sdk::option_spec>& h3_option_schema() {
 std::unique_ptr<sdk::layer> create_h3(const sdk::layer_context& ctx,
                                       sdk::flow_error& err) noexcept {
     try {
+        // The kernel has checked both against h3_option_schema()'s bounds (a policy outside
+        // them is refused with the option's name), so they are taken as they are.
         h3_limits limits;
-        std::int64_t v = 0;
-        if (!integer_option(ctx, "max-message-size", default_max_message_size, 0,
-                            std::numeric_limits<std::int64_t>::max(), v, err))
-            return nullptr;
-        limits.max_body = static_cast<std::uint64_t>(v);
-        if (!integer_option(ctx, "max-header-size", default_max_header_size, 256, 16 * 1024 * 1024,
-                            v, err))
-            return nullptr;
-        limits.max_header = static_cast<std::uint64_t>(v);
+        limits.max_body = static_cast<std::uint64_t>(
+            ctx.opts.get_or<std::int64_t>("max-message-size", default_max_message_size));
+        limits.max_header = static_cast<std::uint64_t>(
+            ctx.opts.get_or<std::int64_t>("max-header-size", default_max_header_size));
         return std::make_unique<h3_layer>(limits);
     } catch (const std::exception& e) {
         err = {std::make_error_code(std::errc::not_enough_memory), e.what()};
