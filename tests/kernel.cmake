@@ -58,3 +58,14 @@ foreach(p tcp udp framing tls)
     add_dependencies(test_establishment post_plugin_${p})
   endif()
 endforeach()
+
+# The prepared-policy cache (kernel internals: it includes the kernel's private headers).
+post_add_boost_test(test_policy_cache SOURCES integration/test_policy_cache.cpp
+  LIBRARIES PostSockets::kernel TIMEOUT 60)
+target_include_directories(test_policy_cache PRIVATE ${PROJECT_SOURCE_DIR}/framework/src/kernel)
+target_compile_definitions(test_policy_cache PRIVATE POST_PLUGIN_DIR="${POST_PLUGIN_OUTPUT_DIR}")
+foreach(p tcp framing)
+  if(TARGET post_plugin_${p})
+    add_dependencies(test_policy_cache post_plugin_${p})
+  endif()
+endforeach()

@@ -21,7 +21,7 @@ constexpr std::size_t stack_window_bytes = 256u << 10;
 } // namespace
 
 carrier_impl::carrier_impl(std::shared_ptr<context_state> ctx, std::shared_ptr<association> assoc,
-                           merged_policy policy)
+                           std::shared_ptr<const merged_policy> policy)
     : ctx_(std::move(ctx))
     , association_(std::move(assoc))
     , policy_(std::move(policy))
@@ -32,13 +32,13 @@ carrier_impl::~carrier_impl() {
     if (active_) active_->abort();
 }
 
-void carrier_impl::start_initiate(const remote& r, std::vector<candidate_stack> candidates,
+void carrier_impl::start_initiate(const remote& r, std::shared_ptr<prepared_policy> prepared,
                                   local from) {
     ctx_->keep(shared_from_this());
     remote_ = r;
-    candidates_ = candidates;
+    prepared_ = prepared;
     from_ = from;
-    race_ = std::make_shared<establishment>(weak_from_this(), ctx_, r, std::move(candidates),
+    race_ = std::make_shared<establishment>(weak_from_this(), ctx_, r, std::move(prepared),
                                             std::move(from));
     asio::post(ctx_->executor, [race = race_] { race->start(); });
 }
@@ -70,7 +70,7 @@ std::shared_ptr<carrier_impl> carrier_impl::fork() {
 std::shared_ptr<transient_impl> carrier_impl::sibling(carrier_impl& c, std::shared_ptr<sdk::flow> f,
                                                       const transient_impl& on) const {
     c.remote_ = remote_;
-    c.candidates_ = candidates_;
+    c.prepared_ = prepared_;
     c.from_ = from_;
     c.listener_ = listener_;
     auto t = std::make_shared<transient_impl>(on.stack(), on.address());
@@ -95,7 +95,7 @@ void carrier_impl::fork_into(const std::shared_ptr<carrier_impl>& twin) {
         }
     }
     if (remote_) {
-        twin->start_initiate(*remote_, candidates_, from_);
+        twin->start_initiate(*remote_, prepared_, from_);
         return;
     }
     twin->fail_now({make_error_code(errc::not_supported),
@@ -177,7 +177,7 @@ void carrier_impl::become_dormant(const sdk::flow_error& why) {
 
 void carrier_impl::reactivate() {
     state_ = carrier_state::establishing;
-    race_ = std::make_shared<establishment>(weak_from_this(), ctx_, *remote_, candidates_, from_);
+    race_ = std::make_shared<establishment>(weak_from_this(), ctx_, *remote_, prepared_, from_);
     asio::post(ctx_->executor, [race = race_] { race->start(); });
 }
 
@@ -609,7 +609,7 @@ void carrier_impl::transient_closed(transient_impl& t, const sdk::flow_error& e)
         finish({make_error_code(errc::closed), e.reason}, false);
         return;
     }
-    if (policy_.effective.connection.dormant && remote_ && state_ == carrier_state::active) {
+    if (policy_->effective.connection.dormant && remote_ && state_ == carrier_state::active) {
         become_dormant(e);
         return;
     }
@@ -662,9 +662,10 @@ void carrier_impl::finish(const error& e, bool report) {
     } else if (!was_establishing || !e) {
         if (on_closed) on_closed();
     }
-    ctx_->emit(trace_event{trace_event::kind::closed, std::chrono::steady_clock::now(),
-                           association_ ? association_->key() : std::string{}, stack(),
-                           e ? e.reason : "clean"});
+    if (ctx_->tracing)
+        ctx_->emit(trace_event{trace_event::kind::closed, std::chrono::steady_clock::now(),
+                               association_ ? association_->key() : std::string{}, stack(),
+                               e ? e.reason : "clean"});
     // Handlers often capture the carrier itself; dropping them breaks that cycle. Posted, as
     // we may be inside one of them right now.
     asio::post(ctx_->executor, [self] {

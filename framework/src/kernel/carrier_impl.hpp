@@ -27,11 +27,12 @@ class carrier_impl final : public transient_owner,
                            public std::enable_shared_from_this<carrier_impl> {
 public:
     carrier_impl(std::shared_ptr<context_state> ctx, std::shared_ptr<association> assoc,
-                 merged_policy policy);
+                 std::shared_ptr<const merged_policy> policy);
     ~carrier_impl() override;
 
     /// Client side: resolve `r` and race the candidate stacks.
-    void start_initiate(const remote& r, std::vector<candidate_stack> candidates, local from = {});
+    void start_initiate(const remote& r, std::shared_ptr<prepared_policy> prepared,
+                        local from = {});
     /// Fail at once (policy errors found before any attempt).
     void fail_now(error e);
     /// Server side: take an accepted transient; `established` is called once it is ready.
@@ -97,7 +98,7 @@ public:
     std::optional<error> last_error() const;
     boost::asio::any_io_executor executor() const { return ctx_->executor; }
     context_state& ctx() { return *ctx_; }
-    const merged_policy& policy() const { return policy_; }
+    const merged_policy& policy() const { return *policy_; }
 
     void shutdown() noexcept override;
 
@@ -173,12 +174,12 @@ private:
 
     std::shared_ptr<context_state> ctx_;
     std::shared_ptr<association> association_;
-    merged_policy policy_;
+    std::shared_ptr<const merged_policy> policy_;
     std::atomic<carrier_state> state_{carrier_state::establishing};
     std::atomic<message_id> next_id_{1};
 
     std::optional<remote> remote_; ///< Set for initiated carriers (fork, reactivation).
-    std::vector<candidate_stack> candidates_;
+    std::shared_ptr<prepared_policy> prepared_; ///< Initiated carriers: stacks to race.
     local from_; ///< Where initiated carriers bind (fork and reactivation keep it).
     std::shared_ptr<establishment> race_;
     std::shared_ptr<transient_impl> active_;

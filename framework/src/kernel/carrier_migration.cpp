@@ -61,7 +61,7 @@ void carrier_impl::migrate(const local& to, std::function<void(const error&)> do
             // The interface's first usable address of the remote's family.
             try {
                 const auto g = apply_interface_rules(*self->ctx_->interfaces.snapshot(),
-                                                     self->policy_.effective.interfaces);
+                                                     self->policy_->effective.interfaces);
                 for (const auto& l : g.usable)
                     if (l.interface == to.interface && l.address.is_v4() == remote.is_v4() &&
                         !l.address.is_unspecified()) {
@@ -142,7 +142,7 @@ std::optional<asio::ip::address> carrier_impl::replacement_for(const asio::ip::a
         why_not = std::string("cannot list this host's interfaces: ") + e.what();
         return std::nullopt;
     }
-    const auto g = apply_interface_rules(interfaces, policy_.effective.interfaces);
+    const auto g = apply_interface_rules(interfaces, policy_->effective.interfaces);
     const auto remote = active_->info().path.remote.address;
     for (const auto& l : g.usable) {
         const auto& a = l.address;

@@ -54,12 +54,13 @@ std::vector<fs::path> split_path(const char* text) {
 namespace detail {
 
 void context_state::emit(trace_event e) const {
-    std::vector<std::function<void(const trace_event&)>> copy;
+    std::shared_ptr<const tracer_list> list;
     {
         std::lock_guard lock(mutex);
-        copy = tracers;
+        list = tracers;
     }
-    for (auto& t : copy)
+    if (!list) return;
+    for (const auto& t : *list)
         t(e);
 }
 
@@ -80,6 +81,7 @@ void context_state::release(live_object* o) {
 
 void context_state::log(sdk::log_level level, std::string_view layer,
                         std::string_view text) noexcept {
+    if (!tracing.load(std::memory_order_relaxed)) return;
     try {
         static constexpr const char* names[] = {"trace", "debug", "info", "warning", "error"};
         trace_event e{trace_event::kind::layer_log, std::chrono::steady_clock::now(), {}, {}, {}};
@@ -183,7 +185,8 @@ context::~context() {
     {
         std::lock_guard lock(state_->mutex);
         live.swap(state_->live);
-        state_->tracers.clear();
+        state_->tracers.reset();
+        state_->tracing = false;
     }
     for (auto& [raw, object] : live)
         object->shutdown();
@@ -232,7 +235,11 @@ std::size_t context::association_count() const {
 
 void context::on_trace(std::function<void(const trace_event&)> h) {
     std::lock_guard lock(state_->mutex);
-    state_->tracers.push_back(std::move(h));
+    auto list = std::make_shared<detail::context_state::tracer_list>(
+        state_->tracers ? *state_->tracers : detail::context_state::tracer_list{});
+    list->push_back(std::move(h));
+    state_->tracers = std::move(list);
+    state_->tracing = true;
 }
 
 void context::emit(trace_event e) const {

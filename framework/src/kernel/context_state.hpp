@@ -3,6 +3,7 @@
 #pragma once
 
 #include "interface_cache.hpp"
+#include "policy_cache.hpp"
 
 #include <post/association.hpp>
 #include <post/config.hpp>
@@ -13,6 +14,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 
+#include <atomic>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -42,10 +44,15 @@ struct context_state : sdk::log_sink, std::enable_shared_from_this<context_state
     /// Carriers that can migrate hear of removed local addresses (created on first use, on
     /// the executor; only touched there).
     std::shared_ptr<address_watcher> addresses;
+    policy_cache policies; ///< What initiated carriers derive from their policy, shared.
 
     mutable std::mutex mutex;
     std::map<std::string, std::shared_ptr<association>> associations;
-    std::vector<std::function<void(const trace_event&)>> tracers;
+    /// Replaced, never changed in place, so that emit() takes a reference under the lock
+    /// instead of copying every handler for every event.
+    using tracer_list = std::vector<std::function<void(const trace_event&)>>;
+    std::shared_ptr<const tracer_list> tracers;
+    std::atomic<bool> tracing{false}; ///< Any tracer: events are worth building.
 
     std::map<live_object*, std::shared_ptr<live_object>> live;
 

@@ -45,13 +45,13 @@ std::vector<asio::ip::address> interleave(const std::vector<asio::ip::address>& 
 } // namespace
 
 establishment::establishment(std::weak_ptr<carrier_impl> owner, std::shared_ptr<context_state> ctx,
-                             remote r, std::vector<candidate_stack> stacks, post::local bind)
+                             remote r, std::shared_ptr<prepared_policy> prepared, post::local bind)
     : owner_(std::move(owner))
     , ctx_(std::move(ctx))
     , remote_(std::move(r))
-    , stacks_(std::move(stacks))
+    , prepared_(std::move(prepared))
+    , stacks_(prepared_->candidates())
     , bind_(std::move(bind))
-    , instances_(stacks_.size())
     , attempt_timer_(ctx_->executor)
     , deadline_(ctx_->executor) {
     // Stacks come best first, each in its own tier: a lower one waits the stack delay. (Equal
@@ -62,6 +62,7 @@ establishment::establishment(std::weak_ptr<carrier_impl> owner, std::shared_ptr<
 }
 
 void establishment::trace(trace_event::kind k, std::vector<std::string> stack, std::string detail) {
+    if (!ctx_->tracing.load(std::memory_order_relaxed)) return;
     ctx_->emit(trace_event{k, std::chrono::steady_clock::now(), remote_.key(), std::move(stack),
                            std::move(detail)});
 }
@@ -142,13 +143,13 @@ bool establishment::gather(const merged_policy& policy) {
     if (!has_rules && !pinned) return true; // the kernel's routing picks the source address
 
     try {
-        interfaces_ = *ctx_->interfaces.snapshot();
+        interfaces_ = ctx_->interfaces.snapshot();
     } catch (const boost::system::system_error& e) {
         fail({make_error_code(errc::establishment_failed),
               std::string("cannot list this host's interfaces: ") + e.what()});
         return false;
     }
-    gathered_locals g = apply_interface_rules(interfaces_, rules);
+    gathered_locals g = apply_interface_rules(*interfaces_, rules);
     auto keep_if = [&](auto pred, const std::string& why) {
         std::vector<local_candidate> kept;
         for (auto& l : g.usable)
@@ -173,8 +174,8 @@ bool establishment::gather(const merged_policy& policy) {
                     return false;
                 }
             // Not necessarily listed (any 127/8 address is ours on lo): the bind decides.
-            local_candidate pinned{interface_of(interfaces_, *bind_.address), interface_type::other,
-                                   *bind_.address, 1};
+            local_candidate pinned{interface_of(*interfaces_, *bind_.address),
+                                   interface_type::other, *bind_.address, 1};
             for (const auto& l : g.usable)
                 if (l.address == *bind_.address) pinned = l;
             g.usable = {pinned};
@@ -184,13 +185,15 @@ bool establishment::gather(const merged_policy& policy) {
         g.usable = {local_candidate{{}, interface_type::other, asio::ip::address_v6::any()},
                     local_candidate{{}, interface_type::other, asio::ip::address_v4::any()}};
     }
-    std::string detail;
-    for (const auto& l : g.usable)
-        detail += (detail.empty() ? "" : ", ") + describe(l);
-    detail = "usable: " + (detail.empty() ? std::string("none") : detail);
-    for (const auto& [l, why] : g.excluded)
-        detail += "; " + (l.address.is_unspecified() ? "" : l.address.to_string() + " ") + why;
-    trace(trace_event::kind::gathered, {}, detail);
+    if (ctx_->tracing) {
+        std::string detail;
+        for (const auto& l : g.usable)
+            detail += (detail.empty() ? "" : ", ") + describe(l);
+        detail = "usable: " + (detail.empty() ? std::string("none") : detail);
+        for (const auto& [l, why] : g.excluded)
+            detail += "; " + (l.address.is_unspecified() ? "" : l.address.to_string() + " ") + why;
+        trace(trace_event::kind::gathered, {}, detail);
+    }
     locals_ = std::move(g);
     return true;
 }
@@ -214,7 +217,7 @@ void establishment::add_addresses(std::vector<asio::ip::address> addresses) {
     auto owner = owner_.lock();
     if (!owner || done_) return;
     const auto& racing = owner->policy().effective.racing;
-    {
+    if (ctx_->tracing) {
         std::string list;
         for (const auto& a : addresses)
             list += (list.empty() ? "" : " ") + a.to_string();
@@ -295,7 +298,7 @@ void establishment::start_learned_winner() {
     if (locals.empty()) return;
     const auto s = static_cast<std::size_t>(stack - stacks_.begin());
     queue_.push_back(candidate{s, addr, locals.front(), tiers_[s], -1});
-    trace(trace_event::kind::resolved, {}, addr.to_string() + " (learned)");
+    if (ctx_->tracing) trace(trace_event::kind::resolved, {}, addr.to_string() + " (learned)");
     asio::post(ctx_->executor, [self = shared_from_this()] {
         if (!self->done_ && self->running_.empty()) self->launch_next();
     });
@@ -331,13 +334,7 @@ void establishment::apply_history() {
 }
 
 std::shared_ptr<stack_instance> establishment::stack_for(std::size_t index, error& err) {
-    if (!instances_[index]) {
-        auto owner = owner_.lock();
-        if (!owner) return nullptr;
-        instances_[index] =
-            make_stack(*ctx_, owner->policy().effective, stacks_[index].layers, err);
-    }
-    return instances_[index];
+    return prepared_->stack(*ctx_, index, err);
 }
 
 void establishment::launch(const candidate& c) {
@@ -375,7 +372,8 @@ void establishment::launch(const candidate& c) {
     t->set_label(label);
     t->attach(owner_, top);
     running_.push_back(t);
-    trace(trace_event::kind::attempt_started, stack->names, ep.to_string() + from);
+    if (ctx_->tracing)
+        trace(trace_event::kind::attempt_started, stack->names, ep.to_string() + from);
     t->top().start();
     // A stack that takes early data (0-RTT, Fast Open) gets the idempotent messages now.
     if (t->top().info().capabilities & sdk::cap_early_data) owner->offer_early(t);
@@ -451,23 +449,24 @@ void establishment::on_ready(transient_impl& t) {
     if (!owner || !winner) return;
     auto& path = winner->info().path;
     if (path.interface.empty() && !path.local.address.is_unspecified()) {
-        if (interfaces_.empty()) {
+        if (!interfaces_) {
             try {
-                interfaces_ = *ctx_->interfaces.snapshot();
+                interfaces_ = ctx_->interfaces.snapshot();
             } catch (const boost::system::system_error&) {
                 // The interface name is informative only.
             }
         }
-        path.interface = interface_of(interfaces_, path.local.address);
+        if (interfaces_) path.interface = interface_of(*interfaces_, path.local.address);
     }
     owner->assoc()->record_win(
         {winner->stack()->names, winner->address(), std::chrono::steady_clock::now()});
     auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(winner->info().ready -
                                                                          winner->info().started);
-    trace(trace_event::kind::attempt_won, winner->stack()->names,
-          winner->address() + " from " + path.local.to_string() +
-              (path.interface.empty() ? "" : " (" + path.interface + ")") + " in " +
-              std::to_string(elapsed.count()) + " us");
+    if (ctx_->tracing)
+        trace(trace_event::kind::attempt_won, winner->stack()->names,
+              winner->address() + " from " + path.local.to_string() +
+                  (path.interface.empty() ? "" : " (" + path.interface + ")") + " in " +
+                  std::to_string(elapsed.count()) + " us");
     owner->race_won(std::move(winner));
 }
 

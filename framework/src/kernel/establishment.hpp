@@ -23,7 +23,7 @@ namespace post::detail {
 class establishment final : public std::enable_shared_from_this<establishment> {
 public:
     establishment(std::weak_ptr<carrier_impl> owner, std::shared_ptr<context_state> ctx, remote r,
-                  std::vector<candidate_stack> stacks, post::local bind = {});
+                  std::shared_ptr<prepared_policy> prepared, post::local bind = {});
 
     void start();
     void cancel();
@@ -59,11 +59,11 @@ private:
     std::weak_ptr<carrier_impl> owner_;
     std::shared_ptr<context_state> ctx_;
     remote remote_;
-    std::vector<candidate_stack> stacks_;
+    std::shared_ptr<prepared_policy> prepared_; ///< Shared with other carriers of the policy.
+    const std::vector<candidate_stack>& stacks_;
     std::vector<int> tiers_; ///< Per stack.
     post::local bind_;       ///< What the application pinned (address, port, interface).
-    std::vector<std::shared_ptr<stack_instance>> instances_;
-    std::vector<interface_info> interfaces_;
+    std::shared_ptr<const std::vector<interface_info>> interfaces_; ///< The context's snapshot.
     std::optional<gathered_locals> locals_; ///< Set when candidates bind to chosen locals.
     std::vector<candidate> queue_;
     std::size_t next_ = 0;

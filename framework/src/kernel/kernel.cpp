@@ -50,19 +50,20 @@ namespace {
 carrier start_carrier(context& ctx, const remote& r, const policy& p,
                       const stack_constraint& constraint, const local& bind = {}) {
     const auto& state = detail::kernel_access::state(ctx);
-    auto merged = ctx.effective(p);
-    auto impl = std::make_shared<detail::carrier_impl>(state, ctx.association_for(r), merged);
     try {
-        auto catalog = state->registry.catalog();
-        validate(merged, catalog, constraint);
-        auto selected = select_stacks(merged, catalog, constraint);
-        impl->start_initiate(r, std::move(selected.candidates), bind);
+        auto prepared = state->policies.prepare(*state, p, constraint);
+        auto impl = std::make_shared<detail::carrier_impl>(state, ctx.association_for(r),
+                                                           prepared->merged());
+        impl->start_initiate(r, std::move(prepared), bind);
+        return carrier(impl);
     } catch (const policy_error& e) {
+        auto impl = std::make_shared<detail::carrier_impl>(
+            state, ctx.association_for(r), std::make_shared<const merged_policy>(ctx.effective(p)));
         bool none = std::string_view(e.what()).find("no candidate") != std::string_view::npos;
         impl->fail_now(
             {make_error_code(none ? errc::no_candidate : errc::policy_invalid), e.what()});
+        return carrier(impl);
     }
-    return carrier(impl);
 }
 
 } // namespace
@@ -87,7 +88,8 @@ listener listen(context& ctx, const local& l, const policy& p, const stack_const
     auto catalog = state->registry.catalog();
     validate(merged, catalog, constraint);
     auto selected = select_stacks(merged, catalog, constraint);
-    auto impl = std::make_shared<detail::listener_impl>(state, merged);
+    auto impl = std::make_shared<detail::listener_impl>(
+        state, std::make_shared<const merged_policy>(std::move(merged)));
     impl->open(l, selected.candidates);
     return listener(impl);
 }

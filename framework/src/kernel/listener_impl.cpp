@@ -52,7 +52,7 @@ void listener_impl::open(const local& where, const std::vector<candidate_stack>&
         if (!s.layers.empty() && bottoms.insert(s.layers.back()).second) chosen.push_back(&s);
 
     std::vector<asio::ip::address> addresses;
-    const auto& rules = policy_.effective.interfaces;
+    const auto& rules = policy_->effective.interfaces;
     const bool has_rules = rules && (!rules->require.empty() || !rules->prefer.empty() ||
                                      !rules->avoid.empty() || !rules->prohibit.empty());
     if (where.address) {
@@ -77,7 +77,7 @@ void listener_impl::open(const local& where, const std::vector<candidate_stack>&
     std::string failures;
     for (const auto* s : chosen) {
         error err;
-        auto instance = make_stack(*ctx_, policy_.effective, s->layers, err);
+        auto instance = make_stack(*ctx_, policy_->effective, s->layers, err);
         if (!instance) {
             failures += "\n  " + join_stack(s->layers) + ": " + err.reason;
             continue;
@@ -135,8 +135,9 @@ void listener_impl::accepted(std::size_t index, std::shared_ptr<sdk::flow> flow)
         if (on_error) on_error(err);
         return;
     }
-    ctx_->emit(trace_event{trace_event::kind::accepted, std::chrono::steady_clock::now(),
-                           fi.remote.to_string(), b.stack->names, fi.local.to_string()});
+    if (ctx_->tracing)
+        ctx_->emit(trace_event{trace_event::kind::accepted, std::chrono::steady_clock::now(),
+                               fi.remote.to_string(), b.stack->names, fi.local.to_string()});
     auto assoc = std::make_shared<association>(fi.remote.to_string());
     auto c = std::make_shared<carrier_impl>(ctx_, assoc, policy_);
     c->set_listener(weak_from_this());
@@ -147,9 +148,9 @@ void listener_impl::accepted(std::size_t index, std::shared_ptr<sdk::flow> flow)
 
 bool listener_impl::over_limit(const std::string& peer, const std::vector<std::string>& stack,
                                const std::string& what) {
-    if (live_carriers() < policy_.effective.connection.max_connections) return false;
+    if (live_carriers() < policy_->effective.connection.max_connections) return false;
     // Refused before any handshake: the carriers already there keep their share.
-    const auto limit = std::to_string(policy_.effective.connection.max_connections);
+    const auto limit = std::to_string(policy_->effective.connection.max_connections);
     ctx_->emit(trace_event{trace_event::kind::accepted, std::chrono::steady_clock::now(), peer,
                            stack, "refused: connection.max-connections is " + limit});
     if (on_error)

@@ -15,7 +15,7 @@ namespace post::detail {
 
 class listener_impl final : public live_object, public std::enable_shared_from_this<listener_impl> {
 public:
-    listener_impl(std::shared_ptr<context_state> ctx, merged_policy policy)
+    listener_impl(std::shared_ptr<context_state> ctx, std::shared_ptr<const merged_policy> policy)
         : ctx_(std::move(ctx))
         , policy_(std::move(policy)) {}
 
@@ -55,7 +55,7 @@ private:
     std::size_t live_carriers();
 
     std::shared_ptr<context_state> ctx_;
-    merged_policy policy_;
+    std::shared_ptr<const merged_policy> policy_; ///< Shared with the accepted carriers.
     std::vector<bound> bound_;
     std::set<std::shared_ptr<carrier_impl>> establishing_;
     std::vector<std::weak_ptr<carrier_impl>> live_;
