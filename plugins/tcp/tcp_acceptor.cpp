@@ -77,32 +77,34 @@ void tcp_acceptor::start() noexcept {
 }
 
 void tcp_acceptor::accept() {
-    acceptor_.async_accept(
-        [self = shared_from_this()](const boost::system::error_code& ec, tcp::socket socket) {
-            if (self->closed_) return;
-            try {
-                if (ec) {
-                    if (ec == asio::error::connection_aborted) return self->accept();
-                    self->settings_.write_log(sdk::log_level::warning,
-                                              "accept on " + self->local_.to_string() +
-                                                  " failed: " + ec.message() + "; retrying");
-                    self->retry_timer_.expires_after(accept_retry_delay);
-                    self->retry_timer_.async_wait([self](const boost::system::error_code& e) {
-                        if (!e && !self->closed_) self->accept();
-                    });
-                    return;
-                }
-                auto f = std::make_shared<tcp_flow>(std::move(socket), self->settings_);
-                self->accept(); // keep accepting while the upper side sets the new flow up
-                if (auto ev = self->events_.lock())
-                    ev->on_accepted(std::move(f));
-                else
-                    f->abort();
-            } catch (...) {
-                // Out of memory: drop this connection, keep listening.
-                if (!self->closed_) self->accept();
+    // accept() reports the peer's address, which saves a getpeername per connection.
+    acceptor_.async_accept(peer_, [self = shared_from_this()](const boost::system::error_code& ec,
+                                                              tcp::socket socket) {
+        if (self->closed_) return;
+        try {
+            if (ec) {
+                if (ec == asio::error::connection_aborted) return self->accept();
+                self->settings_.write_log(sdk::log_level::warning,
+                                          "accept on " + self->local_.to_string() +
+                                              " failed: " + ec.message() + "; retrying");
+                self->retry_timer_.expires_after(accept_retry_delay);
+                self->retry_timer_.async_wait([self](const boost::system::error_code& e) {
+                    if (!e && !self->closed_) self->accept();
+                });
+                return;
             }
-        });
+            auto f = std::make_shared<tcp_flow>(std::move(socket), self->settings_, self->local_,
+                                                to_sdk(self->peer_));
+            self->accept(); // keep accepting while the upper side sets the new flow up
+            if (auto ev = self->events_.lock())
+                ev->on_accepted(std::move(f));
+            else
+                f->abort();
+        } catch (...) {
+            // Out of memory: drop this connection, keep listening.
+            if (!self->closed_) self->accept();
+        }
+    });
 }
 
 void tcp_acceptor::close() noexcept {

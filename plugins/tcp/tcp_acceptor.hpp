@@ -32,6 +32,7 @@ private:
     tcp_settings settings_;
     std::weak_ptr<sdk::acceptor_events> events_;
     sdk::endpoint local_;
+    boost::asio::ip::tcp::endpoint peer_; ///< Filled by the accept in progress.
     bool started_ = false;
     bool closed_ = false;
 };

@@ -40,14 +40,16 @@ tcp_flow::tcp_flow(const asio::any_io_executor& ex, tcp_settings settings, sdk::
     , params_(std::move(p))
     , remote_(params_.remote) {}
 
-tcp_flow::tcp_flow(tcp::socket socket, tcp_settings settings)
+tcp_flow::tcp_flow(tcp::socket socket, tcp_settings settings, sdk::endpoint local,
+                   sdk::endpoint remote)
     : socket_(std::move(socket))
     , grace_timer_(socket_.get_executor())
-    , settings_(settings) {
+    , settings_(settings)
+    , local_(local)
+    , remote_(remote) {
     params_.side = sdk::role::server;
     boost::system::error_code ec;
-    local_ = to_sdk(socket_.local_endpoint(ec));
-    remote_ = to_sdk(socket_.remote_endpoint(ec));
+    if (local_.address.is_unspecified()) local_ = to_sdk(socket_.local_endpoint(ec));
     params_.remote = remote_;
 }
 

@@ -19,7 +19,10 @@ public:
     /// Active side: connects to `p.remote` (after binding `p.local` when set) on start().
     tcp_flow(const boost::asio::any_io_executor& ex, tcp_settings settings, sdk::open_params p);
     /// Passive side: wraps a socket the acceptor accepted.
-    tcp_flow(boost::asio::ip::tcp::socket socket, tcp_settings settings);
+    /// An accepted socket. `local` and `remote` as accept() reported them: a wildcard
+    /// `local` is asked of the socket (a connection has one definite address).
+    tcp_flow(boost::asio::ip::tcp::socket socket, tcp_settings settings, sdk::endpoint local,
+             sdk::endpoint remote);
 
     void set_events(std::weak_ptr<sdk::flow_events> events) noexcept override;
     void start() noexcept override;

@@ -89,10 +89,10 @@ void establishment::start() {
     start_learned_winner();
 
     if (remote_.is_literal()) {
-        asio::ip::address addr = asio::ip::make_address(remote_.host());
-        asio::post(ctx_->executor, [self = shared_from_this(), addr] {
-            if (!self->done_) self->add_addresses({addr});
-        });
+        // start() already runs in a handler of its own (the application has set its handlers),
+        // so the address goes in at once: a posted step per connection is a scheduler round
+        // and a poll of the reactor more.
+        add_addresses({asio::ip::make_address(remote_.host())});
         return;
     }
     trace(trace_event::kind::resolve_started, {}, remote_.host());
@@ -299,6 +299,7 @@ void establishment::start_learned_winner() {
     const auto s = static_cast<std::size_t>(stack - stacks_.begin());
     queue_.push_back(candidate{s, addr, locals.front(), tiers_[s], -1});
     if (ctx_->tracing) trace(trace_event::kind::resolved, {}, addr.to_string() + " (learned)");
+    if (remote_.is_literal()) return; // start() adds the address at once, which launches it
     asio::post(ctx_->executor, [self = shared_from_this()] {
         if (!self->done_ && self->running_.empty()) self->launch_next();
     });
