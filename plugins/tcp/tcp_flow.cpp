@@ -307,11 +307,42 @@ void tcp_flow::read() {
                 sdk::byte_buffer chunk(self->read_buffer_.get(), self->read_buffer_.get() + n);
                 if (auto ev = self->events_.lock()) ev->on_received(std::move(chunk), {});
                 if (self->state_ == state::done) return;
+                if (self->close_requested_ && !self->send_shut_)
+                    return self->read_before_shutdown();
                 self->read();
             } catch (...) {
                 self->finish(internal_error("read"));
             }
         });
+}
+
+void tcp_flow::read_before_shutdown() {
+    // The upper side closed while handling what just arrived (a TLS layer answering the
+    // peer's close_notify, say). A peer that has finished usually sent its FIN right behind
+    // that data: seeing it now closes the socket at once, so our FIN follows our last bytes
+    // without a shutdown, a grace timer, or the peer waking twice. This read replaces the
+    // one read() would have started (Asio tries a receive at once as well).
+    while (state_ == state::open && !send_shut_) {
+        const ssize_t n =
+            ::recv(socket_.native_handle(), read_buffer_.get(), read_buffer_size, MSG_DONTWAIT);
+        if (n > 0) {
+            sdk::byte_buffer chunk(read_buffer_.get(), read_buffer_.get() + n);
+            if (auto ev = events_.lock()) ev->on_received(std::move(chunk), {});
+            continue;
+        }
+        if (n == 0) {
+            peer_eof_ = true;
+            return maybe_shutdown(); // finishes now, or once the queued sends are written
+        }
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return finish(
+                make_error(boost::system::error_code(errno, boost::system::system_category()),
+                           "read from " + remote_.to_string() + " failed"));
+        maybe_shutdown();
+        break;
+    }
+    if (state_ == state::open) read();
 }
 
 void tcp_flow::close() noexcept {

@@ -53,6 +53,9 @@ private:
     void on_connected(const boost::system::error_code& ec);
     void become_open();
     void read();
+    /// After the upper side asked to close while handling received data: read what is
+    /// already here without waiting, then shut down or finish.
+    void read_before_shutdown();
     void write();
     void maybe_shutdown();
     /// Terminal: closes the socket and reports on_closed(e) (unless aborted).
