@@ -29,6 +29,7 @@
 #include <openssl/x509v3.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -698,6 +699,10 @@ struct bench_options {
     /// Handshake loops to run (post-full, post-resumed, asio-full, asio-resumed); empty = all.
     /// One loop alone is for profiling one side; skipped ones print as n/a.
     std::vector<std::string> loops;
+    /// Rounds of the four handshake loops, in turn; the rates and ratios reported are medians
+    /// over rounds, each ratio taken within one round (so a host that slows down for a while
+    /// slows both sides of it).
+    int rounds = 1;
     bool runs_loop(std::string_view loop) const {
         return loops.empty() || std::find(loops.begin(), loops.end(), loop) != loops.end();
     }
@@ -710,6 +715,38 @@ void check_negotiated(const std::string& who, const std::string& summary) {
         summary.find(cipher_suite) == std::string::npos)
         throw std::runtime_error(fmt::format("post bench tls: {} negotiated '{}', not {} with {}",
                                              who, summary, tls_version, cipher_suite));
+}
+
+/// The median rate of loop `i` over the rounds (count and resumed from that round).
+handshake_rate median_rate(const std::vector<std::array<handshake_rate, 4>>& rounds,
+                           std::size_t i) {
+    if (rounds.empty()) return {};
+    std::vector<handshake_rate> v;
+    for (const auto& r : rounds)
+        v.push_back(r[i]);
+    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.per_s < b.per_s; });
+    auto m = v[v.size() / 2];
+    if (v.size() % 2 == 0) m.per_s = (v[v.size() / 2 - 1].per_s + m.per_s) / 2;
+    std::uint64_t count = 0, resumed = 0;
+    for (const auto& r : rounds)
+        count += r[i].count, resumed += r[i].resumed;
+    m.count = count;
+    m.resumed = resumed; // the resumed share is over every round
+    return m;
+}
+
+/// The median over rounds of loop `a`'s rate divided by loop `b`'s in the same round.
+double median_ratio(const std::vector<std::array<handshake_rate, 4>>& rounds, std::size_t a,
+                    std::size_t b) {
+    std::vector<double> v;
+    for (const auto& r : rounds)
+        v.push_back(r[a].per_s / r[b].per_s);
+    if (v.empty()) return NAN;
+    std::sort(v.begin(), v.end(), [](double x, double y) {
+        return std::isnan(y) ? !std::isnan(x) : x < y; // NaN (a loop not run) last
+    });
+    const auto n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 int run_bench(const global_options& g, const bench_options& o) {
@@ -772,6 +809,7 @@ int run_bench(const global_options& g, const bench_options& o) {
 
     pair_result tput, p50, p99;
     handshake_rate full_post, full_asio, resumed_post, resumed_asio;
+    std::vector<std::array<handshake_rate, 4>> handshake_rounds; // post/asio full, resumed
     auto& cio = client_thread.io;
     if (o.runs("throughput")) {
         tput.post = run_phase<double>(cio, bulk_time, "post throughput",
@@ -796,16 +834,24 @@ int run_bench(const global_options& g, const bench_options& o) {
                 client.handshakes(handshake_time, resume, handshake_warmup, p);
             });
         };
-        full_post = run("post-full", "post full handshakes", post_cli, false);
-        full_asio = run("asio-full", "asio full handshakes", asio_cli, false);
-        resumed_post = run("post-resumed", "post resumed handshakes", post_cli, true);
-        resumed_asio = run("asio-resumed", "asio resumed handshakes", asio_cli, true);
-        // A full loop that resumed would measure the wrong thing: refuse to report it.
-        for (const auto* r : {&full_post, &full_asio})
-            if (r->resumed > 0)
-                throw std::runtime_error(fmt::format(
-                    "post bench tls: {} of {} handshakes of a full-handshake loop resumed",
-                    r->resumed, r->count));
+        for (int round = 0; round < o.rounds; ++round) {
+            std::array<handshake_rate, 4> r{
+                run("post-full", "post full handshakes", post_cli, false),
+                run("asio-full", "asio full handshakes", asio_cli, false),
+                run("post-resumed", "post resumed handshakes", post_cli, true),
+                run("asio-resumed", "asio resumed handshakes", asio_cli, true)};
+            // A full loop that resumed would measure the wrong thing: refuse to report it.
+            for (const auto* full : {&r[0], &r[1]})
+                if (full->resumed > 0)
+                    throw std::runtime_error(fmt::format(
+                        "post bench tls: {} of {} handshakes of a full-handshake loop resumed",
+                        full->resumed, full->count));
+            handshake_rounds.push_back(r);
+        }
+        full_post = median_rate(handshake_rounds, 0);
+        full_asio = median_rate(handshake_rounds, 1);
+        resumed_post = median_rate(handshake_rounds, 2);
+        resumed_asio = median_rate(handshake_rounds, 3);
     }
 
     // Close the servers on their own thread, then stop both threads before the contexts go.
@@ -825,7 +871,11 @@ int run_bench(const global_options& g, const bench_options& o) {
 
     const pair_result full{full_post.per_s, full_asio.per_s};
     const pair_result resumed{resumed_post.per_s, resumed_asio.per_s};
-    const pair_result speedup{resumed.post / full.post, resumed.asio / full.asio};
+    // Each ratio within a round, then the median over rounds (one round: the plain ratios).
+    const double full_ratio = median_ratio(handshake_rounds, 0, 1);
+    const double resumed_ratio = median_ratio(handshake_rounds, 2, 3);
+    const pair_result speedup{median_ratio(handshake_rounds, 2, 0),
+                              median_ratio(handshake_rounds, 3, 1)};
     const pair_result resumed_share{resumed_post.resumed_fraction(),
                                     resumed_asio.resumed_fraction()};
     constexpr double throughput_target = 0.9, speedup_target = 2.0;
@@ -838,8 +888,11 @@ int run_bench(const global_options& g, const bench_options& o) {
             {"throughput_gbps", pair_json(tput)},
             {"rtt_p50_us", pair_json(p50)},
             {"rtt_p99_us", pair_json(p99)},
-            {"full_handshakes_per_s", pair_json(full)},
-            {"resumed_handshakes_per_s", pair_json(resumed)},
+            {"full_handshakes_per_s",
+             {{"post", full.post}, {"asio", full.asio}, {"ratio", full_ratio}}},
+            {"resumed_handshakes_per_s",
+             {{"post", resumed.post}, {"asio", resumed.asio}, {"ratio", resumed_ratio}}},
+            {"handshake_rounds", o.rounds},
             {"resumed_over_full", {{"post", speedup.post}, {"asio", speedup.asio}}},
             {"resumed_fraction", {{"post", resumed_share.post}, {"asio", resumed_share.asio}}},
             {"plugin_load_ms", plugin_load_ms},
@@ -868,10 +921,14 @@ int run_bench(const global_options& g, const bench_options& o) {
                              p99.ratio()));
     }
     if (o.runs("handshakes")) {
+        if (o.rounds > 1)
+            out_line(fmt::format("handshakes: medians of {} rounds; each ratio taken within a "
+                                 "round",
+                                 o.rounds));
         out_line(fmt::format("{:<24}{:>12.0f}{:>12.0f}{:>9.2f}", "full handshakes/s", full.post,
-                             full.asio, full.ratio()));
+                             full.asio, full_ratio));
         out_line(fmt::format("{:<24}{:>12.0f}{:>12.0f}{:>9.2f}", "resumed handshakes/s",
-                             resumed.post, resumed.asio, resumed.ratio()));
+                             resumed.post, resumed.asio, resumed_ratio));
         out_line(fmt::format("{:<24}{:>12.2f}{:>12.2f}{:>9}   post >= 2.00 {}", "resumed / full",
                              speedup.post, speedup.asio, "",
                              verdict(speedup.post >= speedup_target)));
@@ -911,6 +968,10 @@ void add_bench_tls(CLI::App& bench, const global_options& g, runner& run) {
                   "default: all): one alone profiles one side")
         ->delimiter(',')
         ->check(CLI::IsMember({"post-full", "post-resumed", "asio-full", "asio-resumed"}));
+    t->add_option("--rounds", o->rounds,
+                  "Run the handshake loops this many times in turn and report medians, each "
+                  "ratio taken within a round (default 1): steadier on a noisy host")
+        ->check(CLI::Range(1, 50));
     t->callback([&g, &run, o] { run = [&g, o] { return run_bench(g, *o); }; });
 }
 
