@@ -39,3 +39,19 @@ pass "bench tls json"
 
 "$POST" bench tls --only nonsense >/dev/null 2>&1 && fail "accepted --only nonsense"
 pass "bench tls rejects an unknown phase"
+
+# --rounds: the handshake loops run that many times; every loop counts each round's handshakes.
+timeout 100 "$POST" bench tls --json --only handshakes --seconds 0.1 --rounds 3 \
+    >"$TMP/rounds.json" 2>"$TMP/err" || fail "bench tls --rounds exited $?: $(cat "$TMP/err")"
+python3 - "$TMP/rounds.json" "$TMP/bench.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+assert doc["handshake_rounds"] == 3, doc["handshake_rounds"]
+for key in ("full_handshakes_per_s", "resumed_handshakes_per_s"):
+    for side in ("post", "asio", "ratio"):
+        assert doc[key][side] > 0, (key, side, doc[key])
+assert json.load(open(sys.argv[2]))["handshake_rounds"] == 1
+PY
+pass "bench tls --rounds"
+"$POST" bench tls --rounds 0 >/dev/null 2>&1 && fail "accepted --rounds 0"
+pass "bench tls rejects --rounds 0"
