@@ -116,11 +116,19 @@ BOOST_FIXTURE_TEST_CASE(an_invalid_policy_is_refused_every_time, fixture) {
 BOOST_FIXTURE_TEST_CASE(a_preparation_expires_so_replaced_files_are_read_again, fixture) {
     auto& st = state(ctx);
     auto first = st.policies.prepare(st, base(), {});
+    post::error err;
+    auto layers = first->stack(st, 0, err);
+    BOOST_REQUIRE_MESSAGE(layers, err.reason);
     // Expiry is the behaviour under test: nothing signals it but the clock.
     std::this_thread::sleep_for(post::detail::policy_cache::max_age +
                                 std::chrono::milliseconds(50));
     auto later = st.policies.prepare(st, base(), {});
     BOOST_TEST(later.get() != first.get());
+    // A carrier still holding the old preparation (dormant, say) gets freshly built layers.
+    auto rebuilt = first->stack(st, 0, err);
+    BOOST_REQUIRE_MESSAGE(rebuilt, err.reason);
+    BOOST_TEST(rebuilt.get() != layers.get());
+    BOOST_TEST(first->stack(st, 0, err).get() == rebuilt.get());
 }
 
 BOOST_FIXTURE_TEST_CASE(carriers_from_one_policy_work_on_shared_layers, fixture) {

@@ -16,10 +16,14 @@ prepared_policy::prepared_policy(std::shared_ptr<const merged_policy> merged,
 
 std::shared_ptr<stack_instance> prepared_policy::stack(context_state& ctx, std::size_t index,
                                                        error& err) {
+    const auto now = std::chrono::steady_clock::now();
     std::lock_guard lock(mutex_);
     auto& slot = stacks_.at(index);
-    if (!slot) slot = make_stack(ctx, merged_->effective, candidates_[index].layers, err);
-    return slot;
+    if (!slot.layers || now - slot.when >= policy_cache::max_age) {
+        slot.layers = make_stack(ctx, merged_->effective, candidates_[index].layers, err);
+        slot.when = now;
+    }
+    return slot.layers;
 }
 
 std::shared_ptr<prepared_policy> policy_cache::prepare(context_state& ctx,

@@ -29,14 +29,20 @@ public:
     const std::vector<candidate_stack>& candidates() const noexcept { return candidates_; }
 
     /// The layers of candidate `index`. A failure (a layer refusing its options, a missing
-    /// certificate file) is not kept: the next carrier tries again.
+    /// certificate file) is not kept: the next carrier tries again. Layers built more than
+    /// policy_cache::max_age ago are built again: a carrier that re-establishes much later
+    /// (dormant, or fork() opening a connection) reads replaced certificate files too.
     std::shared_ptr<stack_instance> stack(context_state& ctx, std::size_t index, error& err);
 
 private:
     std::shared_ptr<const merged_policy> merged_;
     std::vector<candidate_stack> candidates_;
     std::mutex mutex_;
-    std::vector<std::shared_ptr<stack_instance>> stacks_;
+    struct built {
+        std::shared_ptr<stack_instance> layers;
+        std::chrono::steady_clock::time_point when;
+    };
+    std::vector<built> stacks_;
 };
 
 class policy_cache {
