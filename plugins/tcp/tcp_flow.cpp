@@ -322,7 +322,12 @@ void tcp_flow::read_before_shutdown() {
     // that data: seeing it now closes the socket at once, so our FIN follows our last bytes
     // without a shutdown, a grace timer, or the peer waking twice. This read replaces the
     // one read() would have started (Asio tries a receive at once as well).
-    while (state_ == state::open && !send_shut_) {
+    // A few reads at most: a peer that keeps sending must not hold the executor here.
+    for (int reads = 0; state_ == state::open && !send_shut_; ++reads) {
+        if (reads == 8) {
+            maybe_shutdown();
+            break;
+        }
         const ssize_t n =
             ::recv(socket_.native_handle(), read_buffer_.get(), read_buffer_size, MSG_DONTWAIT);
         if (n > 0) {

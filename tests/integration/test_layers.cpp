@@ -11,6 +11,9 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <array>
+#include <functional>
+
 const post::sdk::plugin_descriptor* post_plugin_tcp() noexcept;
 const post::sdk::plugin_descriptor* post_plugin_udp() noexcept;
 const post::sdk::plugin_descriptor* post_plugin_framing() noexcept;
@@ -175,6 +178,79 @@ BOOST_AUTO_TEST_CASE(close_delivers_queued_data_before_the_clean_close) {
     BOOST_TEST(client->order.back() == "closed");
     BOOST_REQUIRE_EQUAL(client->send_errors.size(), 1u);
     BOOST_TEST(client->send_errors[0].first == 999u);
+}
+
+// The upper side closes from inside on_received (as a TLS layer answering close_notify does):
+// whatever the peer sent is still delivered and the flow ends cleanly, whether the peer's FIN is
+// already there (seen at once), comes later, or follows more data than one read takes.
+enum class peer_end { fin_already_there, fin_later, fin_after_much_data };
+
+void close_from_the_receive_handler(peer_end how) {
+    asio::io_context io;
+    auto tcp = make_layer(post_plugin_tcp(), io);
+    auto server = std::make_shared<acceptor_recorder>();
+    server->io = &io;
+    server->defer_start = true; // the flow reads nothing until the peer's bytes are written
+    server->on_message = [&](flow_recorder&, const sdk::byte_buffer&) {
+        server->accepted.front().flow->close(); // once is enough; again is harmless
+    };
+    auto acc = listen(*tcp, ep("127.0.0.1"), server);
+    asio::ip::tcp::socket raw(io);
+    raw.connect({asio::ip::make_address("127.0.0.1"), acc->local_endpoint().port});
+    BOOST_REQUIRE(run_until(io, [&] { return server->accepted.size() == 1; }));
+
+    boost::system::error_code ec;
+    sdk::byte_buffer payload;
+    if (how == peer_end::fin_after_much_data) {
+        // More than one read's worth (the layer reads 256 KiB at a time), written as the flow
+        // reads, then the FIN.
+        payload = pattern(1500000, 3);
+        asio::async_write(raw, asio::buffer(payload.data(), payload.size()),
+                          [&](const boost::system::error_code& e, std::size_t) {
+                              BOOST_TEST(!e, e.message());
+                              raw.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+                          });
+    } else {
+        // Small enough for the socket buffers: all of it (and the FIN) is there before the
+        // flow's first read.
+        payload = pattern(20000, 4);
+        asio::write(raw, asio::buffer(payload.data(), payload.size()));
+        if (how == peer_end::fin_already_there) raw.shutdown(asio::ip::tcp::socket::shutdown_send);
+    }
+    // Our FIN reaches the raw peer: it reads to the end (and then finishes, if it had not).
+    std::array<char, 4096> sink{};
+    bool peer_saw_eof = false;
+    std::function<void()> drain = [&] {
+        raw.async_read_some(asio::buffer(sink),
+                            [&](const boost::system::error_code& e, std::size_t) {
+                                if (e == asio::error::eof) {
+                                    peer_saw_eof = true;
+                                    if (how == peer_end::fin_later)
+                                        raw.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+                                    return;
+                                }
+                                if (!e) drain();
+                            });
+    };
+    drain();
+    auto& s = *server->accepted[0].events;
+    BOOST_REQUIRE(run_until(io, [&] { return s.closed.has_value() && peer_saw_eof; }));
+    BOOST_TEST(!*s.closed, s.closed->reason);
+    BOOST_TEST(s.stream.size() == payload.size());
+    BOOST_TEST((s.stream == payload));
+    BOOST_TEST(s.events_after_close == 0);
+}
+
+BOOST_AUTO_TEST_CASE(close_from_the_receive_handler_with_the_peers_fin_there) {
+    close_from_the_receive_handler(peer_end::fin_already_there);
+}
+
+BOOST_AUTO_TEST_CASE(close_from_the_receive_handler_before_the_peer_finishes) {
+    close_from_the_receive_handler(peer_end::fin_later);
+}
+
+BOOST_AUTO_TEST_CASE(close_from_the_receive_handler_with_more_data_coming) {
+    close_from_the_receive_handler(peer_end::fin_after_much_data);
 }
 
 BOOST_AUTO_TEST_CASE(peer_reset_is_an_error) {
