@@ -557,8 +557,10 @@ void quic_connection::peer_uni_ended(quic_stream& s) noexcept {
     if (++lingering_uni_ > lingering_uni_limit()) {
         if (lingering_uni_ == lingering_uni_limit() + 1)
             log(sdk::log_level::info,
-                std::to_string(lingering_uni_limit()) + " unidirectional streams from " + peer() +
-                    " ended on this connection: no more unidirectional stream credit for it");
+                "unidirectional streams from " + peer() + ": credit given back for " +
+                    std::to_string(lingering_uni_limit()) +
+                    " ended ones, no more on this connection (ngtcp2 before 0.14 keeps their "
+                    "state until it ends)");
         return;
     }
     ngtcp2_conn_extend_max_streams_uni(conn_, 1);

@@ -710,6 +710,63 @@ BOOST_AUTO_TEST_CASE(closing_a_receive_only_flow_stops_the_sender) {
     BOOST_TEST(!c.events->closed);
 }
 
+BOOST_AUTO_TEST_CASE(credit_for_ended_peer_unidirectional_streams_is_bounded_with_ngtcp2_0_12) {
+    if (plugins::quic::quic_connection::ngtcp2_closes_peer_uni) {
+        BOOST_TEST_MESSAGE("ngtcp2 closes peer unidirectional streams itself: no bound needed");
+        return;
+    }
+    // One unidirectional stream at a time: credit for 16 x 1 ended ones is given back.
+    quic_pair t(with(server_options(), "max-streams", std::int64_t{1}));
+    t.direction = sdk::flow_direction::send_only;
+    auto c = t.connect();
+    auto s = t.accepted.front();
+    // A bidirectional stream keeps the connection up and gets the server's incoming streams.
+    auto anchor = adopt(fork_on(c.flow, sdk::flow_direction::bidirectional));
+    BOOST_REQUIRE(t.wait([&] { return anchor.events->ready && s.events->incoming.size() == 1u; }));
+    auto sa = adopt(s.events->incoming[0]);
+    echo_on(sa);
+    c.flow->send(bytes("stream 2"), meta(1));
+    c.flow->close();
+    BOOST_REQUIRE(t.wait([&] { return s.events->closed && c.events->closed; }));
+    BOOST_TEST(text(s.events->messages.at(0)) == "stream 2");
+    // Sixteen more, one after the other: each waits for the credit the previous one gave back.
+    std::vector<stream_end> server_side;
+    for (int k = 1; k <= 16; ++k) {
+        auto f = adopt(fork_on(anchor.flow, sdk::flow_direction::send_only));
+        f.flow->send(bytes("fork " + std::to_string(k)), meta(1));
+        f.flow->close();
+        BOOST_REQUIRE_MESSAGE(t.wait([&] {
+            return f.events->closed && sa.events->incoming.size() == static_cast<std::size_t>(k);
+        }),
+                              "fork " << k);
+        BOOST_TEST(stream_id_of(f.flow) == 2 + 4 * k);
+        server_side.push_back(adopt(sa.events->incoming.back()));
+        auto& e = server_side.back();
+        BOOST_REQUIRE(t.wait([&] { return e.events->closed.has_value(); }));
+        BOOST_TEST(e.events->messages.size() == 1u);
+        BOOST_TEST(!*e.events->closed);
+    }
+    // The seventeenth ended one gets no credit back: the next stream waits, and says so.
+    BOOST_TEST(t.server_log.contains("credit given back for 16 ended ones"), [&] {
+        std::string all;
+        for (const auto& l : t.server_log.lines)
+            all += l + "\n";
+        return all;
+    }());
+    auto last = adopt(fork_on(anchor.flow, sdk::flow_direction::send_only));
+    last.flow->send(bytes("waits"), meta(1));
+    // A round trip on the bidirectional stream after the fork was made: by then a stream with
+    // credit would have opened.
+    anchor.flow->send(bytes("ping"), meta(2));
+    BOOST_REQUIRE(t.wait([&] { return anchor.events->messages.size() == 1u; }));
+    anchor.flow->send(bytes("ping again"), meta(3));
+    BOOST_REQUIRE(t.wait([&] { return anchor.events->messages.size() == 2u; }));
+    BOOST_TEST(!last.events->ready);
+    BOOST_TEST(!last.events->closed);
+    BOOST_TEST(stream_id_of(last.flow) == -1);
+    BOOST_TEST(sa.events->incoming.size() == 16u);
+}
+
 BOOST_AUTO_TEST_CASE(untrusted_server_is_refused_with_the_reason) {
     quic_pair t(server_options(pki().foreign));
     const auto why = t.refused();
