@@ -161,6 +161,8 @@ void quic_stream::become_receive_only() {
     out_.clear();
     early_.clear();
     queued_bytes_ = 0;
+    // Closed before the stream arrived: nothing to FIN, so stop reading it now.
+    if (close_requested_ && !done_) conn_->stop_reading(*this);
 }
 
 void quic_stream::finish(sdk::flow_error e) {

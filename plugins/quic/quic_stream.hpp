@@ -97,7 +97,7 @@ private:
     /// Ends the flow (reported later by the connection). Unwritten messages fail.
     void finish(sdk::flow_error e);
     /// Bound to a unidirectional stream the peer opened: what was queued fails (the server's
-    /// first flow may have been sent on before the client's stream arrived).
+    /// first flow may have been sent on, or closed, before the client's stream arrived).
     void become_receive_only();
     bool receive_only() const noexcept { return dir_ == sdk::flow_direction::receive_only; }
     bool send_only() const noexcept { return dir_ == sdk::flow_direction::send_only; }

@@ -603,6 +603,25 @@ BOOST_AUTO_TEST_CASE(a_send_only_first_flow_is_a_unidirectional_stream_the_serve
     BOOST_TEST(c.events->messages.empty());
 }
 
+BOOST_AUTO_TEST_CASE(what_a_server_sent_before_its_first_stream_turned_out_unidirectional_fails) {
+    quic_pair t;
+    t.direction = sdk::flow_direction::send_only;
+    // The server's first flow is sent on before the client's first stream exists; that stream
+    // is then unidirectional, so the message cannot go.
+    t.prepare = [](const stream_end& e) { e.flow->send(bytes("too early"), meta(5)); };
+    auto c = t.connect();
+    auto s = t.accepted.front();
+    BOOST_REQUIRE(t.wait([&] { return !s.events->send_errors.empty(); }));
+    BOOST_TEST(s.events->send_errors[0].first == 5u);
+    BOOST_TEST((s.events->send_errors[0].second.code ==
+                std::make_error_code(std::errc::operation_not_permitted)));
+    BOOST_TEST(s.flow->queued_bytes() == 0u);
+    BOOST_TEST(s.events->sent.empty());
+    c.flow->send(bytes("still fine"), meta(1));
+    BOOST_REQUIRE(t.wait([&] { return s.events->messages.size() == 1u; }));
+    BOOST_TEST(c.events->messages.empty());
+}
+
 BOOST_AUTO_TEST_CASE(uni_and_bidi_streams_share_a_connection_with_the_ids_of_rfc_9000) {
     quic_pair t;
     t.echo = true;
