@@ -119,7 +119,12 @@ std::shared_ptr<quic_stream> quic_connection::open(boost::asio::any_io_executor 
     auto c = std::make_shared<quic_connection>(std::move(ex), std::move(settings), std::move(tls),
                                                std::move(lower), std::move(p));
     c->current_path().lower->set_events(std::static_pointer_cast<sdk::flow_events>(c));
-    auto s = std::make_shared<quic_stream>(c, true, false);
+    // A client can open a stream it only sends on (unidirectional), not one it only receives
+    // on: receive_only opens a bidirectional stream, as tcp does.
+    const auto dir = c->client() && c->params_.direction == sdk::flow_direction::send_only
+                         ? sdk::flow_direction::send_only
+                         : sdk::flow_direction::bidirectional;
+    auto s = std::make_shared<quic_stream>(c, true, false, dir);
     c->streams_.push_back(s);
     // Decided now: the kernel reads info() (cap_early_data) right after start().
     if (c->client()) c->load_ticket();
@@ -232,10 +237,12 @@ void quic_connection::fill_settings(ngtcp2_settings& settings,
     ngtcp2_transport_params_default(&params);
     params.initial_max_stream_data_bidi_local = settings_->stream_window;
     params.initial_max_stream_data_bidi_remote = settings_->stream_window;
-    params.initial_max_stream_data_uni = 0;
+    // Unidirectional streams (a source's carrier) get the same credit as bidirectional ones:
+    // max-streams of each kind, stream-window each (docs/quic.md "Unidirectional streams").
+    params.initial_max_stream_data_uni = settings_->stream_window;
     params.initial_max_data = settings_->connection_window;
     params.initial_max_streams_bidi = settings_->max_streams;
-    params.initial_max_streams_uni = 0; // our protocol uses bidirectional streams only
+    params.initial_max_streams_uni = settings_->max_streams;
     params.max_idle_timeout =
         static_cast<ngtcp2_duration>(settings_->idle_timeout.count()) * NGTCP2_MILLISECONDS;
     params.active_connection_id_limit = 7;
@@ -491,6 +498,7 @@ void quic_connection::abort_stream(quic_stream& s) noexcept {
     try {
         if (state_ == state::done) return;
         if (s.id_ >= 0) resets_.push_back(s.id_);
+        peer_uni_ended(s);
         bool others = !new_incoming_.empty();
         for (auto& w : streams_) {
             auto o = w.lock();
@@ -526,16 +534,48 @@ void quic_connection::adopt_orphans(quic_stream& s) noexcept {
     }
 }
 
-std::shared_ptr<sdk::flow> quic_connection::fork() noexcept {
+std::shared_ptr<sdk::flow> quic_connection::fork(sdk::flow_direction dir) noexcept {
     try {
         if (app_) return nullptr; // the application protocol has the streams
         if (state_ == state::done || closing_sent_ || abort_requested_) return nullptr;
-        auto s = std::make_shared<quic_stream>(shared_from_this(), false, false);
+        if (dir != sdk::flow_direction::send_only) dir = sdk::flow_direction::bidirectional;
+        auto s = std::make_shared<quic_stream>(shared_from_this(), false, false, dir);
         streams_.push_back(s);
         schedule();
         return s;
     } catch (...) {
         return nullptr;
+    }
+}
+
+void quic_connection::peer_uni_ended(quic_stream& s) noexcept {
+    if (ngtcp2_closes_peer_uni || !conn_ || !s.receive_only() || s.id_ < 0 ||
+        std::exchange(s.credit_returned_, true))
+        return;
+    // ngtcp2 0.12 keeps the stream's state until the connection ends: bounded by giving back
+    // credit for a limited number of them only (docs/quic.md "Unidirectional streams").
+    if (++lingering_uni_ > lingering_uni_limit()) {
+        if (lingering_uni_ == lingering_uni_limit() + 1)
+            log(sdk::log_level::info,
+                "unidirectional streams from " + peer() + ": credit given back for " +
+                    std::to_string(lingering_uni_limit()) +
+                    " ended ones, no more on this connection (ngtcp2 before 0.14 keeps their "
+                    "state until it ends)");
+        return;
+    }
+    ngtcp2_conn_extend_max_streams_uni(conn_, 1);
+}
+
+void quic_connection::stop_reading(quic_stream& s) noexcept {
+    try {
+        if (state_ == state::done || s.id_ < 0) return;
+        stops_.push_back(s.id_);
+        // Closed here: what the peer still sends on it is dropped, and the flow ends cleanly
+        // (its RESET_STREAM answering our STOP_SENDING finds it done).
+        s.finish({});
+        peer_uni_ended(s);
+        schedule();
+    } catch (...) {
     }
 }
 
@@ -696,6 +736,8 @@ void quic_connection::service() {
     }
     for (auto id : std::exchange(resets_, {}))
         ngtcp2_conn_shutdown_stream(conn_, id, app_aborted); // RESET_STREAM + STOP_SENDING
+    for (auto id : std::exchange(stops_, {}))
+        ngtcp2_conn_shutdown_stream_read(conn_, id, app_no_error); // STOP_SENDING
     expire();
     write_packets();
     if (state_ == state::done) return;
@@ -779,7 +821,7 @@ bool quic_connection::offer_ticket() {
         auto s = w.lock();
         if (!s || !s->first_ || s->id_ >= 0 || s->done_ || s->aborted_) continue;
         std::int64_t id = -1;
-        if (ngtcp2_conn_open_bidi_stream(conn_, &id, nullptr) == 0) {
+        if (open_stream_for(*s, id) == 0) {
             s->id_ = id;
             s->announce_ = true;
         }
@@ -841,6 +883,7 @@ void quic_connection::rewind_streams() {
         auto s = w.lock();
         if (!s || s->id_ < 0) continue;
         std::erase(resets_, s->id_); // that id will name another stream
+        std::erase(stops_, s->id_);
         orphans_.erase(s->id_);
         // Everything goes back to the front of the queue, in order, unwritten.
         std::deque<quic_stream::out_message> again;
@@ -924,23 +967,36 @@ void quic_connection::store_ticket() {
         "stored a session ticket for " + session_key_ + (st.early ? " (early data allowed)" : ""));
 }
 
+int quic_connection::open_stream_for(const quic_stream& s, std::int64_t& id) {
+    return s.send_only() ? ngtcp2_conn_open_uni_stream(conn_, &id, nullptr)
+                         : ngtcp2_conn_open_bidi_stream(conn_, &id, nullptr);
+}
+
 void quic_connection::open_pending_streams() {
     if (app_) return; // the application opens its own streams
+    // Unidirectional and bidirectional streams have separate credit: one kind waiting does not
+    // hold up the other, and within a kind streams open in creation order.
+    bool blocked_uni = false;
+    bool blocked_bidi = false;
     for (auto& w : streams_) {
         auto s = w.lock();
         if (!s || s->done_ || s->aborted_ || s->id_ >= 0) continue;
         if (s->first_ && !client()) continue; // bound to the client's first stream
+        bool& blocked = s->send_only() ? blocked_uni : blocked_bidi;
+        if (blocked) continue;
         std::int64_t id = -1;
-        const int rv = ngtcp2_conn_open_bidi_stream(conn_, &id, nullptr);
+        const int rv = open_stream_for(*s, id);
         if (rv == NGTCP2_ERR_STREAM_ID_BLOCKED) {
-            // Waits for MAX_STREAMS (extend_max_local_streams_bidi), then the next pass.
+            // Waits for MAX_STREAMS (extend_max_local_streams_bidi/uni), then the next pass.
+            blocked = true;
             if (!s->waited_) {
                 s->waited_ = true;
                 ++summary_.streams_blocked;
                 log(sdk::log_level::debug,
-                    "no stream credit from " + peer() + ": a new stream waits for MAX_STREAMS");
+                    "no " + std::string(s->send_only() ? "unidirectional" : "bidirectional") +
+                        " stream credit from " + peer() + ": a new stream waits for MAX_STREAMS");
             }
-            return;
+            continue;
         }
         if (rv != 0) {
             s->finish({std::make_error_code(std::errc::no_stream_resources),
@@ -960,18 +1016,22 @@ std::shared_ptr<quic_stream> quic_connection::find(std::int64_t id) const {
 
 std::shared_ptr<quic_stream> quic_connection::peer_stream(std::int64_t id) {
     if (auto s = find(id)) return s;
-    if (ngtcp2_conn_is_local_stream(conn_, id) || (id & 0x2) != 0) return nullptr;
+    if (ngtcp2_conn_is_local_stream(conn_, id)) return nullptr;
+    const bool uni = (id & 0x2) != 0; // RFC 9000 2.1: the peer only sends on it
     if (!client()) {
-        // The server's first flow is the first stream the client opens.
+        // The server's first flow is the first stream the client opens, of either kind.
         for (auto& w : streams_) {
             auto s = w.lock();
             if (s && s->first_ && s->id_ < 0 && !s->done_ && !s->aborted_) {
                 s->id_ = id;
+                if (uni) s->become_receive_only();
                 return s;
             }
         }
     }
-    auto s = std::make_shared<quic_stream>(shared_from_this(), false, true);
+    auto s = std::make_shared<quic_stream>(shared_from_this(), false, true,
+                                           uni ? sdk::flow_direction::receive_only
+                                               : sdk::flow_direction::bidirectional);
     s->id_ = id;
     streams_.push_back(s);
     new_incoming_.push_back(s);
@@ -1408,7 +1468,8 @@ void quic_connection::dispatch() {
     auto self = shared_from_this();
     if (app_) app_->dispatch();
     for (auto& s : std::exchange(new_incoming_, {})) {
-        if (s->done_) continue;
+        // A unidirectional stream may be over (FIN) as it arrives: its messages still go up.
+        if (s->done_ && s->inbox_.empty()) continue;
         auto ev = first_open_events();
         if (!ev) {
             log(sdk::log_level::info, "stream " + std::to_string(s->id_) + " opened by " + peer() +
@@ -1428,9 +1489,10 @@ void quic_connection::dispatch() {
     for (auto& s : all)
         report(*s);
     if (datagrams_in_.empty()) return;
-    // Received datagrams go to the first open stream flow that is ready (docs/quic.md).
+    // Received datagrams go to the first open stream flow that is ready and receives
+    // (docs/quic.md).
     for (auto& s : all) {
-        if (!s->open() || !s->started_ || !s->ready_) continue;
+        if (!s->open() || !s->started_ || !s->ready_ || s->send_only()) continue;
         while (!datagrams_in_.empty() && !s->aborted_) {
             auto d = std::move(datagrams_in_.front());
             datagrams_in_.pop_front();
@@ -1807,10 +1869,16 @@ int quic_connection::cb_recv_stream_data(ngtcp2_conn* conn, std::uint32_t flags,
                            "quic: the peer ended stream " + std::to_string(id) +
                                " inside a message (truncated framing)"});
                 self->resets_.push_back(id);
+                self->peer_uni_ended(*s);
             } else {
                 // The peer is done sending: this side finishes too, after what it queued.
                 s->peer_fin_ = true;
                 s->close_requested_ = true;
+                // A stream that only receives has nothing to finish: it is over.
+                if (s->receive_only() && !ngtcp2_closes_peer_uni) {
+                    s->finish({});
+                    self->peer_uni_ended(*s);
+                }
             }
         }
         return 0;
@@ -1861,6 +1929,9 @@ int quic_connection::cb_stream_close(ngtcp2_conn* conn, std::uint32_t flags, std
         // A peer stream is gone: the peer may open another (MAX_STREAMS).
         if (!ngtcp2_conn_is_local_stream(conn, id) && (id & 0x2) == 0)
             ngtcp2_conn_extend_max_streams_bidi(conn, 1);
+        // HTTP/3 keeps its three unidirectional streams for the connection's life.
+        else if (!ngtcp2_conn_is_local_stream(conn, id) && !self->app_)
+            ngtcp2_conn_extend_max_streams_uni(conn, 1);
         if (self->app_)
             return self->app_->on_stream_close(id,
                                                (flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET)
@@ -1893,6 +1964,7 @@ int quic_connection::cb_stream_reset(ngtcp2_conn*, std::int64_t id, std::uint64_
                    "quic: the peer reset stream " + std::to_string(id) + " (" +
                        app_error_name(app_error) + ")"});
         self->resets_.push_back(id);
+        self->peer_uni_ended(*s);
         return 0;
     } catch (...) {
         return NGTCP2_ERR_CALLBACK_FAILURE;

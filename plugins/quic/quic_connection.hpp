@@ -1,7 +1,8 @@
 // One QUIC connection (ngtcp2 0.12, GnuTLS) over one lower datagram flow, and the stream flows
 // (quic_stream) it carries. The layer's open() returns the connection's first stream flow;
-// fork() on any stream opens another bidirectional stream; a stream the peer opens becomes a
-// flow handed to on_incoming_flow of the first open stream flow.
+// fork() on any stream opens another stream (unidirectional from a send-only flow, else
+// bidirectional); a stream the peer opens becomes a flow handed to on_incoming_flow of the first
+// open stream flow (receive-only when the peer opened a unidirectional one).
 //
 // Everything runs on the executor, without threads: datagrams from the lower flow go to
 // ngtcp2_conn_read_pkt, packets ngtcp2 writes go down as one lower send each (or, when the lower
@@ -13,11 +14,12 @@
 // above change state and schedule() a service pass.
 //
 // Client: the connection starts when the lower flow is ready; at handshake completion it opens
-// stream 0 for the first flow (a 0-length STREAM frame tells the server at once) and the
-// streams forked meanwhile. Server: the first datagram of a fresh lower flow must be a valid
-// Initial (ngtcp2_accept), else it is dropped; the first flow is ready at handshake completion
-// (or earlier, when accepted 0-RTT stream data arrives on it: docs/quic.md "0-RTT") and is
-// bound to the first stream the client opens (our clients: stream 0).
+// stream 0 (or unidirectional stream 2 when open_params asks for send_only) for the first flow
+// (a 0-length STREAM frame tells the server at once) and the streams forked meanwhile. Server: the
+// first datagram of a fresh lower flow must be a valid Initial (ngtcp2_accept), else it is dropped;
+// the first flow is ready at handshake completion (or earlier, when accepted 0-RTT stream data
+// arrives on it: docs/quic.md "0-RTT") and is bound to the first stream the client opens,
+// bidirectional or unidirectional (our clients: stream 0 or 2).
 //
 // Ownership: stream flows own the connection; the connection knows them by weak reference and
 // owns the lower flow, the ngtcp2_conn and the TLS session.
@@ -140,7 +142,19 @@ public:
     void start_stream(quic_stream& s) noexcept;
     void abort_stream(quic_stream& s) noexcept;
     void adopt_orphans(quic_stream& s) noexcept;
-    std::shared_ptr<sdk::flow> fork() noexcept;
+    /// A new stream flow: send_only opens a unidirectional stream (client ids 2, 6, ...;
+    /// server 3, 7, ...), anything else a bidirectional one.
+    std::shared_ptr<sdk::flow>
+    fork(sdk::flow_direction dir = sdk::flow_direction::bidirectional) noexcept;
+    /// close() on a receive-only stream the peer has not finished: STOP_SENDING (no error).
+    void stop_reading(quic_stream& s) noexcept;
+    /// ngtcp2 before 0.14 never closes a unidirectional stream the peer opened (no
+    /// stream_close callback: fixed upstream in 0.14.0, "Fix bug that a remote uni stream never
+    /// be closed"). Its flow then ends here when the FIN (or a reset) arrives or this side stops
+    /// or aborts it, and this gives the peer its stream credit back, as cb_stream_close does
+    /// for every other stream.
+    static constexpr bool ngtcp2_closes_peer_uni = NGTCP2_VERSION_NUM >= 0x000e00;
+    void peer_uni_ended(quic_stream& s) noexcept;
     sdk::flow_info info() const noexcept;
     /// Client: stream bytes may go in 0-RTT packets now (an offered ticket allows it and the
     /// handshake has not decided yet).
@@ -263,6 +277,8 @@ private:
     /// One pass: open streams, write packets, report events, re-arm the timer.
     void service();
     void open_pending_streams();
+    /// ngtcp2_conn_open_uni_stream for a send-only flow, else ngtcp2_conn_open_bidi_stream.
+    int open_stream_for(const quic_stream& s, std::int64_t& id);
     void on_established();
     void write_packets();
     /// Writes queued datagrams into packets; false when congestion stopped it.
@@ -385,6 +401,10 @@ private:
     std::vector<std::weak_ptr<quic_stream>> streams_; ///< In creation order.
     std::vector<std::shared_ptr<quic_stream>> new_incoming_;
     std::vector<std::int64_t> resets_; ///< Streams to reset (RESET_STREAM + STOP_SENDING).
+    std::vector<std::int64_t> stops_;  ///< Receive-only streams closed here (STOP_SENDING).
+    /// Peer unidirectional streams ended whose state ngtcp2 0.12 keeps (see peer_uni_ended).
+    std::size_t lingering_uni_ = 0;
+    std::size_t lingering_uni_limit() const noexcept { return 16 * settings_->max_streams; }
     std::map<std::int64_t, orphan> orphans_;
     std::deque<out_datagram> datagrams_out_;
     /// A received DATAGRAM frame; `early`: it came in a 0-RTT packet (may be a replay).

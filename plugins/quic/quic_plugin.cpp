@@ -1,7 +1,7 @@
 // The `quic` plugin: layer `quic`, QUIC v1 (ngtcp2 0.12, TLS 1.3 by GnuTLS) over a lower
 // datagram flow, client and server. Streams are flows: open() gives a connection's first
-// bidirectional stream, fork() another, peer streams arrive through on_incoming_flow. The
-// descriptor and the layer's factory.
+// stream (unidirectional when open_params asks for send_only), fork() another, peer streams
+// arrive through on_incoming_flow. The descriptor and the layer's factory.
 #include "h3_layer.hpp"
 #include "quic_connection.hpp"
 #include "quic_settings.hpp"
@@ -99,7 +99,8 @@ const sdk::layer_descriptor layers[] = {
     {
         "quic",
         "QUIC v1 (ngtcp2, TLS 1.3 by GnuTLS) over datagrams: reliable, ordered, encrypted "
-        "messages with congestion control; multistreaming (one flow per bidirectional stream)",
+        "messages with congestion control; multistreaming (one flow per stream, bidirectional or "
+        "unidirectional)",
         sdk::edge::message,
         sdk::edge::datagram,
         features,

@@ -58,7 +58,8 @@ constexpr sdk::option_spec schema[] = {
      "never sends a valid Initial",
      "10s"},
     {"max-streams", sdk::option_type::integer,
-     "Bidirectional streams the peer may open at once (QUIC MAX_STREAMS, renewed as they close)",
+     "Streams of each kind (bidirectional, unidirectional) the peer may open at once (QUIC "
+     "MAX_STREAMS, renewed as they close)",
      "100", 1, 1 << 20},
     {"stream-window", sdk::option_type::integer,
      "Initial receive window per stream in bytes (extended as messages are consumed)", "1048576",

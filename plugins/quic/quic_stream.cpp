@@ -9,10 +9,22 @@ namespace post::plugins::quic {
 static_assert(std::is_same_v<message_bytes, sdk::byte_buffer>,
               "the reassembly hands its messages to the flow as they are");
 
-quic_stream::quic_stream(std::shared_ptr<quic_connection> conn, bool first, bool incoming)
+namespace {
+
+sdk::flow_error receive_only_error() {
+    return {std::make_error_code(std::errc::operation_not_permitted),
+            "quic: this stream is unidirectional and only receives (the peer opened it); "
+            "nothing can be sent on it"};
+}
+
+} // namespace
+
+quic_stream::quic_stream(std::shared_ptr<quic_connection> conn, bool first, bool incoming,
+                         sdk::flow_direction dir)
     : conn_(std::move(conn))
     , first_(first)
     , incoming_(incoming)
+    , dir_(dir)
     , rx_(conn_->max_message_size()) {}
 
 quic_stream::~quic_stream() {
@@ -40,6 +52,10 @@ void quic_stream::send(sdk::byte_buffer data, const sdk::send_meta& meta) noexce
                 meta.id, sdk::flow_error{std::make_error_code(code), "quic: " + std::move(why)});
             conn_->schedule();
         };
+        if (receive_only()) {
+            send_errors_.emplace_back(meta.id, receive_only_error());
+            return conn_->schedule();
+        }
         if (done_) return refuse(std::errc::broken_pipe, "the stream has ended");
         if (close_requested_)
             return refuse(std::errc::broken_pipe,
@@ -71,6 +87,9 @@ void quic_stream::send(sdk::byte_buffer data, const sdk::send_meta& meta) noexce
 void quic_stream::close() noexcept {
     if (done_ || aborted_ || close_requested_) return;
     close_requested_ = true;
+    // Nothing to FIN on a stream that only receives: stop reading it (STOP_SENDING, no error)
+    // unless the peer has finished it already.
+    if (receive_only() && !peer_fin_) conn_->stop_reading(*this);
     conn_->schedule();
 }
 
@@ -89,12 +108,18 @@ void quic_stream::abort() noexcept {
 }
 
 sdk::flow_info quic_stream::info() const noexcept {
-    return conn_->info();
+    auto i = conn_->info();
+    if (send_only()) i.capabilities |= sdk::cap_send_only;
+    if (receive_only()) i.capabilities |= sdk::cap_receive_only;
+    return i;
 }
 
 std::shared_ptr<sdk::flow> quic_stream::fork() noexcept {
     if (aborted_) return nullptr;
-    return conn_->fork();
+    // A send-only flow forks send-only; a receive-only one cannot open a stream the peer
+    // sends on, so it forks a bidirectional one.
+    return conn_->fork(send_only() ? sdk::flow_direction::send_only
+                                   : sdk::flow_direction::bidirectional);
 }
 
 bool quic_stream::migrate(std::shared_ptr<sdk::flow> new_lower, sdk::flow_error& err) noexcept {
@@ -106,7 +131,7 @@ bool quic_stream::migrate(std::shared_ptr<sdk::flow> new_lower, sdk::flow_error&
 }
 
 bool quic_stream::writable() const noexcept {
-    if (id_ < 0 || fin_sent_ || aborted_ || done_) return false;
+    if (id_ < 0 || fin_sent_ || aborted_ || done_ || receive_only()) return false;
     // 0-RTT: only idempotent messages, and no FIN (the server may refuse it all).
     if (conn_->early_window()) return !out_.empty() && out_.front().idempotent;
     return announce_ || !out_.empty() || close_requested_;
@@ -125,6 +150,19 @@ bool quic_stream::take(const std::uint8_t* p, std::size_t n, std::size_t, bool e
     if (early) rx_early_ = true;
     if (!r) announced = r.announced;
     return static_cast<bool>(r);
+}
+
+void quic_stream::become_receive_only() {
+    dir_ = sdk::flow_direction::receive_only;
+    for (auto& m : out_)
+        send_errors_.emplace_back(m.id, receive_only_error());
+    for (auto& e : early_)
+        send_errors_.emplace_back(e.msg.id, receive_only_error());
+    out_.clear();
+    early_.clear();
+    queued_bytes_ = 0;
+    // Closed before the stream arrived: nothing to FIN, so stop reading it now.
+    if (close_requested_ && !done_) conn_->stop_reading(*this);
 }
 
 void quic_stream::finish(sdk::flow_error e) {

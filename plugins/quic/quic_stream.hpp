@@ -1,4 +1,4 @@
-// One bidirectional QUIC stream, as the sdk::flow the layer above sees: its queue of framed
+// One QUIC stream, as the sdk::flow the layer above sees: its queue of framed
 // messages, the bytes ngtcp2 still references until they are acknowledged, the reassembly of
 // what arrives, and the events it still has to report. The connection (quic_connection) does
 // the QUIC work and calls the events; this class only keeps the stream's state.
@@ -35,8 +35,11 @@ struct retained_bytes {
 class quic_stream final : public sdk::flow, public std::enable_shared_from_this<quic_stream> {
 public:
     /// `first`: the flow open() returned (client: the stream it opens after the handshake;
-    /// server: the first stream the client opens). `incoming`: opened by the peer.
-    quic_stream(std::shared_ptr<quic_connection> conn, bool first, bool incoming);
+    /// server: the first stream the client opens). `incoming`: opened by the peer. `dir`:
+    /// send_only opens a unidirectional stream; a peer's unidirectional stream is receive_only
+    /// (docs/quic.md "Unidirectional streams").
+    quic_stream(std::shared_ptr<quic_connection> conn, bool first, bool incoming,
+                sdk::flow_direction dir = sdk::flow_direction::bidirectional);
     ~quic_stream() override;
     quic_stream(const quic_stream&) = delete;
     quic_stream& operator=(const quic_stream&) = delete;
@@ -44,6 +47,7 @@ public:
     /// -1 until the stream exists in QUIC.
     std::int64_t stream_id() const noexcept { return id_; }
     bool incoming() const noexcept { return incoming_; }
+    sdk::flow_direction direction() const noexcept { return dir_; }
     quic_connection& connection() const noexcept { return *conn_; }
 
     // sdk::flow
@@ -92,11 +96,17 @@ private:
     bool mid_message() const noexcept { return rx_.mid_message(); }
     /// Ends the flow (reported later by the connection). Unwritten messages fail.
     void finish(sdk::flow_error e);
+    /// Bound to a unidirectional stream the peer opened: what was queued fails (the server's
+    /// first flow may have been sent on, or closed, before the client's stream arrived).
+    void become_receive_only();
+    bool receive_only() const noexcept { return dir_ == sdk::flow_direction::receive_only; }
+    bool send_only() const noexcept { return dir_ == sdk::flow_direction::send_only; }
 
     std::shared_ptr<quic_connection> conn_;
     std::int64_t id_ = -1;
     bool first_;
     bool incoming_;
+    sdk::flow_direction dir_;
     std::weak_ptr<sdk::flow_events> events_;
 
     bool started_ = false;
@@ -108,9 +118,10 @@ private:
     bool aborted_ = false;
     bool done_ = false;
     bool end_reported_ = false;
-    bool waited_ = false;       ///< Waited for MAX_STREAMS credit (counted once).
-    bool path_changed_ = false; ///< The connection moved: on_path_changed is due.
-    std::uint64_t order_ = 0;   ///< When it was last served (round robin among equals).
+    bool waited_ = false;          ///< Waited for MAX_STREAMS credit (counted once).
+    bool credit_returned_ = false; ///< A peer unidirectional stream's credit was given back.
+    bool path_changed_ = false;    ///< The connection moved: on_path_changed is due.
+    std::uint64_t order_ = 0;      ///< When it was last served (round robin among equals).
 
     // Sending
     std::deque<out_message> out_;

@@ -258,10 +258,11 @@ BOOST_AUTO_TEST_CASE(h3_over_anything_but_quic_is_refused_by_name) {
                why(cl.failure));
 }
 
-// A QUIC peer that negotiates ALPN h3 but is no HTTP/3 endpoint (our own quic layer, which
-// allows no unidirectional streams): the server cannot open its control and QPACK streams and
-// closes the connection with H3_STREAM_CREATION_ERROR (0x103) and the reason; the peer's bytes
-// (this library's framing on stream 0) never become a request, and nothing crashes.
+// A QUIC peer that negotiates ALPN h3 but is no HTTP/3 endpoint (our own quic layer, here
+// allowing only two unidirectional streams, max-streams: 2): the server cannot open its control
+// and QPACK streams and closes the connection with H3_STREAM_CREATION_ERROR (0x103) and the
+// reason; the peer's bytes (this library's framing on stream 0) never become a request, and
+// nothing crashes.
 BOOST_AUTO_TEST_CASE(a_quic_peer_that_is_no_http3_endpoint_is_refused_with_a_reason) {
     loopback_fixture f;
     listener l = listen(f.ctx, local::parse("127.0.0.1:0"), h3_policy());
@@ -269,7 +270,7 @@ BOOST_AUTO_TEST_CASE(a_quic_peer_that_is_no_http3_endpoint_is_refused_with_a_rea
     l.on_carrier([&](carrier) { ++carriers; });
     const auto raw = policy::parse("version: 1\nname: q\nstacks:\n  - [quic, udp]\nprotocols:\n"
                                    "  quic: { ca-file: " +
-                                       pki().ca + ", alpn: [h3] }\n",
+                                       pki().ca + ", alpn: [h3], max-streams: 2 }\n",
                                    "q.yaml");
     client cl(f.ctx, "quic://localhost:" + std::to_string(port_of(l)), raw);
     cl.c.send(message("hello"));

@@ -68,6 +68,9 @@ BOOST_AUTO_TEST_CASE(equal_policies_compare_equal_and_every_part_counts) {
     BOOST_TEST(differs([](post::policy& p) { p.connection.timeout = std::chrono::seconds(1); }));
     BOOST_TEST(differs([](post::policy& p) { p.connection.dormant = true; }));
     BOOST_TEST(differs([](post::policy& p) { p.connection.max_message_size = 1; }));
+    // A source (unidirectional-send) never shares a preparation with a plain carrier.
+    BOOST_TEST(differs(
+        [](post::policy& p) { p.connection.direction = post::sdk::flow_direction::send_only; }));
 
     post::stack_constraint c1, c2;
     BOOST_TEST(same_constraint(c1, c2));

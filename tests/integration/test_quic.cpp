@@ -137,6 +137,22 @@ std::int64_t stream_id_of(const std::shared_ptr<sdk::flow>& f) {
     return s->stream_id();
 }
 
+/// A new stream of `f`'s connection in that direction (quic_connection::fork; the sdk's fork()
+/// keeps the flow's own direction).
+std::shared_ptr<sdk::flow> fork_on(const std::shared_ptr<sdk::flow>& f, sdk::flow_direction d) {
+    auto s = std::dynamic_pointer_cast<plugins::quic::quic_stream>(f);
+    BOOST_REQUIRE(s);
+    return s->connection().fork(d);
+}
+
+bool send_only(const std::shared_ptr<sdk::flow>& f) {
+    return (f->info().capabilities & sdk::cap_send_only) != 0;
+}
+
+bool receive_only(const std::shared_ptr<sdk::flow>& f) {
+    return (f->info().capabilities & sdk::cap_receive_only) != 0;
+}
+
 /// A udp listener whose flows are wrapped by a server quic layer (accepted connections' first
 /// streams in `accepted`, started at once), and a client quic layer.
 struct quic_pair {
@@ -150,6 +166,8 @@ struct quic_pair {
     bool echo = false;
     /// Called for each accepted flow before it starts (after `echo` set its handler).
     std::function<void(const stream_end&)> prepare;
+    /// What the client's open() asks for (send_only: a unidirectional first stream).
+    sdk::flow_direction direction = sdk::flow_direction::bidirectional;
 
     struct acceptor_events : sdk::acceptor_events {
         quic_pair* t = nullptr;
@@ -194,6 +212,7 @@ struct quic_pair {
         p.side = sdk::role::client;
         p.remote = ep("127.0.0.1", to ? to : port());
         p.host_name = std::move(host);
+        p.direction = direction;
         sdk::flow_error err;
         auto lower = udp->open(nullptr, p, err);
         BOOST_REQUIRE_MESSAGE(lower, err.reason);
@@ -543,6 +562,228 @@ BOOST_AUTO_TEST_CASE(fork_waits_for_stream_credit_instead_of_failing) {
     auto sb = adopt(s.events->incoming[1]);
     BOOST_REQUIRE(t.wait([&] { return sb.events->messages.size() == 1u; }));
     BOOST_TEST(text(sb.events->messages[0]) == "waited");
+}
+
+BOOST_AUTO_TEST_CASE(a_send_only_first_flow_is_a_unidirectional_stream_the_server_only_reads) {
+    quic_pair t;
+    t.direction = sdk::flow_direction::send_only;
+    auto c = t.connect();
+    auto s = t.accepted.front();
+    // Client-initiated unidirectional streams are 2, 6, 10, ... (RFC 9000 2.1); the server's
+    // first flow is bound to it as the first stream the client opened.
+    BOOST_TEST(stream_id_of(c.flow) == 2);
+    BOOST_TEST(stream_id_of(s.flow) == 2);
+    BOOST_TEST(send_only(c.flow));
+    BOOST_TEST(!receive_only(c.flow));
+    BOOST_TEST(receive_only(s.flow));
+    BOOST_TEST(!send_only(s.flow));
+    constexpr std::size_t count = 500;
+    for (std::size_t k = 0; k < count; ++k)
+        c.flow->send(bytes("m" + std::to_string(k)), meta(k + 1));
+    c.flow->send(pattern(300000, 3), meta(count + 1));
+    BOOST_REQUIRE(
+        t.wait([&] { return s.events->messages.size() == count + 1 || s.events->closed; }));
+    for (std::size_t k = 0; k < count; ++k)
+        if (text(s.events->messages[k]) != "m" + std::to_string(k))
+            BOOST_FAIL("message " << k << " out of order: " << text(s.events->messages[k]));
+    BOOST_TEST((s.events->messages.back() == pattern(300000, 3)));
+    // The receiving side cannot send: a clear error per message, and the stream stays up.
+    s.flow->send(bytes("back"), meta(7));
+    BOOST_REQUIRE(t.wait([&] { return !s.events->send_errors.empty(); }));
+    BOOST_TEST(s.events->send_errors[0].first == 7u);
+    BOOST_TEST((s.events->send_errors[0].second.code ==
+                std::make_error_code(std::errc::operation_not_permitted)));
+    BOOST_TEST(has(s.events->send_errors[0].second.reason, "unidirectional"));
+    BOOST_TEST(s.events->sent.empty());
+    // FIN from the sender ends both flows cleanly: the receiver's once it has read the FIN.
+    c.flow->close();
+    BOOST_REQUIRE(t.wait([&] { return c.events->closed && s.events->closed; }));
+    BOOST_TEST(!*c.events->closed, c.events->closed->reason);
+    BOOST_TEST(!*s.events->closed, s.events->closed->reason);
+    BOOST_TEST(c.events->messages.empty());
+}
+
+BOOST_AUTO_TEST_CASE(what_a_server_sent_before_its_first_stream_turned_out_unidirectional_fails) {
+    quic_pair t;
+    t.direction = sdk::flow_direction::send_only;
+    // The server's first flow is sent on before the client's first stream exists; that stream
+    // is then unidirectional, so the message cannot go.
+    t.prepare = [](const stream_end& e) { e.flow->send(bytes("too early"), meta(5)); };
+    auto c = t.connect();
+    auto s = t.accepted.front();
+    BOOST_REQUIRE(t.wait([&] { return !s.events->send_errors.empty(); }));
+    BOOST_TEST(s.events->send_errors[0].first == 5u);
+    BOOST_TEST((s.events->send_errors[0].second.code ==
+                std::make_error_code(std::errc::operation_not_permitted)));
+    BOOST_TEST(s.flow->queued_bytes() == 0u);
+    BOOST_TEST(s.events->sent.empty());
+    c.flow->send(bytes("still fine"), meta(1));
+    BOOST_REQUIRE(t.wait([&] { return s.events->messages.size() == 1u; }));
+    BOOST_TEST(c.events->messages.empty());
+}
+
+BOOST_AUTO_TEST_CASE(uni_and_bidi_streams_share_a_connection_with_the_ids_of_rfc_9000) {
+    quic_pair t;
+    t.echo = true;
+    t.direction = sdk::flow_direction::send_only;
+    auto c = t.connect();
+    auto s = t.accepted.front();
+    // fork() keeps the direction: more client unidirectional streams, 6 and 10.
+    std::vector<stream_end> forks{adopt(c.flow->fork()), adopt(c.flow->fork())};
+    // And a bidirectional one beside them: the client's first bidirectional stream is 0.
+    auto bidi = adopt(fork_on(c.flow, sdk::flow_direction::bidirectional));
+    BOOST_REQUIRE(t.wait([&] {
+        return s.events->incoming.size() == 3u && forks[0].events->ready &&
+               forks[1].events->ready && bidi.events->ready;
+    }));
+    BOOST_TEST(stream_id_of(forks[0].flow) == 6);
+    BOOST_TEST(stream_id_of(forks[1].flow) == 10);
+    BOOST_TEST(send_only(forks[1].flow));
+    BOOST_TEST(stream_id_of(bidi.flow) == 0);
+    BOOST_TEST(!send_only(bidi.flow));
+    std::map<std::int64_t, stream_end> server_side;
+    for (auto& f : s.events->incoming) {
+        auto e = adopt(f);
+        echo_on(e);
+        server_side[stream_id_of(f)] = e;
+    }
+    BOOST_REQUIRE(server_side.size() == 3u);
+    BOOST_TEST(receive_only(server_side.at(6).flow));
+    BOOST_TEST(receive_only(server_side.at(10).flow));
+    BOOST_TEST(!receive_only(server_side.at(0).flow));
+    forks[1].flow->send(bytes("one way"), meta(1));
+    bidi.flow->send(bytes("round trip"), meta(1));
+    BOOST_REQUIRE(t.wait([&] {
+        return !server_side.at(10).events->messages.empty() && !bidi.events->messages.empty();
+    }));
+    BOOST_TEST(text(server_side.at(10).events->messages[0]) == "one way");
+    // The echo on a receive-only flow fails; on the bidirectional one it comes back.
+    BOOST_REQUIRE(t.wait([&] { return !server_side.at(10).events->send_errors.empty(); }));
+    BOOST_TEST(text(bidi.events->messages[0]) == "round trip");
+    BOOST_TEST(forks[1].events->messages.empty());
+    // Server-initiated unidirectional streams are 3, 7, ...; they reach the client's first
+    // open flow as receive-only flows.
+    auto s1 = adopt(fork_on(s.flow, sdk::flow_direction::send_only));
+    auto s2 = adopt(fork_on(s.flow, sdk::flow_direction::send_only));
+    BOOST_REQUIRE(t.wait(
+        [&] { return s1.events->ready && s2.events->ready && c.events->incoming.size() == 2u; }));
+    BOOST_TEST(stream_id_of(s1.flow) == 3);
+    BOOST_TEST(stream_id_of(s2.flow) == 7);
+    auto ci = adopt(c.events->incoming[0]);
+    BOOST_TEST(receive_only(ci.flow));
+    s1.flow->send(bytes("from the server"), meta(1));
+    BOOST_REQUIRE(t.wait([&] { return !ci.events->messages.empty(); }));
+    BOOST_TEST(text(ci.events->messages[0]) == "from the server");
+    BOOST_TEST(!c.events->closed);
+}
+
+BOOST_AUTO_TEST_CASE(unidirectional_streams_wait_for_their_own_stream_credit) {
+    // The server lets the client open one unidirectional stream at a time (and one
+    // bidirectional one: max-streams sets both).
+    quic_pair t(with(server_options(), "max-streams", std::int64_t{1}));
+    t.direction = sdk::flow_direction::send_only;
+    auto c = t.connect();
+    auto s = t.accepted.front();
+    auto waiting = adopt(c.flow->fork());
+    // Bidirectional credit is separate: this one opens while the unidirectional fork waits.
+    auto bidi = adopt(fork_on(c.flow, sdk::flow_direction::bidirectional));
+    BOOST_REQUIRE(t.wait([&] { return bidi.events->ready && s.events->incoming.size() == 1u; }));
+    BOOST_TEST(!waiting.events->ready);
+    BOOST_TEST(!waiting.events->closed);
+    BOOST_TEST(summary_of(c.flow).streams_blocked == 1u);
+    waiting.flow->send(bytes("waited"), meta(1));
+    // The server's side of the bidirectional stream gets the streams that come next (the
+    // first flow ends with stream 2).
+    auto sb = adopt(s.events->incoming[0]);
+    c.flow->close(); // stream 2 ends: the server grants one more unidirectional stream
+    BOOST_REQUIRE(
+        t.wait([&] { return waiting.events->ready && sb.events->incoming.size() == 1u; }));
+    BOOST_TEST(!*c.events->closed);
+    BOOST_REQUIRE(s.events->closed);
+    BOOST_TEST(!*s.events->closed);
+    BOOST_TEST(stream_id_of(waiting.flow) == 6);
+    auto sw = adopt(sb.events->incoming[0]);
+    BOOST_REQUIRE(t.wait([&] { return sw.events->messages.size() == 1u; }));
+    BOOST_TEST(text(sw.events->messages[0]) == "waited");
+}
+
+BOOST_AUTO_TEST_CASE(closing_a_receive_only_flow_stops_the_sender) {
+    quic_pair t;
+    t.direction = sdk::flow_direction::send_only;
+    auto c = t.connect();
+    auto s = t.accepted.front();
+    auto extra = adopt(c.flow->fork());
+    BOOST_REQUIRE(t.wait([&] { return extra.events->ready && s.events->incoming.size() == 1u; }));
+    auto se = adopt(s.events->incoming[0]);
+    BOOST_TEST(stream_id_of(extra.flow) == 6);
+    // STOP_SENDING (no error): this side ends cleanly at once; the sender answers with
+    // RESET_STREAM (no error), and its flow ends cleanly too once that is acknowledged,
+    // without having closed it itself.
+    se.flow->close();
+    BOOST_REQUIRE(t.wait([&] { return se.events->closed && extra.events->closed; }));
+    BOOST_TEST(!*se.events->closed, se.events->closed->reason);
+    BOOST_TEST(!*extra.events->closed, extra.events->closed->reason);
+    // The connection and its first stream carry on.
+    c.flow->send(bytes("still here"), meta(1));
+    BOOST_REQUIRE(t.wait([&] { return s.events->messages.size() == 1u; }));
+    BOOST_TEST(!c.events->closed);
+}
+
+BOOST_AUTO_TEST_CASE(credit_for_ended_peer_unidirectional_streams_is_bounded_with_ngtcp2_0_12) {
+    if (plugins::quic::quic_connection::ngtcp2_closes_peer_uni) {
+        BOOST_TEST_MESSAGE("ngtcp2 closes peer unidirectional streams itself: no bound needed");
+        return;
+    }
+    // One unidirectional stream at a time: credit for 16 x 1 ended ones is given back.
+    quic_pair t(with(server_options(), "max-streams", std::int64_t{1}));
+    t.direction = sdk::flow_direction::send_only;
+    auto c = t.connect();
+    auto s = t.accepted.front();
+    // A bidirectional stream keeps the connection up and gets the server's incoming streams.
+    auto anchor = adopt(fork_on(c.flow, sdk::flow_direction::bidirectional));
+    BOOST_REQUIRE(t.wait([&] { return anchor.events->ready && s.events->incoming.size() == 1u; }));
+    auto sa = adopt(s.events->incoming[0]);
+    echo_on(sa);
+    c.flow->send(bytes("stream 2"), meta(1));
+    c.flow->close();
+    BOOST_REQUIRE(t.wait([&] { return s.events->closed && c.events->closed; }));
+    BOOST_TEST(text(s.events->messages.at(0)) == "stream 2");
+    // Sixteen more, one after the other: each waits for the credit the previous one gave back.
+    std::vector<stream_end> server_side;
+    for (int k = 1; k <= 16; ++k) {
+        auto f = adopt(fork_on(anchor.flow, sdk::flow_direction::send_only));
+        f.flow->send(bytes("fork " + std::to_string(k)), meta(1));
+        f.flow->close();
+        BOOST_REQUIRE_MESSAGE(t.wait([&] {
+            return f.events->closed && sa.events->incoming.size() == static_cast<std::size_t>(k);
+        }),
+                              "fork " << k);
+        BOOST_TEST(stream_id_of(f.flow) == 2 + 4 * k);
+        server_side.push_back(adopt(sa.events->incoming.back()));
+        auto& e = server_side.back();
+        BOOST_REQUIRE(t.wait([&] { return e.events->closed.has_value(); }));
+        BOOST_TEST(e.events->messages.size() == 1u);
+        BOOST_TEST(!*e.events->closed);
+    }
+    // The seventeenth ended one gets no credit back: the next stream waits, and says so.
+    BOOST_TEST(t.server_log.contains("credit given back for 16 ended ones"), [&] {
+        std::string all;
+        for (const auto& l : t.server_log.lines)
+            all += l + "\n";
+        return all;
+    }());
+    auto last = adopt(fork_on(anchor.flow, sdk::flow_direction::send_only));
+    last.flow->send(bytes("waits"), meta(1));
+    // A round trip on the bidirectional stream after the fork was made: by then a stream with
+    // credit would have opened.
+    anchor.flow->send(bytes("ping"), meta(2));
+    BOOST_REQUIRE(t.wait([&] { return anchor.events->messages.size() == 1u; }));
+    anchor.flow->send(bytes("ping again"), meta(3));
+    BOOST_REQUIRE(t.wait([&] { return anchor.events->messages.size() == 2u; }));
+    BOOST_TEST(!last.events->ready);
+    BOOST_TEST(!last.events->closed);
+    BOOST_TEST(stream_id_of(last.flow) == -1);
+    BOOST_TEST(sa.events->incoming.size() == 16u);
 }
 
 BOOST_AUTO_TEST_CASE(untrusted_server_is_refused_with_the_reason) {

@@ -9,6 +9,9 @@
 // restarted with the association file resumes too. Migration: carrier::migrate moves every
 // stream carrier of a connection; a stack that cannot migrate is refused by name; as root, in a
 // network namespace of its own, removing the local address moves both carriers automatically.
+// Unidirectional streams: initiate_source sends on a unidirectional stream to open_sink or to a
+// listener (whose carrier is receive-only and refuses to send by name), forks send-only, and
+// shares its connection with a bidirectional stream the server opens.
 #define BOOST_TEST_MODULE quic carriers
 #include <utility>
 
@@ -16,6 +19,9 @@
 #include "carrier_log_support.hpp"
 #include "loopback_support.hpp"
 #include "stream_carriers_support.hpp"
+
+#include <post/sink.hpp>
+#include <post/source.hpp>
 
 #include <boost/test/unit_test.hpp>
 
@@ -313,6 +319,98 @@ BOOST_AUTO_TEST_CASE(closing_one_stream_leaves_the_others_working) {
     run_until(f.io, [&] { return client.echoes[0].size() == 2; });
     BOOST_TEST(client.echoes[0].back() == "after");
     BOOST_TEST((client.carriers[0].state() == carrier_state::active));
+}
+
+BOOST_AUTO_TEST_CASE(a_quic_source_sends_to_a_sink_on_a_unidirectional_stream) {
+    loopback_fixture f;
+    trace_counts counts(f.ctx);
+    auto s = open_sink(f.ctx, local::parse("127.0.0.1:0"), quic_policy());
+    std::vector<std::string> got;
+    s.on_received([&](message m) { got.emplace_back(m.text()); });
+    std::uint16_t port = 0;
+    for (const auto& e : s.local_endpoints())
+        if (e.address.is_v4()) port = e.port;
+    BOOST_REQUIRE(port != 0);
+    auto src = initiate_source(f.ctx, remote::from_url("quic://localhost:" + std::to_string(port)),
+                               quic_policy());
+    std::vector<std::string> sent;
+    for (int k = 0; k < 300; ++k) {
+        sent.push_back("message " + std::to_string(k));
+        src.send(message(sent.back()));
+    }
+    run_until(f.io, [&] { return got.size() == sent.size(); });
+    BOOST_TEST(got == sent, boost::test_tools::per_element());
+    // The plugin says the flow is a unidirectional stream it opened (a bidirectional one with
+    // its receive half unused would report bidirectional).
+    BOOST_TEST((src.carrier().capabilities().direction == sdk::flow_direction::send_only));
+    BOOST_TEST(src.carrier().stack() == (std::vector<std::string>{"quic", "udp"}),
+               boost::test_tools::per_element());
+    BOOST_TEST(counts.accepted == 1);
+    bool closed = false;
+    src.on_closed([&] { closed = true; });
+    src.close();
+    run_until(f.io, [&] { return closed; });
+    BOOST_TEST(!src.carrier().last_error());
+    s.close();
+}
+
+BOOST_AUTO_TEST_CASE(a_source_to_a_listener_gives_a_receive_only_carrier_beside_bidi_ones) {
+    loopback_fixture f;
+    trace_counts counts(f.ctx);
+    listener l = listen(f.ctx, local::parse("127.0.0.1:0"), quic_policy());
+    std::vector<carrier> server_side;
+    std::map<std::size_t, std::vector<std::string>> got; // per server carrier
+    std::vector<std::pair<message_id, error>> send_errors;
+    std::vector<std::string> replies; // on the server's bidirectional stream
+    l.on_carrier([&](carrier c) {
+        const auto index = server_side.size();
+        c.on_received([&, index](message m) { got[index].emplace_back(m.text()); });
+        c.on_send_error([&](message_id id, const error& e) { send_errors.emplace_back(id, e); });
+        server_side.push_back(c);
+    });
+    auto src = initiate_source(
+        f.ctx, remote::from_url("quic://localhost:" + std::to_string(port_of(l))), quic_policy());
+    carrier client = src.carrier();
+    std::vector<carrier> incoming;
+    client.on_incoming([&](carrier in) {
+        in.on_received(
+            [in](message m) mutable { in.send(message("re: " + std::string(m.text()))); });
+        incoming.push_back(in);
+    });
+    src.send(message(std::string_view("one way")));
+    run_until(f.io, [&] { return got[0].size() == 1; });
+    BOOST_TEST(got[0][0] == "one way");
+    carrier first = server_side.at(0); // a handle: server_side grows below
+    BOOST_TEST((first.capabilities().direction == sdk::flow_direction::receive_only));
+    // Sending on it fails by name, and the carrier stays up.
+    const auto refused = first.send(message(std::string_view("back")));
+    run_until(f.io, [&] { return !send_errors.empty(); });
+    BOOST_TEST(send_errors[0].first == refused);
+    BOOST_TEST((send_errors[0].second.code == make_error_code(errc::not_supported)));
+    BOOST_TEST(send_errors[0].second.reason.find("unidirectional") != std::string::npos,
+               send_errors[0].second.reason);
+    BOOST_TEST((first.state() == carrier_state::active));
+    // A fork of the source is send-only too: another unidirectional stream, another
+    // receive-only carrier at the listener.
+    carrier second = client.fork();
+    second.send(message(std::string_view("second stream")));
+    run_until(f.io, [&] { return got[1].size() == 1; });
+    BOOST_TEST(got[1][0] == "second stream");
+    BOOST_TEST((second.capabilities().direction == sdk::flow_direction::send_only));
+    BOOST_TEST((server_side.at(1).capabilities().direction == sdk::flow_direction::receive_only));
+    // The receive-only carrier forks a bidirectional stream to the client, on the same
+    // connection: messages go both ways on it.
+    carrier pushed = first.fork();
+    pushed.on_received([&](message m) { replies.emplace_back(m.text()); });
+    pushed.send(message(std::string_view("ping")));
+    run_until(f.io, [&] { return !replies.empty(); });
+    BOOST_TEST(replies == (std::vector<std::string>{"re: ping"}), boost::test_tools::per_element());
+    BOOST_REQUIRE(incoming.size() == 1u);
+    BOOST_TEST((incoming[0].capabilities().direction == sdk::flow_direction::bidirectional));
+    BOOST_TEST((pushed.capabilities().direction == sdk::flow_direction::bidirectional));
+    BOOST_TEST(counts.accepted == 1); // one connection for all of them
+    BOOST_TEST(server_side.size() == 2u);
+    BOOST_TEST(send_errors.size() == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(unreliable_messages_go_as_datagrams_and_too_large_ones_fail_by_name) {

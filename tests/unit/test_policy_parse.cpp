@@ -138,6 +138,28 @@ BOOST_AUTO_TEST_CASE(dormant_is_a_boolean) {
     }
 }
 
+BOOST_AUTO_TEST_CASE(direction_names_rfc_9622_directions) {
+    using post::sdk::flow_direction;
+    BOOST_TEST((post::policy::defaults().connection.direction == flow_direction::bidirectional));
+    auto p = post::policy::parse("version: 1\nconnection: { direction: unidirectional-send }\n");
+    BOOST_TEST((p.connection.direction == flow_direction::send_only));
+    p = post::policy::parse("version: 1\nconnection: { direction: unidirectional-receive }\n");
+    BOOST_TEST((p.connection.direction == flow_direction::receive_only));
+    p = post::policy::parse("version: 1\nconnection: { direction: bidirectional }\n");
+    BOOST_TEST((p.connection.direction == flow_direction::bidirectional));
+    try {
+        post::policy::parse("version: 1\nconnection: { direction: unidirectional-sned }\n",
+                            "d.yaml");
+        BOOST_FAIL("accepted direction: unidirectional-sned");
+    } catch (const post::policy_error& e) {
+        const std::string what = e.what();
+        BOOST_TEST(what.find("d.yaml:2:26: connection.direction must be bidirectional, "
+                             "unidirectional-send or unidirectional-receive") != std::string::npos,
+                   what);
+        BOOST_TEST(what.find("did you mean 'unidirectional-send'?") != std::string::npos, what);
+    }
+}
+
 BOOST_AUTO_TEST_CASE(defaults_are_a_reliable_message_transport) {
     auto p = post::policy::defaults();
     BOOST_TEST(p.selection.at("reliability").level == post::preference::require);

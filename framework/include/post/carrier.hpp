@@ -23,6 +23,7 @@
 #include <post/message.hpp>
 #include <post/path.hpp>
 #include <post/remote.hpp>
+#include <post/sdk/edge.hpp>
 #include <post/transient.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -50,6 +51,11 @@ struct send_capabilities {
     bool interleaving = false;      ///< An urgent message overtakes one already being sent.
     bool ordered = false;           ///< Messages arrive in the order they were sent.
     bool partial_delivery = false;  ///< Parts of very large messages can be received.
+    /// Which way the carrier's flow carries data: send_only for a QUIC unidirectional stream
+    /// this side opened (initiate_source), receive_only for one the peer opened (every send
+    /// fails with errc::not_supported); bidirectional for every other stack, even when one
+    /// half is unused (docs/quic.md "Unidirectional streams").
+    sdk::flow_direction direction = sdk::flow_direction::bidirectional;
 };
 std::string_view to_string(carrier_state s) noexcept;
 

@@ -86,6 +86,10 @@ struct connection_settings {
     /// connection beyond the limit is accepted and closed at once, before any handshake, so
     /// it costs the carriers already there nothing.
     std::size_t max_connections = 4096;
+    /// RFC 9622's Direction of Communication for initiated carriers (policy key
+    /// connection.direction). send_only (what initiate_source asks for) opens a QUIC
+    /// unidirectional stream; stacks without one-way flows use a bidirectional one.
+    sdk::flow_direction direction = sdk::flow_direction::bidirectional;
 };
 
 /// A stack as written in a policy, top layer first.

@@ -57,9 +57,13 @@ private:
     std::shared_ptr<std::atomic<std::uint64_t>> discarded_;
 };
 
-/// Initiate a source: as initiate(), but send-only.
+/// Initiate a source: as initiate(), but send-only. The policy's connection.direction becomes
+/// unidirectional-send, so a stack that can open a one-way flow does (QUIC: a unidirectional
+/// stream); others open a bidirectional one and leave the receive half unused.
 inline source initiate_source(context& ctx, const remote& r, const policy& p = policy::defaults()) {
-    return source(initiate(ctx, r, p));
+    policy send_only = p;
+    send_only.connection.direction = sdk::flow_direction::send_only;
+    return source(initiate(ctx, r, send_only));
 }
 
 } // namespace post

@@ -591,7 +591,10 @@ void carrier_impl::transient_send_error(transient_impl& t, std::uint64_t id,
     if (!ours(t)) return;
     auto code = e.code == std::errc::message_size ? make_error_code(errc::message_too_large)
                 : e.code == std::errc::timed_out  ? make_error_code(errc::expired)
-                                                  : make_error_code(errc::protocol_error);
+                // A one-way flow that only receives (a peer's QUIC unidirectional stream).
+                : e.code == std::errc::operation_not_permitted
+                    ? make_error_code(errc::not_supported)
+                    : make_error_code(errc::protocol_error);
     complete_send(id, {code, e.reason.empty() ? e.code.message() : e.reason});
 }
 
@@ -741,6 +744,10 @@ send_capabilities carrier_impl::capabilities() const {
     c.interleaving = bits & sdk::cap_interleaves;
     c.ordered = bits & sdk::cap_ordered;
     c.partial_delivery = bits & sdk::cap_partial;
+    if (bits & sdk::cap_send_only)
+        c.direction = sdk::flow_direction::send_only;
+    else if (bits & sdk::cap_receive_only)
+        c.direction = sdk::flow_direction::receive_only;
     return c;
 }
 

@@ -359,6 +359,7 @@ void establishment::launch(const candidate& c) {
         if (c.local) params.local = sdk::endpoint{c.local->address, bind_.port};
         params.host_name = remote_.host();
         params.session = std::make_shared<association_store>(owner->assoc());
+        params.direction = owner->policy().effective.connection.direction;
         top = build_flows(*ctx_, *stack, params, nullptr, err);
     }
     if (!top) {

@@ -48,10 +48,10 @@ bool same(const racing_settings& x, const racing_settings& y) {
 }
 
 bool same(const connection_settings& x, const connection_settings& y) {
-    const auto& [timeout1, keep_alive1, max_size1, dormant1, max_connections1] = x;
-    const auto& [timeout2, keep_alive2, max_size2, dormant2, max_connections2] = y;
+    const auto& [timeout1, keep_alive1, max_size1, dormant1, max_connections1, direction1] = x;
+    const auto& [timeout2, keep_alive2, max_size2, dormant2, max_connections2, direction2] = y;
     return timeout1 == timeout2 && keep_alive1 == keep_alive2 && max_size1 == max_size2 &&
-           dormant1 == dormant2 && max_connections1 == max_connections2;
+           dormant1 == dormant2 && max_connections1 == max_connections2 && direction1 == direction2;
 }
 
 template <class T> bool same(const std::optional<T>& x, const std::optional<T>& y) {

@@ -15,8 +15,8 @@ const std::vector<std::string_view> top_keys{"version", "name",      "descriptio
 const std::vector<std::string_view> racing_keys{"attempt-delay", "resolution-delay",
                                                 "stack-delay",   "prefer-family",
                                                 "max-attempts",  "history-expiry"};
-const std::vector<std::string_view> connection_keys{"timeout", "keep-alive", "max-message-size",
-                                                    "dormant", "max-connections"};
+const std::vector<std::string_view> connection_keys{
+    "timeout", "keep-alive", "max-message-size", "dormant", "max-connections", "direction"};
 const std::vector<std::string_view> interface_keys{"require", "prefer", "avoid", "prohibit"};
 
 std::vector<std::string_view> selection_keys() {
@@ -230,6 +230,21 @@ void parse_connection(const YAML::Node& node, policy& p, diagnostics_sink& sink)
                                describe(e.value));
             else
                 c.max_connections = static_cast<std::size_t>(*n);
+        } else if (e.name == "direction") {
+            auto text = expect_scalar(e.value, "connection.direction", sink);
+            if (!text) continue;
+            const std::vector<std::string_view> names{"bidirectional", "unidirectional-send",
+                                                      "unidirectional-receive"};
+            if (*text == names[0])
+                c.direction = sdk::flow_direction::bidirectional;
+            else if (*text == names[1])
+                c.direction = sdk::flow_direction::send_only;
+            else if (*text == names[2])
+                c.direction = sdk::flow_direction::receive_only;
+            else
+                sink.error(e.value, "connection.direction must be bidirectional, "
+                                    "unidirectional-send or unidirectional-receive, got '" +
+                                        *text + "'" + did_you_mean(*text, names));
         } else if (e.name == "dormant") {
             auto text = expect_scalar(e.value, "connection.dormant", sink);
             if (!text) continue;

@@ -27,8 +27,11 @@ inline constexpr std::uint32_t plugin_magic = 0x50535450; // "PSTP"
 /// from a struct the plugin built, so older plugins cannot be loaded), send_meta::segment_size,
 /// flow::smoothed_rtt. 4: flow::migrate, flow_events::on_path_changed and cap_migrates (new
 /// virtual functions: every vtable after them moves, so plugins built for 3 cannot be loaded).
+/// 4.1: open_params::direction (at the end of a struct the kernel builds: a 4.0 plugin never
+/// reads it and opens bidirectional flows, as before), flow_direction, cap_send_only and
+/// cap_receive_only (new bits a 4.0 plugin never sets).
 inline constexpr std::uint16_t abi_major = 4;
-inline constexpr std::uint16_t abi_minor = 0;
+inline constexpr std::uint16_t abi_minor = 1;
 
 /// The SDK passes C++ objects (std::string, shared_ptr, Asio executors) across the boundary, so
 /// both sides must agree on the C++ runtime and Boost. Checked on load.

@@ -98,6 +98,12 @@ enum flow_capability : std::uint32_t {
     /// ABI 4.0. flow::migrate can move this flow's connection to another local address (a QUIC
     /// client connection). The kernel moves such carriers when their local address goes away.
     cap_migrates = 1u << 7,
+    /// ABI 4.1. The flow only sends: it will never deliver anything (a QUIC unidirectional
+    /// stream this side opened).
+    cap_send_only = 1u << 8,
+    /// ABI 4.1. The flow only receives: send() fails every unit with
+    /// std::errc::operation_not_permitted (a QUIC unidirectional stream the peer opened).
+    cap_receive_only = 1u << 9,
 };
 
 struct flow_info {

@@ -39,6 +39,10 @@ struct open_params {
     std::string host_name;         ///< The name the application asked for (SNI, verification).
     /// ABI 2.1: the association's store for this remote (active opens; null when accepting).
     std::shared_ptr<session_store> session;
+    /// ABI 4.1: which way the application will send (active opens; `bidirectional` when
+    /// accepting). Multistreaming layers open a one-way stream where they can (QUIC); others
+    /// may ignore it and open a bidirectional flow.
+    flow_direction direction = flow_direction::bidirectional;
 };
 
 class acceptor_events {
