@@ -646,13 +646,6 @@ ttfb_result run_ttfb(boost::asio::io_context& io, post::context& ctx, receiver_p
     return r;
 }
 
-double median(std::vector<double> v) {
-    std::erase_if(v, [](double x) { return std::isnan(x); });
-    if (v.empty()) return NAN;
-    std::sort(v.begin(), v.end());
-    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
-
 nlohmann::json num(double x) {
     return std::isnan(x) || std::isinf(x) ? nlohmann::json() : nlohmann::json(x);
 }

@@ -766,13 +766,6 @@ hol_result run_hol_phase(bench_thread& sender, post::context& ctx, receiver_proc
 
 // ---- the whole run ------------------------------------------------------------------------------
 
-double median(std::vector<double> v) {
-    v.erase(std::remove_if(v.begin(), v.end(), [](double x) { return std::isnan(x); }), v.end());
-    if (v.empty()) return NAN;
-    std::sort(v.begin(), v.end());
-    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
-
 std::string size_name(std::size_t n) {
     return n % 1024 == 0 ? fmt::format("{} KiB", n / 1024) : fmt::format("{} B", n);
 }

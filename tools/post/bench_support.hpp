@@ -53,6 +53,14 @@ struct latency {
     double p50_us = NAN, p99_us = NAN;
 };
 
+/// The median of the values that are numbers (NaN: a run that produced none); NaN if none are.
+inline double median(std::vector<double> v) {
+    std::erase_if(v, [](double x) { return std::isnan(x); });
+    if (v.empty()) return NAN;
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
 inline latency percentiles(std::vector<double> us) {
     if (us.empty()) return {};
     std::sort(us.begin(), us.end());

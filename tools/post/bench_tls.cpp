@@ -720,18 +720,14 @@ void check_negotiated(const std::string& who, const std::string& summary) {
 /// The median rate of loop `i` over the rounds (count and resumed from that round).
 handshake_rate median_rate(const std::vector<std::array<handshake_rate, 4>>& rounds,
                            std::size_t i) {
-    if (rounds.empty()) return {};
-    std::vector<handshake_rate> v;
-    for (const auto& r : rounds)
-        v.push_back(r[i]);
-    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.per_s < b.per_s; });
-    auto m = v[v.size() / 2];
-    if (v.size() % 2 == 0) m.per_s = (v[v.size() / 2 - 1].per_s + m.per_s) / 2;
-    std::uint64_t count = 0, resumed = 0;
-    for (const auto& r : rounds)
-        count += r[i].count, resumed += r[i].resumed;
-    m.count = count;
-    m.resumed = resumed; // the resumed share is over every round
+    handshake_rate m;
+    std::vector<double> rates;
+    for (const auto& r : rounds) {
+        rates.push_back(r[i].per_s);
+        m.count += r[i].count;
+        m.resumed += r[i].resumed; // the resumed share is over every round
+    }
+    m.per_s = median(std::move(rates));
     return m;
 }
 
@@ -740,13 +736,8 @@ double median_ratio(const std::vector<std::array<handshake_rate, 4>>& rounds, st
                     std::size_t b) {
     std::vector<double> v;
     for (const auto& r : rounds)
-        v.push_back(r[a].per_s / r[b].per_s);
-    if (v.empty()) return NAN;
-    std::sort(v.begin(), v.end(), [](double x, double y) {
-        return std::isnan(y) ? !std::isnan(x) : x < y; // NaN (a loop not run) last
-    });
-    const auto n = v.size();
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+        v.push_back(r[a].per_s / r[b].per_s); // NaN when a loop did not run
+    return median(std::move(v));
 }
 
 int run_bench(const global_options& g, const bench_options& o) {
