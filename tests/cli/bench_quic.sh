@@ -14,10 +14,7 @@ for p in gtlsserver gtlsclient openssl; do
         exit 77
     fi
 done
-if ! "$POST" plugins 2>/dev/null | grep -q "layer quic:"; then
-    echo "skip: the quic plugin is not loaded (see \`post plugins\`)"
-    exit 77
-fi
+require_layer quic
 
 bytes=300000 # not a multiple of 64 KiB: the last message is shorter
 timeout 100 "$POST" bench quic --json --bytes $bytes --runs 1 --streams 120 --batch 30 \

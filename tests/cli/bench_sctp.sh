@@ -10,10 +10,7 @@ if [[ ! -x /usr/lib/usrsctp/tsctp ]]; then
     echo "skip: /usr/lib/usrsctp/tsctp is missing (apt-get install libusrsctp-examples)"
     exit 77
 fi
-if ! "$POST" plugins 2>/dev/null | grep -q "layer sctp:"; then
-    echo "skip: the sctp plugin is not loaded (see \`post plugins\`)"
-    exit 77
-fi
+require_layer sctp
 
 timeout 80 "$POST" bench sctp --json --bytes 1048576 --runs 1 --seconds 0.5 \
     >"$TMP/bench.json" 2>"$TMP/err" || fail "bench sctp exited $?: $(cat "$TMP/err")"

@@ -21,6 +21,15 @@ fail() {
 }
 pass() { echo "ok: $*"; }
 
+# require_layer NAME: skip the whole test (exit 77, which ctest reports as skipped) when no
+# loaded plugin provides the layer.
+require_layer() {
+    if ! "$POST" plugins 2>/dev/null | grep -q "layer $1:"; then
+        echo "SKIP: the $1 layer is not loaded (see \`post plugins\`)"
+        exit 77
+    fi
+}
+
 # A port that nothing listens on right now (for the "connection refused" test).
 random_port() { echo $((20000 + RANDOM % 20000)); }
 

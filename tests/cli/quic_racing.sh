@@ -11,10 +11,7 @@ netns_enter "$@"
 source "$(dirname "$0")/lib.sh" "$@"
 source "$(dirname "$0")/tls_pki.sh"
 require_program openssl
-if ! "$POST" plugins 2>/dev/null | grep -q "layer quic:"; then
-    echo "SKIP: the quic plugin is not loaded (see \`post plugins\`)"
-    exit 77
-fi
+require_layer quic
 make_pki "$TMP/pki"
 cat >"$TMP/race.yaml" <<YAML
 version: 1
