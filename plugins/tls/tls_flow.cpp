@@ -32,12 +32,16 @@ sdk::flow_error internal_error(const char* where) {
             std::string("tls: internal error in ") + where};
 }
 
+/// How long the peer has to answer our close_notify (as the tcp layer's grace for its FIN).
+constexpr std::chrono::seconds close_grace{2};
+
 } // namespace
 
 tls_flow::tls_flow(boost::asio::any_io_executor ex, std::shared_ptr<tls_context> ctx,
                    std::shared_ptr<const tls_settings> settings, std::shared_ptr<sdk::flow> lower,
                    sdk::open_params p, sdk::log_sink* log)
     : executor_(std::move(ex))
+    , close_timer_(executor_)
     , ctx_(std::move(ctx))
     , settings_(std::move(settings))
     , lower_(std::move(lower))
@@ -198,6 +202,8 @@ void tls_flow::abort() noexcept {
     events_.reset();
     pending_.clear();
     queued_bytes_ = 0;
+    boost::system::error_code ignored;
+    close_timer_.cancel(ignored);
     lower_->abort();
 }
 
@@ -602,7 +608,20 @@ void tls_flow::maybe_close() {
     ERR_clear_error();
     close_notify_sent_ = true;
     flush();
-    lower_->close();
+    // The connection itself stays open until the peer answers with its close_notify
+    // (on_peer_close closes the lower flow) or closes it. The side whose FIN goes first keeps
+    // the connection's TIME_WAIT: that should be the peer answering our close, not us. A client
+    // that sends its FIN first keeps one TIME_WAIT per connection to the same server address,
+    // which makes every later connect() search further for a free port, until the range runs
+    // out (28k ports for 60 s: under 500 connections a second). A peer that neither answers
+    // nor closes gets close_grace, then the lower flow closes anyway.
+    close_timer_.expires_after(close_grace);
+    close_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+        if (ec || self->done_ || self->lower_closed_) return;
+        self->log(sdk::log_level::debug,
+                  "the peer did not answer close_notify within the close grace period");
+        self->lower_->close();
+    });
 }
 
 void tls_flow::on_peer_close() {
@@ -614,6 +633,8 @@ void tls_flow::on_peer_close() {
         close_notify_sent_ = true;
         flush();
     }
+    boost::system::error_code ignored;
+    close_timer_.cancel(ignored);
     lower_->close(); // on_closed follows once the lower flow is done
 }
 
@@ -654,6 +675,8 @@ void tls_flow::fail_later(sdk::flow_error e) {
 void tls_flow::finish(const sdk::flow_error& e) {
     if (done_) return;
     done_ = true;
+    boost::system::error_code ignored;
+    close_timer_.cancel(ignored);
     auto ev = events_.lock();
     events_.reset();
     std::vector<std::uint64_t> unsent;

@@ -18,6 +18,7 @@
 #include "tls_session.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <post/sdk.hpp>
 
@@ -124,6 +125,9 @@ private:
     void finish(const sdk::flow_error& e);
 
     boost::asio::any_io_executor executor_;
+    /// After our close_notify: how long the peer has to answer it before we close the lower
+    /// flow anyway (maybe_close).
+    boost::asio::steady_timer close_timer_;
     std::shared_ptr<tls_context> ctx_;
     std::shared_ptr<const tls_settings> settings_;
     std::shared_ptr<sdk::flow> lower_;

@@ -8,8 +8,11 @@
 #include "test_tls_support.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/test/unit_test.hpp>
+
+#include <sys/socket.h>
 
 #include <filesystem>
 #include <fstream>
@@ -337,6 +340,101 @@ BOOST_AUTO_TEST_CASE(client_certificates_required) {
         BOOST_TEST(text(client->stream) == "let me in");
         BOOST_TEST(t.server->accepted.at(0).events->ready);
     }
+}
+
+namespace {
+
+/// A TLS server that is not ours (OpenSSL through Asio's ssl::stream), accepting one client,
+/// to watch what our client puts on the wire when it closes.
+struct openssl_peer {
+    asio::io_context& io;
+    asio::ssl::context ctx{asio::ssl::context::tls_server};
+    asio::ip::tcp::acceptor acceptor{io, {asio::ip::make_address("127.0.0.1"), 0}};
+    /// Made once ctx holds the certificate: SSL_new copies it from there.
+    std::optional<asio::ssl::stream<asio::ip::tcp::socket>> tls;
+    bool handshake_done = false;
+    std::optional<boost::system::error_code> read_end; ///< How its read of the client ended.
+    std::optional<bool> fin_with_close_notify;         ///< Client FIN already there then?
+
+    explicit openssl_peer(asio::io_context& io)
+        : io(io) {
+        ctx.use_certificate_chain_file(pki().server.cert);
+        ctx.use_private_key_file(pki().server.key, asio::ssl::context::pem);
+        tls.emplace(io, ctx);
+        acceptor.async_accept(tls->next_layer(), [this](boost::system::error_code ec) {
+            if (ec) return;
+            tls->async_handshake(asio::ssl::stream_base::server,
+                                 [this](boost::system::error_code ec) {
+                                     handshake_done = !ec;
+                                     if (!ec) read();
+                                 });
+        });
+    }
+    std::uint16_t port() const { return acceptor.local_endpoint().port(); }
+
+    void read() {
+        tls->async_read_some(asio::buffer(buf), [this](boost::system::error_code ec, std::size_t) {
+            if (!ec) return read();
+            // The client's close_notify (eof): is its TCP FIN already behind it?
+            char c;
+            const auto n =
+                ::recv(tls->next_layer().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+            fin_with_close_notify = n == 0;
+            read_end = ec;
+        });
+    }
+    char buf[4096];
+};
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(graceful_close_leaves_the_peer_to_close_the_connection_first) {
+    // Our close_notify goes at once, but our FIN waits for the peer's close_notify: the peer's
+    // FIN goes first, so the TIME_WAIT is the peer's (the server's), not the client's.
+    asio::io_context io;
+    openssl_peer peer(io);
+    auto tcp = make_layer(post_plugin_tcp(), io);
+    log_capture log;
+    auto tls = make_tls(io, client_options(), &log);
+    auto client = std::make_shared<flow_recorder>();
+    auto c = open_tls_client(*tcp, *tls, peer.port(), client);
+    BOOST_REQUIRE(run_until(io, [&] { return client->ready || client->closed; }));
+    BOOST_REQUIRE_MESSAGE(client->ready, (client->closed ? client->closed->reason : ""));
+    c->close();
+    BOOST_REQUIRE(run_until(io, [&] { return peer.read_end.has_value(); }));
+    BOOST_TEST((*peer.read_end == asio::error::eof), peer.read_end->message());
+    BOOST_TEST(!*peer.fin_with_close_notify, "the client sent its FIN with close_notify");
+    BOOST_TEST(!client->closed.has_value());
+
+    // The peer answers and closes; our client ends cleanly, with the FIN already there.
+    bool shut = false;
+    peer.tls->async_shutdown([&](boost::system::error_code) {
+        boost::system::error_code ignored;
+        peer.tls->next_layer().close(ignored);
+        shut = true;
+    });
+    BOOST_REQUIRE(run_until(io, [&] { return shut && client->closed.has_value(); }));
+    BOOST_TEST(!*client->closed, client->closed->reason);
+    BOOST_TEST(!log.contains("did not answer close_notify"));
+}
+
+BOOST_AUTO_TEST_CASE(graceful_close_to_a_peer_that_never_answers_ends_after_the_grace) {
+    asio::io_context io;
+    openssl_peer peer(io); // reads our close_notify, then neither answers nor closes
+    auto tcp = make_layer(post_plugin_tcp(), io);
+    log_capture log;
+    auto tls = make_tls(io, client_options(), &log);
+    auto client = std::make_shared<flow_recorder>();
+    auto c = open_tls_client(*tcp, *tls, peer.port(), client);
+    BOOST_REQUIRE(run_until(io, [&] { return client->ready || client->closed; }));
+    BOOST_REQUIRE_MESSAGE(client->ready, (client->closed ? client->closed->reason : ""));
+    c->close();
+    // The tls grace (2 s), then the tcp layer's own for the peer's FIN (2 s).
+    BOOST_REQUIRE(run_until(
+        io, [&] { return client->closed.has_value(); }, std::chrono::seconds(15)));
+    BOOST_TEST(!*client->closed, client->closed->reason); // our close_notify went out
+    BOOST_TEST(log.contains("did not answer close_notify within the close grace period"));
+    BOOST_TEST(peer.read_end.has_value());
 }
 
 BOOST_AUTO_TEST_CASE(peer_that_does_not_speak_tls) {
