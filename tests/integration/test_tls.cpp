@@ -386,21 +386,33 @@ struct openssl_peer {
     char buf[4096];
 };
 
+/// Our tls client connected to an openssl_peer, closing.
+struct closing_client {
+    asio::io_context io;
+    openssl_peer peer{io};
+    std::unique_ptr<sdk::layer> tcp = make_layer(post_plugin_tcp(), io);
+    log_capture log;
+    std::unique_ptr<sdk::layer> tls = make_tls(io, client_options(), &log);
+    std::shared_ptr<flow_recorder> client = std::make_shared<flow_recorder>();
+    std::shared_ptr<sdk::flow> c = open_tls_client(*tcp, *tls, peer.port(), client);
+
+    closing_client() {
+        BOOST_REQUIRE(run_until(io, [&] { return client->ready || client->closed; }));
+        BOOST_REQUIRE_MESSAGE(client->ready, (client->closed ? client->closed->reason : ""));
+        c->close();
+    }
+};
+
 } // namespace
 
 BOOST_AUTO_TEST_CASE(graceful_close_leaves_the_peer_to_close_the_connection_first) {
     // Our close_notify goes at once, but our FIN waits for the peer's close_notify: the peer's
     // FIN goes first, so the TIME_WAIT is the peer's (the server's), not the client's.
-    asio::io_context io;
-    openssl_peer peer(io);
-    auto tcp = make_layer(post_plugin_tcp(), io);
-    log_capture log;
-    auto tls = make_tls(io, client_options(), &log);
-    auto client = std::make_shared<flow_recorder>();
-    auto c = open_tls_client(*tcp, *tls, peer.port(), client);
-    BOOST_REQUIRE(run_until(io, [&] { return client->ready || client->closed; }));
-    BOOST_REQUIRE_MESSAGE(client->ready, (client->closed ? client->closed->reason : ""));
-    c->close();
+    closing_client t;
+    auto& io = t.io;
+    auto& log = t.log;
+    auto& peer = t.peer;
+    auto& client = t.client;
     BOOST_REQUIRE(run_until(io, [&] { return peer.read_end.has_value(); }));
     BOOST_TEST((*peer.read_end == asio::error::eof), peer.read_end->message());
     BOOST_TEST(!*peer.fin_with_close_notify, "the client sent its FIN with close_notify");
@@ -419,16 +431,11 @@ BOOST_AUTO_TEST_CASE(graceful_close_leaves_the_peer_to_close_the_connection_firs
 }
 
 BOOST_AUTO_TEST_CASE(graceful_close_to_a_peer_that_never_answers_ends_after_the_grace) {
-    asio::io_context io;
-    openssl_peer peer(io); // reads our close_notify, then neither answers nor closes
-    auto tcp = make_layer(post_plugin_tcp(), io);
-    log_capture log;
-    auto tls = make_tls(io, client_options(), &log);
-    auto client = std::make_shared<flow_recorder>();
-    auto c = open_tls_client(*tcp, *tls, peer.port(), client);
-    BOOST_REQUIRE(run_until(io, [&] { return client->ready || client->closed; }));
-    BOOST_REQUIRE_MESSAGE(client->ready, (client->closed ? client->closed->reason : ""));
-    c->close();
+    closing_client t; // the peer reads our close_notify, then neither answers nor closes
+    auto& io = t.io;
+    auto& log = t.log;
+    auto& peer = t.peer;
+    auto& client = t.client;
     // The tls grace (2 s), then the tcp layer's own for the peer's FIN (2 s).
     BOOST_REQUIRE(run_until(
         io, [&] { return client->closed.has_value(); }, std::chrono::seconds(15)));
