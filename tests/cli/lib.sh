@@ -31,7 +31,14 @@ require_layer() {
 }
 
 # A port that nothing listens on right now (for the "connection refused" test).
-random_port() { echo $((20000 + RANDOM % 20000)); }
+# A port below the kernel's ephemeral range: one inside it may be the local port of some
+# connection (another test's client), and binding it then fails for one protocol only.
+random_port() {
+    local low=32768 high
+    read -r low high </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+    ((low > 12000)) || low=32768
+    echo $((10000 + RANDOM % (low - 10000)))
+}
 
 have_ipv6() { grep -q '^00000000000000000000000000000001' /proc/net/if_inet6 2>/dev/null; }
 

@@ -12,3 +12,15 @@ timeout 15 "$POST" connect "tcp://127.0.0.1:$port" </dev/null >"$TMP/out" 2>"$TM
 grep -qi "refused" "$TMP/err" || fail "no reason on stderr: $(cat "$TMP/err")"
 grep -q "127.0.0.1:$port" "$TMP/err" || fail "the failed attempt is not listed: $(cat "$TMP/err")"
 pass "connection refused: $(head -3 "$TMP/err")"
+
+# Listening on a port another program holds for TCP fails by name, instead of listening over
+# the default policy's other stacks alone.
+start_listener tcp:// 127.0.0.1
+taken=${LURL#tcp://}
+rc=0
+timeout 15 "$POST" listen "$taken" </dev/null >"$TMP/out" 2>"$TMP/err" || rc=$?
+[[ $rc == 1 ]] || fail "listen on a taken port: expected exit code 1, got $rc: $(cat "$TMP/err")"
+grep -q "the port is taken" "$TMP/err" || fail "no reason on stderr: $(cat "$TMP/err")"
+grep -q "tcp\] on $taken" "$TMP/err" || fail "the taken stack is not named: $(cat "$TMP/err")"
+stop_listener
+pass "listen on a taken port: $(head -2 "$TMP/err" | tr '\n' ' ')"

@@ -279,6 +279,29 @@ BOOST_FIXTURE_TEST_CASE(garbage_from_a_peer_is_a_protocol_error, fixture) {
     BOOST_TEST(received.empty());
 }
 
+BOOST_FIXTURE_TEST_CASE(a_port_another_socket_holds_fails_the_listen_by_name, fixture) {
+    // A policy that listens over [framer, tcp] and [udp] on one port. With TCP taken by
+    // another program, listening over UDP alone would split the port's clients between two
+    // servers: listen() fails instead, naming the stack and the reason, and binds nothing.
+    const auto both = post::policy::parse(
+        "version: 1\nname: both\nselection:\n  reliability: no-preference\n", "both.yaml");
+    asio::ip::tcp::acceptor other(io, {asio::ip::make_address("127.0.0.1"), 0});
+    const auto port = std::to_string(other.local_endpoint().port());
+    try {
+        auto l = post::listen(ctx, post::local::parse("127.0.0.1:" + port), both);
+        BOOST_FAIL("listen succeeded on a taken port, over " << l.stacks().size() << " stacks");
+    } catch (const boost::system::system_error& e) {
+        const std::string what = e.what();
+        BOOST_TEST(what.find("the port is taken") != std::string::npos, what);
+        BOOST_TEST(what.find("tcp] on 127.0.0.1:" + port) != std::string::npos, what);
+    }
+    // Once the other program is gone, both stacks listen on the port.
+    other.close();
+    auto l = post::listen(ctx, post::local::parse("127.0.0.1:" + port), both);
+    BOOST_TEST(l.stacks().size() == 2u);
+    BOOST_TEST(l.left_out().empty());
+}
+
 BOOST_FIXTURE_TEST_CASE(async_accept_and_trace_events, fixture) {
     std::vector<post::trace_event::kind> kinds;
     ctx.on_trace([&](const post::trace_event& e) { kinds.push_back(e.what); });

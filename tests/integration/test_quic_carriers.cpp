@@ -221,6 +221,27 @@ BOOST_AUTO_TEST_CASE(an_untrusted_server_is_refused_with_the_reason) {
     BOOST_TEST(server.carriers == 0);
 }
 
+BOOST_AUTO_TEST_CASE(a_stack_that_cannot_be_set_up_is_left_out_of_the_listener_by_name) {
+    // The quic layer cannot read its certificate, so [quic, udp] is left out, with why; the
+    // listener still serves [framer, tcp].
+    loopback_fixture f;
+    auto p = policy::parse("version: 1\nname: two\nstacks:\n  - [framer, tcp]\n  - [quic, udp]\n"
+                           "protocols:\n  quic: { cert-file: /nonexistent/cert.pem, key-file: " +
+                               pki().server.key + " }\n",
+                           "two.yaml");
+    echo_server server(f.ctx, p);
+    BOOST_TEST(server.l.stacks() == (std::vector<std::vector<std::string>>{{"framer", "tcp"}}));
+    const auto left = server.l.left_out();
+    BOOST_REQUIRE_EQUAL(left.size(), 1u);
+    BOOST_TEST(left[0].starts_with("[quic, udp]: "), left[0]);
+    BOOST_TEST(left[0].find("/nonexistent/cert.pem") != std::string::npos, left[0]);
+    auto got = exchange(f.io, f.ctx,
+                        remote::from_url("tcp://127.0.0.1:" + std::to_string(port_of(server.l))),
+                        policy::defaults(), {"still here"}, "framer");
+    BOOST_REQUIRE(std::holds_alternative<std::vector<std::string>>(got));
+    BOOST_TEST(std::get<std::vector<std::string>>(got).at(0) == "still here");
+}
+
 BOOST_AUTO_TEST_CASE(forked_carriers_are_streams_of_one_connection) {
     loopback_fixture f;
     trace_counts counts(f.ctx);

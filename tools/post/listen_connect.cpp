@@ -316,6 +316,8 @@ int run_listen(const global_options& g, const listen_options& o) {
                                  join_stack(names, ", ")));
         }
     }
+    for (const auto& why : l.left_out())
+        err_line("post: warning: not listening over " + why);
 
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](boost::system::error_code ec, int) {

@@ -40,6 +40,10 @@ public:
     std::vector<sdk::endpoint> local_endpoints() const;
     /// The stacks it accepts, top layer first.
     std::vector<std::vector<std::string>> stacks() const;
+    /// The policy's stacks that do not listen, as "stack: why" (a layer that cannot be set up
+    /// with its options, or a bottom layer that could bind no address); empty when all do.
+    /// A port that another socket holds is not among them: listen() fails instead.
+    std::vector<std::string> left_out() const;
     void close();
     boost::asio::any_io_executor get_executor() const;
 

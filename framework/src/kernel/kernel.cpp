@@ -111,6 +111,9 @@ std::vector<sdk::endpoint> listener::local_endpoints() const {
 std::vector<std::vector<std::string>> listener::stacks() const {
     return impl_->stacks();
 }
+std::vector<std::string> listener::left_out() const {
+    return impl_->left_out();
+}
 void listener::close() {
     impl_->close();
 }

@@ -74,24 +74,32 @@ void listener_impl::open(const local& where, const std::vector<candidate_stack>&
         addresses = {asio::ip::address_v6::any(), asio::ip::address_v4::any()};
     }
 
-    std::string failures;
+    // A stack that binds no address is left out, with why, while the others listen; unless
+    // the port is taken: then another server is there, and listening on only some of the
+    // protocols at that port would split its clients between two programs.
+    std::string failures, taken;
     for (const auto* s : chosen) {
         error err;
         auto instance = make_stack(*ctx_, policy_->effective, s->layers, err);
         if (!instance) {
             failures += "\n  " + join_stack(s->layers) + ": " + err.reason;
+            left_out_.push_back(join_stack(s->layers) + ": " + err.reason);
             continue;
         }
         std::uint16_t port = where.port;
+        std::string why, first_reason;
+        bool any = false, in_use = false;
         for (const auto& a : addresses) {
             sdk::flow_error ferr;
             sdk::endpoint ep{a, port};
             auto acc = instance->layers.back()->listen(ep, ferr);
             if (!acc) {
-                failures +=
-                    "\n  " + instance->label() + " on " + ep.to_string() + ": " + ferr.reason;
+                why += "\n  " + instance->label() + " on " + ep.to_string() + ": " + ferr.reason;
+                if (first_reason.empty()) first_reason = ferr.reason;
+                in_use = in_use || ferr.code == std::errc::address_in_use;
                 continue;
             }
+            any = true;
             auto sink = std::make_shared<acceptor_sink>(weak_from_this(), bound_.size());
             acc->set_events(sink);
             ep = acc->local_endpoint();
@@ -105,11 +113,23 @@ void listener_impl::open(const local& where, const std::vector<candidate_stack>&
                                    instance->names,
                                    {}});
         }
+        // Some addresses may fail while others bind (a wildcard of a family the host lacks,
+        // or [::] already covering 0.0.0.0): only a stack that binds none is left out.
+        if (any) continue;
+        failures += why;
+        if (in_use) taken += why;
+        left_out_.push_back(instance->label() + ": " + first_reason);
     }
-    if (bound_.empty())
+    if (!taken.empty() || bound_.empty()) {
+        for (auto& b : std::exchange(bound_, {}))
+            b.acceptor->close();
+        ctx_->release(this);
         throw boost::system::system_error(
             make_error_code(errc::establishment_failed),
-            "could not listen:" + (failures.empty() ? std::string(" no stack") : failures));
+            !taken.empty()
+                ? "could not listen: the port is taken" + taken
+                : "could not listen:" + (failures.empty() ? std::string(" no stack") : failures));
+    }
 }
 
 void listener_impl::accepted(std::size_t index, std::shared_ptr<sdk::flow> flow) {
@@ -275,6 +295,10 @@ std::vector<sdk::endpoint> listener_impl::endpoints() const {
     for (const auto& b : bound_)
         out.push_back(b.where);
     return out;
+}
+
+std::vector<std::string> listener_impl::left_out() const {
+    return left_out_;
 }
 
 std::vector<std::vector<std::string>> listener_impl::stacks() const {

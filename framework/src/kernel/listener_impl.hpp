@@ -35,6 +35,7 @@ public:
 
     std::vector<sdk::endpoint> endpoints() const;
     std::vector<std::vector<std::string>> stacks() const;
+    std::vector<std::string> left_out() const;
     boost::asio::any_io_executor executor() const { return ctx_->executor; }
 
 private:
@@ -57,6 +58,7 @@ private:
     std::shared_ptr<context_state> ctx_;
     std::shared_ptr<const merged_policy> policy_; ///< Shared with the accepted carriers.
     std::vector<bound> bound_;
+    std::vector<std::string> left_out_; ///< "stack: why" for each stack that does not listen.
     std::set<std::shared_ptr<carrier_impl>> establishing_;
     std::vector<std::weak_ptr<carrier_impl>> live_;
     std::deque<carrier> backlog_;
