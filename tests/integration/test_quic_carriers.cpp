@@ -242,6 +242,37 @@ BOOST_AUTO_TEST_CASE(a_stack_that_cannot_be_set_up_is_left_out_of_the_listener_b
     BOOST_TEST(std::get<std::vector<std::string>>(got).at(0) == "still here");
 }
 
+BOOST_AUTO_TEST_CASE(a_stack_that_cannot_serve_stops_listening_at_its_first_peer) {
+    // No certificate: the quic layer sets up (a client needs none) and udp binds, but the
+    // first peer shows that the stack cannot take the server role. The listener says so once
+    // and stops listening over it, so the next clients are refused at once instead of waiting
+    // for an answer until their deadline.
+    loopback_fixture f;
+    auto p = policy::parse("version: 1\nname: nocert\nstacks:\n  - [quic, udp]\n", "nocert.yaml");
+    auto l = listen(f.ctx, local::parse("127.0.0.1:0"), p);
+    const auto port = port_of(l);
+    std::vector<error> errors;
+    l.on_error([&](const error& e) { errors.push_back(e); });
+    BOOST_TEST(l.left_out().empty());
+    const auto where = remote::from_url("quic://localhost:" + std::to_string(port));
+    auto first = initiate(f.ctx, where, quic_policy());
+    run_until(f.io, [&] { return !errors.empty(); });
+    BOOST_TEST(errors.size() == 1u);
+    BOOST_TEST(errors[0].reason.find("no longer listening over [quic, udp]") != std::string::npos,
+               errors[0].reason);
+    BOOST_TEST(errors[0].reason.find("needs a certificate") != std::string::npos, errors[0].reason);
+    BOOST_REQUIRE_EQUAL(l.left_out().size(), 1u);
+    BOOST_TEST(l.left_out()[0].starts_with("[quic, udp]: "), l.left_out()[0]);
+    BOOST_TEST(l.stacks().empty());
+
+    // A later client fails with an error, not a wait for its deadline.
+    std::optional<error> failed;
+    auto second = initiate(f.ctx, where, quic_policy());
+    second.on_error([&](const error& e) { failed = e; });
+    run_until(f.io, [&] { return failed.has_value(); });
+    BOOST_TEST(errors.size() == 1u); // said once
+}
+
 BOOST_AUTO_TEST_CASE(forked_carriers_are_streams_of_one_connection) {
     loopback_fixture f;
     trace_counts counts(f.ctx);

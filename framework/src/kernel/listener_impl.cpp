@@ -133,7 +133,7 @@ void listener_impl::open(const local& where, const std::vector<candidate_stack>&
 }
 
 void listener_impl::accepted(std::size_t index, std::shared_ptr<sdk::flow> flow) {
-    if (closed_ || index >= bound_.size() || !flow) {
+    if (closed_ || index >= bound_.size() || bound_[index].stopped || !flow) {
         if (flow) flow->abort();
         return;
     }
@@ -149,9 +149,11 @@ void listener_impl::accepted(std::size_t index, std::shared_ptr<sdk::flow> flow)
     params.remote = fi.remote;
     params.local = fi.local;
     error err;
-    auto top = build_flows(*ctx_, *b.stack, params, flow, err);
+    std::error_code layer_code;
+    auto top = build_flows(*ctx_, *b.stack, params, flow, err, &layer_code);
     if (!top) {
         flow->abort();
+        if (layer_code == std::errc::invalid_argument) return leave_out(index, err);
         if (on_error) on_error(err);
         return;
     }
@@ -164,6 +166,28 @@ void listener_impl::accepted(std::size_t index, std::shared_ptr<sdk::flow> flow)
     auto t = std::make_shared<transient_impl>(b.stack, fi.remote.to_string());
     t->attach(c, top);
     establish(std::move(c), std::move(t), fi.remote.to_string());
+}
+
+void listener_impl::leave_out(std::size_t index, const error& why) {
+    // A layer whose options refuse the server role (quic or tls without a certificate)
+    // refuses every peer alike. Listening on would leave each client waiting for an answer
+    // until its deadline and report the same error for every packet; closed, the port
+    // refuses them at once (ICMP for UDP, a reset for TCP).
+    const auto stack = bound_[index].stack;
+    for (auto& b : bound_)
+        if (b.stack == stack && !b.stopped) {
+            b.stopped = true;
+            b.acceptor->close();
+        }
+    left_out_.push_back(stack->label() + ": " + why.reason);
+    ctx_->emit(trace_event{trace_event::kind::accepted,
+                           std::chrono::steady_clock::now(),
+                           {},
+                           stack->names,
+                           "refused: no longer listening: " + why.reason});
+    if (on_error)
+        on_error({make_error_code(errc::plugin_error),
+                  "no longer listening over " + stack->label() + ": " + why.reason});
 }
 
 bool listener_impl::over_limit(const std::string& peer, const std::vector<std::string>& stack,
@@ -237,7 +261,7 @@ void listener_impl::ready(std::shared_ptr<carrier_impl> c) {
 }
 
 void listener_impl::acceptor_closed(std::size_t index, const sdk::flow_error& e) {
-    if (closed_ || !e) return;
+    if (closed_ || !e || (index < bound_.size() && bound_[index].stopped)) return;
     std::string where = index < bound_.size() ? bound_[index].where.to_string() : "?";
     if (on_error)
         on_error({make_error_code(errc::closed), "listener on " + where + ": " + e.reason});
@@ -293,7 +317,7 @@ void listener_impl::shutdown() noexcept {
 std::vector<sdk::endpoint> listener_impl::endpoints() const {
     std::vector<sdk::endpoint> out;
     for (const auto& b : bound_)
-        out.push_back(b.where);
+        if (!b.stopped) out.push_back(b.where);
     return out;
 }
 
@@ -304,7 +328,8 @@ std::vector<std::string> listener_impl::left_out() const {
 std::vector<std::vector<std::string>> listener_impl::stacks() const {
     std::vector<std::vector<std::string>> out;
     for (const auto& b : bound_)
-        if (out.empty() || out.back() != b.stack->names) out.push_back(b.stack->names);
+        if (!b.stopped && (out.empty() || out.back() != b.stack->names))
+            out.push_back(b.stack->names);
     return out;
 }
 

@@ -44,7 +44,10 @@ private:
         std::shared_ptr<sdk::acceptor> acceptor;
         std::shared_ptr<sdk::acceptor_events> sink;
         sdk::endpoint where;
+        bool stopped = false; ///< Left out after it listened (leave_out).
     };
+    /// The stack of bound_[index] cannot serve any peer: stop listening over it.
+    void leave_out(std::size_t index, const error& why);
     void ready(std::shared_ptr<carrier_impl> c);
     /// Wait for `c` to be ready, then hand it out (or report why it failed).
     void establish(std::shared_ptr<carrier_impl> c, std::shared_ptr<transient_impl> t,

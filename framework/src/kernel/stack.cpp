@@ -49,7 +49,8 @@ std::shared_ptr<stack_instance> make_stack(context_state& ctx, const policy& p,
 
 std::shared_ptr<sdk::flow> build_flows(context_state& ctx, const stack_instance& stack,
                                        const sdk::open_params& params,
-                                       std::shared_ptr<sdk::flow> bottom, error& err) {
+                                       std::shared_ptr<sdk::flow> bottom, error& err,
+                                       std::error_code* layer_code) {
     if (stack.layers.empty()) {
         err = {make_error_code(errc::no_candidate), "empty stack"};
         return nullptr;
@@ -63,6 +64,7 @@ std::shared_ptr<sdk::flow> build_flows(context_state& ctx, const stack_instance&
         if (!current) {
             err = {make_error_code(errc::plugin_error),
                    stack.names[i] + ": " + (ferr.reason.empty() ? "open failed" : ferr.reason)};
+            if (layer_code) *layer_code = ferr.code;
             return nullptr;
         }
         current = ctx.registry.pin(stack.names[i], std::move(current));
@@ -75,6 +77,7 @@ std::shared_ptr<sdk::flow> build_flows(context_state& ctx, const stack_instance&
         if (!upper) {
             err = {make_error_code(errc::plugin_error),
                    stack.names[i] + ": " + (ferr.reason.empty() ? "open failed" : ferr.reason)};
+            if (layer_code) *layer_code = ferr.code;
             current->abort();
             return nullptr;
         }

@@ -27,9 +27,12 @@ std::shared_ptr<stack_instance> make_stack(context_state& ctx, const policy& p,
 
 /// Build the flow chain: open the bottom layer (or take `bottom`, an accepted flow), then wrap
 /// each layer above it. Returns the top flow, not yet started.
+/// On failure `err` says which layer refused and why; `layer_code`, when given, gets that
+/// layer's own code (std::errc::invalid_argument: its options do not allow this at all).
 std::shared_ptr<sdk::flow> build_flows(context_state& ctx, const stack_instance& stack,
                                        const sdk::open_params& params,
-                                       std::shared_ptr<sdk::flow> bottom, error& err);
+                                       std::shared_ptr<sdk::flow> bottom, error& err,
+                                       std::error_code* layer_code = nullptr);
 
 std::string join_stack(const std::vector<std::string>& names);
 
