@@ -82,8 +82,8 @@ void listener_impl::open(const local& where, const std::vector<candidate_stack>&
         error err;
         auto instance = make_stack(*ctx_, policy_->effective, s->layers, err);
         if (!instance) {
-            failures += "\n  " + join_stack(s->layers) + ": " + err.reason;
             left_out_.push_back(join_stack(s->layers) + ": " + err.reason);
+            failures += "\n  " + left_out_.back();
             continue;
         }
         std::uint16_t port = where.port;

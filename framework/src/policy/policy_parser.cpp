@@ -233,15 +233,18 @@ void parse_connection(const YAML::Node& node, policy& p, diagnostics_sink& sink)
         } else if (e.name == "direction") {
             auto text = expect_scalar(e.value, "connection.direction", sink);
             if (!text) continue;
-            const std::vector<std::string_view> names{"bidirectional", "unidirectional-send",
-                                                      "unidirectional-receive"};
-            if (*text == names[0])
-                c.direction = sdk::flow_direction::bidirectional;
-            else if (*text == names[1])
-                c.direction = sdk::flow_direction::send_only;
-            else if (*text == names[2])
-                c.direction = sdk::flow_direction::receive_only;
-            else
+            // The policy's names are the SDK's own (sdk::to_string(flow_direction)).
+            std::vector<std::string_view> names;
+            bool known = false;
+            for (auto d : {sdk::flow_direction::bidirectional, sdk::flow_direction::send_only,
+                           sdk::flow_direction::receive_only}) {
+                names.push_back(sdk::to_string(d));
+                if (*text == names.back()) {
+                    c.direction = d;
+                    known = true;
+                }
+            }
+            if (!known)
                 sink.error(e.value, "connection.direction must be bidirectional, "
                                     "unidirectional-send or unidirectional-receive, got '" +
                                         *text + "'" + did_you_mean(*text, names));
