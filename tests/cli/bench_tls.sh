@@ -55,3 +55,21 @@ PY
 pass "bench tls --rounds"
 "$POST" bench tls --rounds 0 >/dev/null 2>&1 && fail "accepted --rounds 0"
 pass "bench tls rejects --rounds 0"
+
+# --tls-version tls1.2: both contenders pinned to TLS 1.2 (checked from what they negotiated),
+# and the resumed loop resumes.
+timeout 100 "$POST" bench tls --json --only handshakes --seconds 0.1 --tls-version tls1.2 \
+    >"$TMP/tls12.json" 2>"$TMP/err" ||
+    fail "bench tls --tls-version tls1.2 exited $?: $(cat "$TMP/err")"
+python3 - "$TMP/tls12.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+assert doc["tls_version"] == "TLSv1.2", doc["tls_version"]
+assert doc["cipher_suite"] == "ECDHE-ECDSA-AES128-GCM-SHA256", doc["cipher_suite"]
+for side in ("post", "asio"):
+    assert doc["resumed_fraction"][side] == 1, (side, doc["resumed_fraction"])
+    assert doc["full_handshakes_per_s"][side] > 0, (side, doc["full_handshakes_per_s"])
+PY
+pass "bench tls --tls-version tls1.2"
+"$POST" bench tls --tls-version tls1.1 >/dev/null 2>&1 && fail "accepted --tls-version tls1.1"
+pass "bench tls rejects --tls-version tls1.1"

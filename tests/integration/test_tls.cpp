@@ -195,6 +195,42 @@ BOOST_AUTO_TEST_CASE(resumption_and_early_data_between_our_client_and_server) {
     BOOST_TEST(server_flow.events->order.at(1) == "recv");
 }
 
+// TLS 1.2 hands the session over inside the handshake (RFC 5077 ticket, then Finished), so the
+// store holds it once the carrier is ready; the next carrier's abbreviated handshake resumes it.
+// There is no early data in TLS 1.2: an idempotent first message waits for the handshake.
+BOOST_AUTO_TEST_CASE(tls12_resumes_from_the_stored_ticket) {
+    tls_pair t(with(server_options(), "early-data", true),
+               with(client_options(), "max-version", std::string("tls1.2")));
+    auto store = std::make_shared<memory_store>();
+    {
+        auto client = std::make_shared<flow_recorder>();
+        auto c = t.connect(client, "localhost", store);
+        BOOST_REQUIRE(t.wait([&] { return client->ready || client->closed; }));
+        BOOST_REQUIRE(client->ready);
+        BOOST_TEST(store->blobs.count("tls/localhost/") == 1u);
+        BOOST_TEST(!summary_of(c).resumed);
+        BOOST_TEST(t.client_log.contains("full handshake (no ticket)"));
+        c->close();
+        BOOST_REQUIRE(t.wait([&] { return client->closed.has_value(); }));
+    }
+
+    auto client = std::make_shared<flow_recorder>();
+    auto c = t.connect(client, "localhost", store, /*start=*/false);
+    BOOST_TEST(!(c->info().capabilities & sdk::cap_early_data));
+    sdk::send_meta m = meta(3);
+    m.idempotent = true;
+    c->send(bytes("again"), m);
+    c->start();
+    BOOST_REQUIRE(t.wait([&] { return client->stream.size() == 5 || client->closed; }));
+    BOOST_TEST(text(client->stream) == "again");
+    const auto& s = summary_of(c);
+    BOOST_TEST(s.resumed);
+    BOOST_TEST(s.version == "TLSv1.2");
+    BOOST_TEST((s.early == early_data::not_tried));
+    BOOST_TEST(t.client_log.contains("resumed session"));
+    BOOST_TEST((summary_of(t.server->accepted.back().flow).resumed));
+}
+
 BOOST_AUTO_TEST_CASE(early_data_refused_by_our_server_is_sent_again_once) {
     // The server issues tickets but does not accept early data; the ticket comes from a server
     // that did (same certificate and settings otherwise), so the client tries.

@@ -5,9 +5,10 @@
 // runs both clients, and all timing is taken on the client thread. The servers follow the same
 // rules for both contenders: a 64-byte message is echoed, a 1-byte message is answered with a
 // 1-byte acknowledgement, any other message is dropped; a peer's close_notify is answered with
-// ours. Both contenders are pinned to TLS 1.3 and one cipher suite, use the same certificate and
-// verify it the same way (chain against the test CA, then the IP address 127.0.0.1); the suite and
-// version actually negotiated are checked, not assumed.
+// ours. Both contenders are pinned to one TLS version (1.3 unless --tls-version says 1.2) and one
+// cipher suite, use the same certificate and verify it the same way (chain against the test CA,
+// then the IP address 127.0.0.1); the suite and version actually negotiated are checked, not
+// assumed.
 //
 // The certificates (a CA and a server certificate for 127.0.0.1; ECDSA P-256, or RSA 2048 with
 // --key-type rsa) are made with the OpenSSL API at start and written to a private temporary
@@ -47,9 +48,26 @@ using namespace bench;
 using boost::asio::ip::tcp;
 namespace ssl = boost::asio::ssl;
 
-constexpr const char* cipher_suite = "TLS_AES_128_GCM_SHA256";
-constexpr const char* tls_version = "TLSv1.3";
 constexpr const char* server_ip = "127.0.0.1";
+
+/// The version and suite both contenders are pinned to. A TLS 1.3 resumption still runs an
+/// (EC)DHE exchange (psk_dhe_ke); a TLS 1.2 one runs none, so the two versions save different
+/// shares of a full handshake.
+struct tls_pin {
+    std::string policy_version; ///< our tls layer's min-/max-version value: tls1.2, tls1.3
+    int openssl_version = TLS1_3_VERSION;
+    std::string negotiated_version; ///< as SSL_get_version names it: TLSv1.2, TLSv1.3
+    std::string suite;              ///< as SSL_get_cipher_name names it
+
+    static tls_pin for_options(const std::string& version, const std::string& key_type) {
+        if (version == "tls1.2")
+            return {version, TLS1_2_VERSION, "TLSv1.2",
+                    key_type == "rsa" ? "ECDHE-RSA-AES128-GCM-SHA256"
+                                      : "ECDHE-ECDSA-AES128-GCM-SHA256"};
+        return {version, TLS1_3_VERSION, "TLSv1.3", "TLS_AES_128_GCM_SHA256"};
+    }
+    bool tls13() const { return openssl_version == TLS1_3_VERSION; }
+};
 
 /// Handshakes per second, and how many of them resumed a session.
 struct handshake_rate {
@@ -162,7 +180,8 @@ private:
 
 enum class tls_role { server, client };
 
-post::policy bench_policy(const post::plugin_registry& reg, const bench_pki& pki, tls_role role) {
+post::policy bench_policy(const post::plugin_registry& reg, const bench_pki& pki,
+                          const tls_pin& pin, tls_role role) {
     if (!reg.find_layer("tls"))
         throw std::runtime_error("post bench tls: the tls layer is not loaded (is libpost-tls.so "
                                  "in the plugin path? see `post plugins`)");
@@ -172,9 +191,9 @@ post::policy bench_policy(const post::plugin_registry& reg, const bench_pki& pki
     p.name = "bench tls";
     p.stacks = {{{"framer", "tls", "tcp"}, here}};
     auto& tls = p.protocols["tls"];
-    tls["min-version"] = opt("tls1.3");
-    tls["max-version"] = opt("tls1.3");
-    tls["ciphersuites"] = opt(cipher_suite);
+    tls["min-version"] = opt(pin.policy_version);
+    tls["max-version"] = opt(pin.policy_version);
+    tls[pin.tls13() ? "ciphersuites" : "ciphers"] = opt(pin.suite);
     if (role == tls_role::server) {
         tls["cert-file"] = opt(pki.cert_file());
         tls["key-file"] = opt(pki.key_file());
@@ -329,25 +348,26 @@ struct post_client : post_workload {
 
 using tls_stream = ssl::stream<tcp::socket>;
 
-void pin_tls13(SSL_CTX* ctx) {
-    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
-    SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
-    if (SSL_CTX_set_ciphersuites(ctx, cipher_suite) != 1)
-        throw std::runtime_error(fmt::format("post bench tls: OpenSSL refuses {}", cipher_suite));
+void pin(SSL_CTX* ctx, const tls_pin& p) {
+    SSL_CTX_set_min_proto_version(ctx, p.openssl_version);
+    SSL_CTX_set_max_proto_version(ctx, p.openssl_version);
+    if ((p.tls13() ? SSL_CTX_set_ciphersuites(ctx, p.suite.c_str())
+                   : SSL_CTX_set_cipher_list(ctx, p.suite.c_str())) != 1)
+        throw std::runtime_error(fmt::format("post bench tls: OpenSSL refuses {}", p.suite));
     // As our tls layer does.
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
 }
 
-void make_server_context(ssl::context& c, const bench_pki& pki) {
-    pin_tls13(c.native_handle());
+void make_server_context(ssl::context& c, const bench_pki& pki, const tls_pin& p) {
+    pin(c.native_handle(), p);
     c.use_certificate_chain_file(pki.cert_file());
     c.use_private_key_file(pki.key_file(), ssl::context::pem);
     static const unsigned char sid_context[] = "post-bench-tls";
     SSL_CTX_set_session_id_context(c.native_handle(), sid_context, sizeof(sid_context) - 1);
 }
 
-void make_client_context(ssl::context& c, const bench_pki& pki) {
-    pin_tls13(c.native_handle());
+void make_client_context(ssl::context& c, const bench_pki& pki, const tls_pin& p) {
+    pin(c.native_handle(), p);
     c.load_verify_file(pki.ca_file());
     c.set_verify_mode(ssl::verify_peer);
 }
@@ -438,9 +458,9 @@ private:
 
 class asio_server {
 public:
-    asio_server(boost::asio::io_context& io, const bench_pki& pki)
+    asio_server(boost::asio::io_context& io, const bench_pki& pki, const tls_pin& p)
         : acceptor_(io, tcp::endpoint(boost::asio::ip::make_address(server_ip), 0)) {
-        make_server_context(ctx_, pki);
+        make_server_context(ctx_, pki, p);
         acceptor_.listen(4096);
     }
     tcp::endpoint endpoint() const { return acceptor_.local_endpoint(); }
@@ -691,6 +711,8 @@ struct bench_options {
     bool json = false;
     /// The certificates' key type: ec (ECDSA P-256) or rsa (RSA 2048).
     std::string key_type = "ec";
+    /// The TLS version both contenders are pinned to: tls1.3 (default) or tls1.2.
+    std::string tls_version = "tls1.3";
     /// Phases to run (throughput, rtt, handshakes); empty = all. Skipped ones print as n/a.
     std::vector<std::string> only;
     bool runs(std::string_view phase) const {
@@ -709,12 +731,12 @@ struct bench_options {
 };
 
 /// Both contenders must have negotiated what the benchmark pins, or the comparison is void.
-void check_negotiated(const std::string& who, const std::string& summary) {
+void check_negotiated(const std::string& who, const std::string& summary, const tls_pin& p) {
     if (summary.empty()) return; // no handshake in the phases that ran
-    if (summary.find(tls_version) == std::string::npos ||
-        summary.find(cipher_suite) == std::string::npos)
+    if (summary.find(p.negotiated_version) == std::string::npos ||
+        summary.find(p.suite) == std::string::npos)
         throw std::runtime_error(fmt::format("post bench tls: {} negotiated '{}', not {} with {}",
-                                             who, summary, tls_version, cipher_suite));
+                                             who, summary, p.negotiated_version, p.suite));
 }
 
 /// The median rate of loop `i` over the rounds (count and resumed from that round).
@@ -751,6 +773,7 @@ int run_bench(const global_options& g, const bench_options& o) {
     constexpr int handshake_warmup = 20;
 
     const bench_pki pki(o.key_type);
+    const auto pinned = tls_pin::for_options(o.tls_version, o.key_type);
     io_thread server_thread, client_thread;
     post::context server_ctx(server_thread.io, context_options_for(g));
     post::context client_ctx(client_thread.io, context_options_for(g));
@@ -759,7 +782,7 @@ int run_bench(const global_options& g, const bench_options& o) {
     tls_log_watch watch;
     watch.attach(client_ctx);
 
-    auto server_policy = bench_policy(server_ctx.plugins(), pki, tls_role::server);
+    auto server_policy = bench_policy(server_ctx.plugins(), pki, pinned, tls_role::server);
     auto loopback = post::local{boost::asio::ip::make_address(server_ip), 0, {}};
     auto need_tls = post::constraint_for_scheme("tls");
     need_tls.origin = "post bench tls";
@@ -769,13 +792,13 @@ int run_bench(const global_options& g, const bench_options& o) {
     auto endpoints = listener.local_endpoints();
     if (endpoints.empty()) throw std::runtime_error("the post listener has no local endpoint");
     post_client post_cli{{client_ctx, post::remote::from_endpoint(endpoints.front()),
-                          bench_policy(client_ctx.plugins(), pki, tls_role::client)},
+                          bench_policy(client_ctx.plugins(), pki, pinned, tls_role::client)},
                          watch};
 
-    asio_server asio_srv(server_thread.io, pki);
+    asio_server asio_srv(server_thread.io, pki, pinned);
     asio_srv.start();
     ssl::context asio_client_ctx(ssl::context::tls_client);
-    make_client_context(asio_client_ctx, pki);
+    make_client_context(asio_client_ctx, pki, pinned);
     std::string asio_summary;
     asio_client asio_cli{client_thread.io, asio_srv.endpoint(), asio_client_ctx, asio_summary};
 
@@ -795,8 +818,9 @@ int run_bench(const global_options& g, const bench_options& o) {
         err_line(fmt::format("post bench tls: {:.1f} s bulk per side, {} round trips, {:.1f} s of "
                              "handshakes per kind; [framer, tls, tcp] vs Asio ssl::stream, {} {}, "
                              "{} certificates",
-                             o.seconds, round_trip_count, handshake_time.count(), tls_version,
-                             cipher_suite, o.key_type == "rsa" ? "RSA 2048" : "ECDSA P-256"));
+                             o.seconds, round_trip_count, handshake_time.count(),
+                             pinned.negotiated_version, pinned.suite,
+                             o.key_type == "rsa" ? "RSA 2048" : "ECDSA P-256"));
 
     pair_result tput, p50, p99;
     handshake_rate full_post, full_asio, resumed_post, resumed_asio;
@@ -857,8 +881,8 @@ int run_bench(const global_options& g, const bench_options& o) {
     server_thread.stop();
 
     const std::string post_summary = watch.summary();
-    check_negotiated("our tls layer", post_summary);
-    check_negotiated("Asio's ssl::stream", asio_summary);
+    check_negotiated("our tls layer", post_summary, pinned);
+    check_negotiated("Asio's ssl::stream", asio_summary, pinned);
 
     const pair_result full{full_post.per_s, full_asio.per_s};
     const pair_result resumed{resumed_post.per_s, resumed_asio.per_s};
@@ -890,8 +914,8 @@ int run_bench(const global_options& g, const bench_options& o) {
             {"seconds", o.seconds},
             {"round_trips", round_trip_count},
             {"stack", {"framer", "tls", "tcp"}},
-            {"tls_version", tls_version},
-            {"cipher_suite", cipher_suite},
+            {"tls_version", pinned.negotiated_version},
+            {"cipher_suite", pinned.suite},
             {"key_type", o.key_type},
             {"targets",
              {{"throughput_ratio_min", throughput_target},
@@ -940,7 +964,8 @@ int run_bench(const global_options& g, const bench_options& o) {
 void add_bench_tls(CLI::App& bench, const global_options& g, runner& run) {
     auto o = std::make_shared<bench_options>();
     auto* t = bench.add_subcommand(
-        "tls", "post over [framer, tls, tcp] versus Boost.Asio ssl::stream (TLS 1.3, one suite)");
+        "tls", "post over [framer, tls, tcp] versus Boost.Asio ssl::stream (one TLS version, one "
+               "suite)");
     t->fallthrough();
     t->add_flag("--json", o->json, "Print one JSON object");
     t->add_option("--seconds", o->seconds,
@@ -950,6 +975,10 @@ void add_bench_tls(CLI::App& bench, const global_options& g, runner& run) {
     t->add_option("--key-type", o->key_type,
                   "Key of the generated certificates: ec (ECDSA P-256, default) or rsa (RSA 2048)")
         ->check(CLI::IsMember({"ec", "rsa"}));
+    t->add_option("--tls-version", o->tls_version,
+                  "TLS version both sides are pinned to: tls1.3 (default) or tls1.2, whose "
+                  "resumption skips the key exchange that a TLS 1.3 one still runs")
+        ->check(CLI::IsMember({"tls1.2", "tls1.3"}));
     t->add_option("--only", o->only,
                   "Run only these phases (throughput, rtt, handshakes; default: all)")
         ->delimiter(',')
