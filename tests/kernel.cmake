@@ -18,10 +18,14 @@ add_dependencies(test_registry post_test_wrong_abi post_test_no_descriptor
 post_add_boost_test(test_carrier SOURCES integration/test_carrier.cpp
   LIBRARIES PostSockets::kernel TIMEOUT 120)
 target_compile_definitions(test_carrier PRIVATE POST_PLUGIN_DIR="${POST_PLUGIN_OUTPUT_DIR}")
+post_add_boost_test(test_listener_roles SOURCES integration/test_listener_roles.cpp
+  LIBRARIES PostSockets::kernel TIMEOUT 60)
+target_compile_definitions(test_listener_roles PRIVATE POST_PLUGIN_DIR="${POST_PLUGIN_OUTPUT_DIR}")
 foreach(p tcp udp framing)
   if(TARGET post_plugin_${p})
     add_dependencies(test_registry post_plugin_${p})
     add_dependencies(test_carrier post_plugin_${p})
+    add_dependencies(test_listener_roles post_plugin_${p})
   endif()
 endforeach()
 

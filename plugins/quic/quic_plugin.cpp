@@ -35,17 +35,20 @@ public:
                            std::string(sdk::to_string(kind)) + " flow"};
                 return nullptr;
             }
-            if (p.side == sdk::role::server && !tls_->can_serve()) {
-                err = {std::make_error_code(std::errc::invalid_argument),
-                       "quic: the server role needs a certificate: set the cert-file and "
-                       "key-file options"};
-                return nullptr;
-            }
+            if (p.side == sdk::role::server && !can_serve(err)) return nullptr;
             return quic_connection::open(executor_, settings_, tls_, std::move(lower), p);
         } catch (const std::exception& e) {
             err = {std::make_error_code(std::errc::not_enough_memory), e.what()};
             return nullptr;
         }
+    }
+
+    bool can_serve(sdk::flow_error& err) const noexcept override {
+        if (tls_->can_serve()) return true;
+        err = {std::make_error_code(std::errc::invalid_argument),
+               "quic: the server role needs a certificate: set the cert-file and key-file "
+               "options"};
+        return false;
     }
 
 private:

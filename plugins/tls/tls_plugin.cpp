@@ -12,6 +12,12 @@
 namespace post::plugins::tls {
 namespace {
 
+sdk::flow_error no_certificate() {
+    return {std::make_error_code(std::errc::invalid_argument),
+            "tls: the server role needs a certificate: set the cert-file and key-file options "
+            "(cert-file is missing)"};
+}
+
 class tls_layer final : public sdk::layer {
 public:
     tls_layer(boost::asio::any_io_executor ex, std::shared_ptr<const tls_settings> s,
@@ -39,9 +45,7 @@ public:
             }
             auto ctx = p.side == sdk::role::client ? client_ctx_ : server_ctx_;
             if (!ctx) {
-                err = {std::make_error_code(std::errc::invalid_argument),
-                       "tls: the server role needs a certificate: set the cert-file and key-file "
-                       "options (cert-file is missing)"};
+                err = no_certificate();
                 return nullptr;
             }
             auto f = std::make_shared<tls_flow>(executor_, std::move(ctx), settings_,
@@ -53,6 +57,12 @@ public:
             err = {std::make_error_code(std::errc::not_enough_memory), e.what()};
             return nullptr;
         }
+    }
+
+    bool can_serve(sdk::flow_error& err) const noexcept override {
+        if (server_ctx_) return true;
+        err = no_certificate();
+        return false;
     }
 
 private:

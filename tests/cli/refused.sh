@@ -24,3 +24,19 @@ grep -q "the port is taken" "$TMP/err" || fail "no reason on stderr: $(cat "$TMP
 grep -q "tcp\] on $taken" "$TMP/err" || fail "the taken stack is not named: $(cat "$TMP/err")"
 stop_listener
 pass "listen on a taken port: $(head -2 "$TMP/err" | tr '\n' ' ')"
+
+# A stack that cannot take the server role (quic without a certificate) is left out before it
+# binds, with a warning, while the others listen; so a QUIC client is refused at once (the port
+# is closed for UDP) instead of waiting for an answer until its deadline.
+start_listener "" 127.0.0.1
+port=${LURL##*:}
+[[ $LISTEN_LINE == *"stacks: framer/tcp)"* ]] || fail "expected [framer, tcp] alone: $LISTEN_LINE"
+rc=0
+started=$SECONDS
+timeout 15 "$POST" connect "quic://127.0.0.1:$port" </dev/null >"$TMP/out" 2>"$TMP/err" || rc=$?
+[[ $rc == 1 ]] || fail "quic to a listener without a certificate: expected exit code 1, got $rc"
+((SECONDS - started < 5)) || fail "quic was refused only after $((SECONDS - started)) s"
+stop_listener
+grep -q "warning: not listening over \[quic, udp\]: quic: the server role needs a certificate" \
+    "$LOUT" || fail "no warning for the quic stack: $(cat "$LOUT")"
+pass "listen without a certificate leaves quic out: $(head -1 "$LOUT")"

@@ -49,6 +49,9 @@ public:
     /// Create a configured layer. The returned object keeps its plugin's library loaded.
     std::shared_ptr<sdk::layer> create_layer(const std::string& name, const sdk::layer_context& ctx,
                                              sdk::flow_error& err) const;
+    /// Whether `l`, a layer created as `name`, can take the server role (sdk::layer::can_serve);
+    /// true for plugins built before ABI 4.2, which cannot say. On false, `err` says why.
+    bool can_serve(const std::string& name, const sdk::layer& l, sdk::flow_error& err) const;
     /// Keep a flow's plugin library loaded for as long as the flow lives.
     std::shared_ptr<sdk::flow> pin(const std::string& layer, std::shared_ptr<sdk::flow> f) const;
 

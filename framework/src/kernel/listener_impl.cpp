@@ -86,6 +86,13 @@ void listener_impl::open(const local& where, const std::vector<candidate_stack>&
             failures += "\n  " + left_out_.back();
             continue;
         }
+        // A stack one of whose layers cannot take the server role (quic or tls without a
+        // certificate) would bind and then refuse every peer: left out before binding.
+        if (auto refusal = serve_refusal(*instance); !refusal.empty()) {
+            left_out_.push_back(instance->label() + ": " + refusal);
+            failures += "\n  " + left_out_.back();
+            continue;
+        }
         std::uint16_t port = where.port;
         std::string why, first_reason;
         bool any = false, in_use = false;
@@ -132,6 +139,16 @@ void listener_impl::open(const local& where, const std::vector<candidate_stack>&
     }
 }
 
+std::string listener_impl::serve_refusal(const stack_instance& stack) const {
+    for (std::size_t i = 0; i < stack.layers.size(); ++i) {
+        sdk::flow_error err;
+        if (!ctx_->registry.can_serve(stack.names[i], *stack.layers[i], err))
+            return err.reason.empty() ? stack.names[i] + " cannot take the server role"
+                                      : err.reason;
+    }
+    return {};
+}
+
 void listener_impl::accepted(std::size_t index, std::shared_ptr<sdk::flow> flow) {
     if (closed_ || index >= bound_.size() || bound_[index].stopped || !flow) {
         if (flow) flow->abort();
@@ -169,10 +186,11 @@ void listener_impl::accepted(std::size_t index, std::shared_ptr<sdk::flow> flow)
 }
 
 void listener_impl::leave_out(std::size_t index, const error& why) {
-    // A layer whose options refuse the server role (quic or tls without a certificate)
-    // refuses every peer alike. Listening on would leave each client waiting for an answer
-    // until its deadline and report the same error for every packet; closed, the port
-    // refuses them at once (ICMP for UDP, a reset for TCP).
+    // A layer whose options refuse the server role refuses every peer alike (one that
+    // can_serve did not catch: a plugin built before ABI 4.2 cannot say so before binding).
+    // Listening on would leave each client waiting for an answer until its deadline and
+    // report the same error for every packet; closed, the port refuses them at once (ICMP for
+    // UDP, a reset for TCP).
     const auto stack = bound_[index].stack;
     for (auto& b : bound_)
         if (b.stack == stack && !b.stopped) {

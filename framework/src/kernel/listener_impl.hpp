@@ -46,6 +46,8 @@ private:
         sdk::endpoint where;
         bool stopped = false; ///< Left out after it listened (leave_out).
     };
+    /// Why a layer of `stack` says it cannot take the server role; empty when all can.
+    std::string serve_refusal(const stack_instance& stack) const;
     /// The stack of bound_[index] cannot serve any peer: stop listening over it.
     void leave_out(std::size_t index, const error& why);
     void ready(std::shared_ptr<carrier_impl> c);

@@ -20,6 +20,7 @@ struct plugin_registry::entry {
     std::shared_ptr<boost::dll::shared_library> library; ///< Null for static plugins.
     const sdk::layer_descriptor* descriptor = nullptr;
     std::string plugin;
+    std::uint16_t abi_minor = 0; ///< What the plugin was built for: which virtuals it has.
 };
 
 namespace {
@@ -207,6 +208,7 @@ bool plugin_registry::admit(const sdk::plugin_descriptor* d, const fs::path& fil
         e->library = lib;
         e->descriptor = &d->layers[i];
         e->plugin = p.name;
+        e->abi_minor = d->abi_minor;
         layers_[d->layers[i].name] = std::move(e);
     }
     plugins_.push_back(std::move(p));
@@ -246,6 +248,15 @@ std::shared_ptr<sdk::layer> plugin_registry::create_layer(const std::string& nam
     }
     sdk::layer* raw = made.release();
     return std::shared_ptr<sdk::layer>(raw, [e](sdk::layer* l) { delete l; });
+}
+
+bool plugin_registry::can_serve(const std::string& name, const sdk::layer& l,
+                                sdk::flow_error& err) const {
+    auto it = layers_.find(name);
+    // A layer built for 4.0 or 4.1 has no can_serve in its vtable: its open() is the only
+    // judge, at the first peer.
+    if (it == layers_.end() || it->second->abi_minor < 2) return true;
+    return l.can_serve(err);
 }
 
 std::shared_ptr<sdk::flow> plugin_registry::pin(const std::string& layer,

@@ -29,9 +29,10 @@ inline constexpr std::uint32_t plugin_magic = 0x50535450; // "PSTP"
 /// virtual functions: every vtable after them moves, so plugins built for 3 cannot be loaded).
 /// 4.1: open_params::direction (at the end of a struct the kernel builds: a 4.0 plugin never
 /// reads it and opens bidirectional flows, as before), flow_direction, cap_send_only and
-/// cap_receive_only (new bits a 4.0 plugin never sets).
+/// cap_receive_only (new bits a 4.0 plugin never sets). 4.2: layer::can_serve (a new virtual
+/// function at the end of layer's vtable: the kernel calls it only on layers of 4.2 plugins).
 inline constexpr std::uint16_t abi_major = 4;
-inline constexpr std::uint16_t abi_minor = 1;
+inline constexpr std::uint16_t abi_minor = 2;
 
 /// The SDK passes C++ objects (std::string, shared_ptr, Asio executors) across the boundary, so
 /// both sides must agree on the C++ runtime and Boost. Checked on load.

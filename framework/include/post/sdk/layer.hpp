@@ -80,6 +80,15 @@ public:
                "this layer cannot listen on its own; it needs a layer below it"};
         return nullptr;
     }
+
+    /// Whether this instance, as configured, can take the server role (ABI 4.2). A layer that
+    /// needs something only a server uses (a certificate) answers false and says why in `err`,
+    /// so a listener leaves its stack out before binding instead of refusing every peer. The
+    /// kernel asks only plugins built for 4.2 or later. The default: it can.
+    virtual bool can_serve(flow_error& err) const noexcept {
+        (void)err;
+        return true;
+    }
 };
 
 } // namespace post::sdk
