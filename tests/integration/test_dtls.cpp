@@ -329,3 +329,14 @@ BOOST_AUTO_TEST_CASE(configuration_errors_name_the_problem) {
     BOOST_TEST(!dtls->open(dlower, p, err));
     BOOST_TEST(err.reason.find("cert-file") != std::string::npos);
 }
+
+BOOST_AUTO_TEST_CASE(only_a_dtls_layer_with_a_certificate_can_serve) {
+    asio::io_context io;
+    sdk::flow_error err;
+    BOOST_TEST(!make_dtls(io, client_options())->can_serve(err));
+    BOOST_TEST(err.reason.find("dtls: the server role needs a certificate") != std::string::npos,
+               err.reason);
+    sdk::flow_error none;
+    BOOST_TEST(make_dtls(io, server_options())->can_serve(none));
+    BOOST_TEST(!none);
+}

@@ -586,3 +586,17 @@ BOOST_AUTO_TEST_CASE(bad_configuration_is_refused_with_the_option_named) {
     BOOST_TEST(!tls->open(nullptr, p, err));
     BOOST_TEST(err.reason.find("needs a stream flow below it") != std::string::npos, err.reason);
 }
+
+BOOST_AUTO_TEST_CASE(only_a_layer_with_a_certificate_can_serve) {
+    // What a listener asks before it binds (sdk::layer::can_serve): a client needs no
+    // certificate, so the layer is created without one, but it cannot take the server role.
+    asio::io_context io;
+    sdk::flow_error err;
+    BOOST_TEST(!make_tls(io, client_options())->can_serve(err));
+    BOOST_TEST((err.code == std::errc::invalid_argument));
+    BOOST_TEST(err.reason.find("tls: the server role needs a certificate") != std::string::npos,
+               err.reason);
+    sdk::flow_error none;
+    BOOST_TEST(make_tls(io, server_options())->can_serve(none));
+    BOOST_TEST(!none);
+}
