@@ -45,9 +45,13 @@ public:
 
     bool can_serve(sdk::flow_error& err) const noexcept override {
         if (tls_->can_serve()) return true;
-        err = {std::make_error_code(std::errc::invalid_argument),
-               "quic: the server role needs a certificate: set the cert-file and key-file "
-               "options"};
+        err.code = std::make_error_code(std::errc::invalid_argument);
+        try {
+            err.reason = "quic: the server role needs a certificate: set the cert-file and "
+                         "key-file options";
+        } catch (...) {
+            // No memory for why; the code still says it.
+        }
         return false;
     }
 

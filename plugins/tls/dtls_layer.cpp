@@ -6,12 +6,6 @@
 namespace post::plugins::tls {
 namespace {
 
-sdk::flow_error no_certificate() {
-    return {std::make_error_code(std::errc::invalid_argument),
-            "dtls: the server role needs a certificate: set the cert-file and key-file options "
-            "(cert-file is missing)"};
-}
-
 class dtls_layer final : public sdk::layer {
 public:
     dtls_layer(boost::asio::any_io_executor ex, std::shared_ptr<const tls_settings> s,
@@ -40,7 +34,7 @@ public:
             }
             auto ctx = p.side == sdk::role::client ? client_ctx_ : server_ctx_;
             if (!ctx) {
-                err = no_certificate();
+                err = no_server_certificate("dtls");
                 return nullptr;
             }
             auto f = std::make_shared<dtls_flow>(executor_, std::move(ctx), settings_, opts_,
@@ -56,7 +50,11 @@ public:
 
     bool can_serve(sdk::flow_error& err) const noexcept override {
         if (server_ctx_) return true;
-        err = no_certificate();
+        try {
+            err = no_server_certificate("dtls");
+        } catch (...) {
+            err.code = std::make_error_code(std::errc::invalid_argument); // no memory for why
+        }
         return false;
     }
 

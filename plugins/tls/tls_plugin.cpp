@@ -12,12 +12,6 @@
 namespace post::plugins::tls {
 namespace {
 
-sdk::flow_error no_certificate() {
-    return {std::make_error_code(std::errc::invalid_argument),
-            "tls: the server role needs a certificate: set the cert-file and key-file options "
-            "(cert-file is missing)"};
-}
-
 class tls_layer final : public sdk::layer {
 public:
     tls_layer(boost::asio::any_io_executor ex, std::shared_ptr<const tls_settings> s,
@@ -45,7 +39,7 @@ public:
             }
             auto ctx = p.side == sdk::role::client ? client_ctx_ : server_ctx_;
             if (!ctx) {
-                err = no_certificate();
+                err = no_server_certificate("tls");
                 return nullptr;
             }
             auto f = std::make_shared<tls_flow>(executor_, std::move(ctx), settings_,
@@ -61,7 +55,11 @@ public:
 
     bool can_serve(sdk::flow_error& err) const noexcept override {
         if (server_ctx_) return true;
-        err = no_certificate();
+        try {
+            err = no_server_certificate("tls");
+        } catch (...) {
+            err.code = std::make_error_code(std::errc::invalid_argument); // no memory for why
+        }
         return false;
     }
 

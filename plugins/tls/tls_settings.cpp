@@ -156,4 +156,10 @@ bool parse_settings(const sdk::options& opts, tls_settings& s, sdk::flow_error& 
     return true;
 }
 
+sdk::flow_error no_server_certificate(std::string_view layer) {
+    return {std::make_error_code(std::errc::invalid_argument),
+            std::string(layer) + ": the server role needs a certificate: set the cert-file and "
+                                 "key-file options (cert-file is missing)"};
+}
+
 } // namespace post::plugins::tls

@@ -47,4 +47,8 @@ bool parse_settings(const sdk::options& opts, tls_settings& out, sdk::flow_error
 
 std::string_view version_name(int version) noexcept;
 
+/// Why a `layer` ("tls", "dtls") created without cert-file cannot take the server role: for
+/// open() on an accepted flow and for can_serve().
+sdk::flow_error no_server_certificate(std::string_view layer);
+
 } // namespace post::plugins::tls
