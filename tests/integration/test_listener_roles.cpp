@@ -145,5 +145,13 @@ BOOST_FIXTURE_TEST_CASE(a_layer_built_for_abi_4_1_is_found_out_at_its_first_peer
     BOOST_TEST(l.left_out()[0].starts_with("[client-only-41, framer, tcp]: "), l.left_out()[0]);
     BOOST_TEST(l.stacks().empty());
     BOOST_TEST(!tcp_port_answers(io, port));
+
+    // A later carrier fails with an error, not a wait for its deadline, and the listener does
+    // not report the stack again.
+    std::optional<post::error> second_failed;
+    auto second = post::initiate(ctx, post::remote::from_host_port("127.0.0.1", port), framed);
+    second.on_error([&](const post::error& e) { second_failed = e; });
+    run_until(io, [&] { return second_failed.has_value(); });
+    BOOST_TEST(second_failed.has_value());
     BOOST_TEST(errors.size() == 1u); // said once
 }
