@@ -25,6 +25,11 @@ for key in ("resumed_over_full", "resumed_fraction"):
         positive(doc[key][side], f"{key}.{side}")
         if key == "resumed_fraction":
             assert doc[key][side] <= 1, (key, side, doc[key][side])
+# OpenSSL alone, in memory: both loops ran, and every connection of the resumed one resumed.
+mem = doc["openssl_in_memory"]
+for key in ("full_handshakes_per_s", "resumed_handshakes_per_s", "resumed_over_full"):
+    positive(mem[key], f"openssl_in_memory.{key}")
+assert mem["resumed_fraction"] == 1, mem
 positive(doc["seconds"], "seconds")
 positive(doc["round_trips"], "round_trips")
 assert isinstance(doc["plugin_load_ms"], (int, float)) and doc["plugin_load_ms"] >= 0, doc
@@ -56,6 +61,20 @@ pass "bench tls --rounds"
 "$POST" bench tls --rounds 0 >/dev/null 2>&1 && fail "accepted --rounds 0"
 pass "bench tls rejects --rounds 0"
 
+# --loops: only the in-memory loops run; the socket loops report nothing (null in JSON).
+timeout 100 "$POST" bench tls --json --only handshakes --seconds 0.1 \
+    --loops memory-full,memory-resumed >"$TMP/memory.json" 2>"$TMP/err" ||
+    fail "bench tls --loops memory-* exited $?: $(cat "$TMP/err")"
+python3 - "$TMP/memory.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+mem = doc["openssl_in_memory"]
+assert mem["full_handshakes_per_s"] > 0 and mem["resumed_handshakes_per_s"] > 0, mem
+for key in ("full_handshakes_per_s", "resumed_handshakes_per_s"):
+    assert doc[key]["post"] is None and doc[key]["asio"] is None, (key, doc[key])
+PY
+pass "bench tls --loops memory-full,memory-resumed"
+
 # --tls-version tls1.2: both contenders pinned to TLS 1.2 (checked from what they negotiated),
 # and the resumed loop resumes.
 timeout 100 "$POST" bench tls --json --only handshakes --seconds 0.1 --tls-version tls1.2 \
@@ -69,6 +88,7 @@ assert doc["cipher_suite"] == "ECDHE-ECDSA-AES128-GCM-SHA256", doc["cipher_suite
 for side in ("post", "asio"):
     assert doc["resumed_fraction"][side] == 1, (side, doc["resumed_fraction"])
     assert doc["full_handshakes_per_s"][side] > 0, (side, doc["full_handshakes_per_s"])
+assert doc["openssl_in_memory"]["resumed_fraction"] == 1, doc["openssl_in_memory"]
 PY
 pass "bench tls --tls-version tls1.2"
 "$POST" bench tls --tls-version tls1.1 >/dev/null 2>&1 && fail "accepted --tls-version tls1.1"

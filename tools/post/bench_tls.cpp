@@ -8,12 +8,14 @@
 // ours. Both contenders are pinned to one TLS version (1.3 unless --tls-version says 1.2) and one
 // cipher suite, use the same certificate and verify it the same way (chain against the test CA,
 // then the IP address 127.0.0.1); the suite and version actually negotiated are checked, not
-// assumed.
+// assumed. The handshake loops have a third contender with no sockets: OpenSSL alone, on the
+// main thread (bench_tls_memory.hpp), which shows what the cryptography itself allows.
 //
 // The certificates (a CA and a server certificate for 127.0.0.1; ECDSA P-256, or RSA 2048 with
 // --key-type rsa) are made with the OpenSSL API at start and written to a private temporary
 // folder removed at the end: our tls layer takes file names, and no key is checked in.
 #include "bench_support.hpp"
+#include "bench_tls_memory.hpp"
 #include "common.hpp"
 #include "json_events.hpp"
 
@@ -67,13 +69,6 @@ struct tls_pin {
         return {version, TLS1_3_VERSION, "TLSv1.3", "TLS_AES_128_GCM_SHA256"};
     }
     bool tls13() const { return openssl_version == TLS1_3_VERSION; }
-};
-
-/// Handshakes per second, and how many of them resumed a session.
-struct handshake_rate {
-    double per_s = NAN;
-    std::uint64_t count = 0, resumed = 0;
-    double resumed_fraction() const { return count ? double(resumed) / double(count) : NAN; }
 };
 
 // ---- the certificate ------------------------------------------------------------------------
@@ -718,10 +713,11 @@ struct bench_options {
     bool runs(std::string_view phase) const {
         return only.empty() || std::find(only.begin(), only.end(), phase) != only.end();
     }
-    /// Handshake loops to run (post-full, post-resumed, asio-full, asio-resumed); empty = all.
-    /// One loop alone is for profiling one side; skipped ones print as n/a.
+    /// Handshake loops to run (post-full, post-resumed, asio-full, asio-resumed, memory-full,
+    /// memory-resumed); empty = all. One loop alone is for profiling one side; skipped ones
+    /// print as n/a.
     std::vector<std::string> loops;
-    /// Rounds of the four handshake loops, in turn; the rates and ratios reported are medians
+    /// Rounds of the handshake loops, in turn; the rates and ratios reported are medians
     /// over rounds, each ratio taken within one round (so a host that slows down for a while
     /// slows both sides of it).
     int rounds = 1;
@@ -739,9 +735,20 @@ void check_negotiated(const std::string& who, const std::string& summary, const 
                                              who, summary, p.negotiated_version, p.suite));
 }
 
+/// One round of the handshake loops, in the order they run.
+enum handshake_loop : std::size_t {
+    post_full,
+    asio_full,
+    memory_full,
+    post_resumed,
+    asio_resumed,
+    memory_resumed,
+    loop_count
+};
+using handshake_round = std::array<handshake_rate, loop_count>;
+
 /// The median rate of loop `i` over the rounds (count and resumed from that round).
-handshake_rate median_rate(const std::vector<std::array<handshake_rate, 4>>& rounds,
-                           std::size_t i) {
+handshake_rate median_rate(const std::vector<handshake_round>& rounds, std::size_t i) {
     handshake_rate m;
     std::vector<double> rates;
     for (const auto& r : rounds) {
@@ -754,8 +761,7 @@ handshake_rate median_rate(const std::vector<std::array<handshake_rate, 4>>& rou
 }
 
 /// The median over rounds of loop `a`'s rate divided by loop `b`'s in the same round.
-double median_ratio(const std::vector<std::array<handshake_rate, 4>>& rounds, std::size_t a,
-                    std::size_t b) {
+double median_ratio(const std::vector<handshake_round>& rounds, std::size_t a, std::size_t b) {
     std::vector<double> v;
     for (const auto& r : rounds)
         v.push_back(r[a].per_s / r[b].per_s); // NaN when a loop did not run
@@ -801,6 +807,11 @@ int run_bench(const global_options& g, const bench_options& o) {
     make_client_context(asio_client_ctx, pki, pinned);
     std::string asio_summary;
     asio_client asio_cli{client_thread.io, asio_srv.endpoint(), asio_client_ctx, asio_summary};
+    // OpenSSL alone: contexts of its own, configured as Asio's are, used on this thread only.
+    ssl::context memory_server_ctx(ssl::context::tls_server),
+        memory_client_ctx(ssl::context::tls_client);
+    make_server_context(memory_server_ctx, pki, pinned);
+    make_client_context(memory_client_ctx, pki, pinned);
 
     // Whatever happens below (a phase that times out throws), the threads stop before the
     // objects their handlers use are destroyed.
@@ -824,7 +835,8 @@ int run_bench(const global_options& g, const bench_options& o) {
 
     pair_result tput, p50, p99;
     handshake_rate full_post, full_asio, resumed_post, resumed_asio;
-    std::vector<std::array<handshake_rate, 4>> handshake_rounds; // post/asio full, resumed
+    std::vector<handshake_round> handshake_rounds;
+    handshake_rate full_memory, resumed_memory;
     auto& cio = client_thread.io;
     if (o.runs("throughput")) {
         tput.post = run_phase<double>(cio, bulk_time, "post throughput",
@@ -849,24 +861,35 @@ int run_bench(const global_options& g, const bench_options& o) {
                 client.handshakes(handshake_time, resume, handshake_warmup, p);
             });
         };
+        // On this (the main) thread, while the client and server threads are idle.
+        auto in_memory = [&](const char* loop, bool resume) {
+            if (!o.runs_loop(loop)) return handshake_rate{};
+            return memory_handshakes(memory_client_ctx.native_handle(),
+                                     memory_server_ctx.native_handle(), server_ip, handshake_time,
+                                     resume, handshake_warmup);
+        };
         for (int round = 0; round < o.rounds; ++round) {
-            std::array<handshake_rate, 4> r{
-                run("post-full", "post full handshakes", post_cli, false),
-                run("asio-full", "asio full handshakes", asio_cli, false),
-                run("post-resumed", "post resumed handshakes", post_cli, true),
-                run("asio-resumed", "asio resumed handshakes", asio_cli, true)};
+            handshake_round r;
+            r[post_full] = run("post-full", "post full handshakes", post_cli, false);
+            r[asio_full] = run("asio-full", "asio full handshakes", asio_cli, false);
+            r[memory_full] = in_memory("memory-full", false);
+            r[post_resumed] = run("post-resumed", "post resumed handshakes", post_cli, true);
+            r[asio_resumed] = run("asio-resumed", "asio resumed handshakes", asio_cli, true);
+            r[memory_resumed] = in_memory("memory-resumed", true);
             // A full loop that resumed would measure the wrong thing: refuse to report it.
-            for (const auto* full : {&r[0], &r[1]})
+            for (const auto* full : {&r[post_full], &r[asio_full], &r[memory_full]})
                 if (full->resumed > 0)
                     throw std::runtime_error(fmt::format(
                         "post bench tls: {} of {} handshakes of a full-handshake loop resumed",
                         full->resumed, full->count));
             handshake_rounds.push_back(r);
         }
-        full_post = median_rate(handshake_rounds, 0);
-        full_asio = median_rate(handshake_rounds, 1);
-        resumed_post = median_rate(handshake_rounds, 2);
-        resumed_asio = median_rate(handshake_rounds, 3);
+        full_post = median_rate(handshake_rounds, post_full);
+        full_asio = median_rate(handshake_rounds, asio_full);
+        full_memory = median_rate(handshake_rounds, memory_full);
+        resumed_post = median_rate(handshake_rounds, post_resumed);
+        resumed_asio = median_rate(handshake_rounds, asio_resumed);
+        resumed_memory = median_rate(handshake_rounds, memory_resumed);
     }
 
     // Close the servers on their own thread, then stop both threads before the contexts go.
@@ -887,10 +910,11 @@ int run_bench(const global_options& g, const bench_options& o) {
     const pair_result full{full_post.per_s, full_asio.per_s};
     const pair_result resumed{resumed_post.per_s, resumed_asio.per_s};
     // Each ratio within a round, then the median over rounds (one round: the plain ratios).
-    const double full_ratio = median_ratio(handshake_rounds, 0, 1);
-    const double resumed_ratio = median_ratio(handshake_rounds, 2, 3);
-    const pair_result speedup{median_ratio(handshake_rounds, 2, 0),
-                              median_ratio(handshake_rounds, 3, 1)};
+    const double full_ratio = median_ratio(handshake_rounds, post_full, asio_full);
+    const double resumed_ratio = median_ratio(handshake_rounds, post_resumed, asio_resumed);
+    const pair_result speedup{median_ratio(handshake_rounds, post_resumed, post_full),
+                              median_ratio(handshake_rounds, asio_resumed, asio_full)};
+    const double memory_speedup = median_ratio(handshake_rounds, memory_resumed, memory_full);
     const pair_result resumed_share{resumed_post.resumed_fraction(),
                                     resumed_asio.resumed_fraction()};
     constexpr double throughput_target = 0.9, speedup_target = 2.0;
@@ -910,6 +934,11 @@ int run_bench(const global_options& g, const bench_options& o) {
             {"handshake_rounds", o.rounds},
             {"resumed_over_full", {{"post", speedup.post}, {"asio", speedup.asio}}},
             {"resumed_fraction", {{"post", resumed_share.post}, {"asio", resumed_share.asio}}},
+            {"openssl_in_memory",
+             {{"full_handshakes_per_s", full_memory.per_s},
+              {"resumed_handshakes_per_s", resumed_memory.per_s},
+              {"resumed_over_full", memory_speedup},
+              {"resumed_fraction", resumed_memory.resumed_fraction()}}},
             {"plugin_load_ms", plugin_load_ms},
             {"seconds", o.seconds},
             {"round_trips", round_trip_count},
@@ -949,6 +978,10 @@ int run_bench(const global_options& g, const bench_options& o) {
                              verdict(speedup.post >= speedup_target)));
         out_line(fmt::format("sessions resumed in the resumed loop: post {:.0f}%, asio {:.0f}%",
                              100 * resumed_share.post, 100 * resumed_share.asio));
+        out_line(fmt::format("OpenSSL alone (memory BIOs, one thread, no sockets): full {:.0f}/s, "
+                             "resumed {:.0f}/s ({:.0f}% resumed), resumed / full {:.2f}",
+                             full_memory.per_s, resumed_memory.per_s,
+                             100 * resumed_memory.resumed_fraction(), memory_speedup));
     }
     // "debug: handshake complete with 127.0.0.1:PORT: TLSv1.3, SUITE, ALPN none, ..."
     const auto with = post_summary.find(": ", post_summary.find(" with "));
@@ -984,10 +1017,11 @@ void add_bench_tls(CLI::App& bench, const global_options& g, runner& run) {
         ->delimiter(',')
         ->check(CLI::IsMember({"throughput", "rtt", "handshakes"}));
     t->add_option("--loops", o->loops,
-                  "Handshake loops to run (post-full, post-resumed, asio-full, asio-resumed; "
-                  "default: all): one alone profiles one side")
+                  "Handshake loops to run (post-full, post-resumed, asio-full, asio-resumed, "
+                  "memory-full, memory-resumed; default: all): one alone profiles one side")
         ->delimiter(',')
-        ->check(CLI::IsMember({"post-full", "post-resumed", "asio-full", "asio-resumed"}));
+        ->check(CLI::IsMember({"post-full", "post-resumed", "asio-full", "asio-resumed",
+                               "memory-full", "memory-resumed"}));
     t->add_option("--rounds", o->rounds,
                   "Run the handshake loops this many times in turn and report medians, each "
                   "ratio taken within a round (default 1): steadier on a noisy host")
