@@ -23,8 +23,8 @@ for key in ("throughput_gbps", "rtt_p50_us", "rtt_p99_us", "full_handshakes_per_
 for key in ("resumed_over_full", "resumed_fraction"):
     for side in ("post", "asio"):
         positive(doc[key][side], f"{key}.{side}")
-        if key == "resumed_fraction":
-            assert doc[key][side] <= 1, (key, side, doc[key][side])
+        if key == "resumed_fraction":  # every connection of the resumed loops resumed
+            assert doc[key][side] == 1, (key, side, doc[key][side])
 # OpenSSL alone, in memory: both loops ran, and every connection of the resumed one resumed.
 mem = doc["openssl_in_memory"]
 for key in ("full_handshakes_per_s", "resumed_handshakes_per_s", "resumed_over_full"):
@@ -74,6 +74,25 @@ for key in ("full_handshakes_per_s", "resumed_handshakes_per_s"):
     assert doc[key]["post"] is None and doc[key]["asio"] is None, (key, doc[key])
 PY
 pass "bench tls --loops memory-full,memory-resumed"
+
+# --cross: each client against the other contender's server; every connection of both resumed
+# loops resumes (our client against Asio's server, Asio's client against ours).
+timeout 100 "$POST" bench tls --json --only handshakes --seconds 0.1 --cross \
+    >"$TMP/cross.json" 2>"$TMP/err" || fail "bench tls --cross exited $?: $(cat "$TMP/err")"
+python3 - "$TMP/cross.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+assert doc["cross"] is True, doc.get("cross")
+for side in ("post", "asio"):
+    assert doc["resumed_fraction"][side] == 1, (side, doc["resumed_fraction"])
+    assert doc["full_handshakes_per_s"][side] > 0, (side, doc["full_handshakes_per_s"])
+PY
+grep -q '"cross":false' "$TMP/bench.json" || fail "an uncrossed run does not say cross: false"
+pass "bench tls --cross"
+"$POST" bench tls --cross --seconds 0.1 >/dev/null 2>"$TMP/err" &&
+    fail "accepted --cross with the throughput phase"
+grep -q -- "--cross needs --only handshakes" "$TMP/err" || fail "--cross error: $(cat "$TMP/err")"
+pass "bench tls --cross refuses the phases that send messages"
 
 # --tls-version tls1.2: both contenders pinned to TLS 1.2 (checked from what they negotiated),
 # and the resumed loop resumes.

@@ -265,8 +265,10 @@ struct post_client : post_workload {
 
     // (c) sequential connections: initiate, handshake, graceful close (close_notify both ways),
     // closed; repeat. With `resume` the carriers share the association, so each one offers the
-    // ticket the previous one received; `warmup` connections run first, untimed (the first one
-    // fetches a ticket). Without `resume` the association's state is forgotten before every
+    // ticket the previous one received (the server's tickets arrive before its close_notify,
+    // which the close waits for); `warmup` connections run first, untimed, and close the same
+    // way (the first one fetches a ticket). Without `resume` the association's state is
+    // forgotten before every
     // connection: a first connection's full handshake, in which the server still issues tickets
     // and the client stores them, as in Asio's full loop (tickets on, none offered).
     void handshakes(std::chrono::duration<double> duration, bool resume, int warmup,
@@ -315,17 +317,9 @@ struct post_client : post_workload {
                     st->result->fail(e.to_string());
                     boost::asio::post(st->current.get_executor(), [st] { st->current = {}; });
                 });
-                // A warm-up connection makes one round trip before it closes, so that the
-                // server's session ticket (sent after the handshake) has arrived: a client that
-                // sends close_notify first discards it.
-                current.on_received([st](post::message) { st->current.close(); });
                 current.async_wait_ready([st](boost::system::error_code ec) {
                     if (ec) return st->result->fail(error_reason(ec, st->current));
-                    if (st->warmup > 0)
-                        st->current.send(
-                            post::message(std::vector<std::byte>(ping_size, std::byte{1})));
-                    else
-                        st->current.close();
+                    st->current.close();
                 });
             }
         };
@@ -604,8 +598,9 @@ struct asio_client {
     }
 
     // Sequential connections: connect, handshake, close_notify both ways (async_shutdown reads
-    // until the server's), close. With `resume`, each offers the session the previous one ended
-    // with (SSL_get1_session: the last ticket it received).
+    // until the server's, and the session tickets before it), close. With `resume`, each offers
+    // the session the previous one ended with (SSL_get1_session: the last ticket it received).
+    // Warm-ups are the same connections, untimed.
     void handshakes(std::chrono::duration<double> duration, bool resume, int warmup,
                     std::shared_ptr<once_promise<handshake_rate>> result) {
         struct state : std::enable_shared_from_this<state> {
@@ -618,8 +613,6 @@ struct asio_client {
             std::uint64_t done = 0, resumed = 0;
             std::unique_ptr<SSL_SESSION, decltype(&SSL_SESSION_free)> session{nullptr,
                                                                               &SSL_SESSION_free};
-            std::vector<std::uint8_t> ping = make_frame(ping_size, 1);
-            frame_reader in;
 
             void next() {
                 if (warmup == 0 && done == 0 && start == clock_type::time_point{}) {
@@ -636,32 +629,8 @@ struct asio_client {
                 auto s = client_stream(self->io, self->ctx);
                 if (resume && session) SSL_set_session(s->native_handle(), session.get());
                 self->connect(
-                    s,
-                    [st = shared_from_this()](std::shared_ptr<tls_stream> s) {
-                        if (st->warmup > 0) return st->round_trip(s);
-                        st->finish(s);
-                    },
+                    s, [st = shared_from_this()](std::shared_ptr<tls_stream> s) { st->finish(s); },
                     [st = shared_from_this()](const std::string& why) { st->result->fail(why); });
-            }
-
-            // As post's warm-up: one round trip, so that the session ticket has arrived.
-            void round_trip(std::shared_ptr<tls_stream> s) {
-                boost::asio::async_write(
-                    *s, boost::asio::buffer(ping),
-                    [st = shared_from_this(), s](boost::system::error_code ec, std::size_t) {
-                        if (ec) return st->result->fail(ec.message());
-                        st->read_echo(s);
-                    });
-            }
-            void read_echo(std::shared_ptr<tls_stream> s) {
-                s->async_read_some(in.prepare(), [st = shared_from_this(),
-                                                  s](boost::system::error_code ec, std::size_t n) {
-                    if (ec) return st->result->fail(ec.message());
-                    st->in.commit(n);
-                    std::span<const std::uint8_t> f;
-                    if (!st->in.next(f)) return st->read_echo(s);
-                    st->finish(s);
-                });
             }
 
             void finish(std::shared_ptr<tls_stream> s) {
@@ -721,6 +690,9 @@ struct bench_options {
     /// over rounds, each ratio taken within one round (so a host that slows down for a while
     /// slows both sides of it).
     int rounds = 1;
+    /// Each client against the other contender's server (handshake loops only): tells whether a
+    /// difference between the contenders comes from their clients or from their servers.
+    bool cross = false;
     bool runs_loop(std::string_view loop) const {
         return loops.empty() || std::find(loops.begin(), loops.end(), loop) != loops.end();
     }
@@ -769,6 +741,10 @@ double median_ratio(const std::vector<handshake_round>& rounds, std::size_t a, s
 }
 
 int run_bench(const global_options& g, const bench_options& o) {
+    // The two servers frame messages differently, so only handshakes (no messages) can cross.
+    if (o.cross && o.only != std::vector<std::string>{"handshakes"})
+        throw std::runtime_error("post bench tls: --cross needs --only handshakes (the servers' "
+                                 "framings differ, so only handshakes can cross)");
     const std::chrono::duration<double> bulk_time(o.seconds);
     const std::chrono::duration<double> handshake_time(
         o.only == std::vector<std::string>{"handshakes"} ? o.seconds : std::min(o.seconds, 1.5));
@@ -797,16 +773,25 @@ int run_bench(const global_options& g, const bench_options& o) {
     listener.on_carrier([&post_srv](post::carrier c) { post_srv.accept(std::move(c)); });
     auto endpoints = listener.local_endpoints();
     if (endpoints.empty()) throw std::runtime_error("the post listener has no local endpoint");
-    post_client post_cli{{client_ctx, post::remote::from_endpoint(endpoints.front()),
-                          bench_policy(client_ctx.plugins(), pki, pinned, tls_role::client)},
-                         watch};
-
     asio_server asio_srv(server_thread.io, pki, pinned);
     asio_srv.start();
+    const post::sdk::endpoint post_server_at = endpoints.front();
+    const tcp::endpoint asio_server_at = asio_srv.endpoint();
+
+    post_client post_cli{
+        {client_ctx,
+         post::remote::from_endpoint(
+             o.cross ? post::sdk::endpoint{asio_server_at.address(), asio_server_at.port()}
+                     : post_server_at),
+         bench_policy(client_ctx.plugins(), pki, pinned, tls_role::client)},
+        watch};
     ssl::context asio_client_ctx(ssl::context::tls_client);
     make_client_context(asio_client_ctx, pki, pinned);
     std::string asio_summary;
-    asio_client asio_cli{client_thread.io, asio_srv.endpoint(), asio_client_ctx, asio_summary};
+    asio_client asio_cli{client_thread.io,
+                         o.cross ? tcp::endpoint(post_server_at.address, post_server_at.port)
+                                 : asio_server_at,
+                         asio_client_ctx, asio_summary};
     // OpenSSL alone: contexts of its own, configured as Asio's are, used on this thread only.
     ssl::context memory_server_ctx(ssl::context::tls_server),
         memory_client_ctx(ssl::context::tls_client);
@@ -832,6 +817,9 @@ int run_bench(const global_options& g, const bench_options& o) {
                              o.seconds, round_trip_count, handshake_time.count(),
                              pinned.negotiated_version, pinned.suite,
                              o.key_type == "rsa" ? "RSA 2048" : "ECDSA P-256"));
+    if (!o.json && o.cross)
+        err_line("post bench tls: crossed: the post column is our client against Asio's server, "
+                 "the asio column Asio's client against our server");
 
     pair_result tput, p50, p99;
     handshake_rate full_post, full_asio, resumed_post, resumed_asio;
@@ -946,6 +934,7 @@ int run_bench(const global_options& g, const bench_options& o) {
             {"tls_version", pinned.negotiated_version},
             {"cipher_suite", pinned.suite},
             {"key_type", o.key_type},
+            {"cross", o.cross},
             {"targets",
              {{"throughput_ratio_min", throughput_target},
               {"post_resumed_over_full_min", speedup_target}}}};
@@ -1022,6 +1011,10 @@ void add_bench_tls(CLI::App& bench, const global_options& g, runner& run) {
         ->delimiter(',')
         ->check(CLI::IsMember({"post-full", "post-resumed", "asio-full", "asio-resumed",
                                "memory-full", "memory-resumed"}));
+    t->add_flag("--cross", o->cross,
+                "With --only handshakes: our client against Asio's server and Asio's client "
+                "against ours, to tell whether a difference comes from the clients or the "
+                "servers");
     t->add_option("--rounds", o->rounds,
                   "Run the handshake loops this many times in turn and report medians, each "
                   "ratio taken within a round (default 1): steadier on a noisy host")
