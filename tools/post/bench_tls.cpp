@@ -268,9 +268,9 @@ struct post_client : post_workload {
     // ticket the previous one received (the server's tickets arrive before its close_notify,
     // which the close waits for); `warmup` connections run first, untimed, and close the same
     // way (the first one fetches a ticket). Without `resume` the association's state is
-    // forgotten before every
-    // connection: a first connection's full handshake, in which the server still issues tickets
-    // and the client stores them, as in Asio's full loop (tickets on, none offered).
+    // forgotten before every connection: a first connection's full handshake, in which the
+    // server still issues tickets and the client stores them, as in Asio's full loop (tickets
+    // on, none offered).
     void handshakes(std::chrono::duration<double> duration, bool resume, int warmup,
                     std::shared_ptr<once_promise<handshake_rate>> result) {
         struct state : std::enable_shared_from_this<state> {

@@ -51,7 +51,7 @@ bool one_connection(SSL_CTX* client_ctx, SSL_CTX* server_ctx, const char* ip, SS
     if (offer && SSL_set_session(c.get(), offer) != 1) fail("SSL_set_session");
 
     // The client's handshake ends before the server's (it writes the last flight), and it
-    // closes at once, as the socket loops' clients do. Two rounds suffice for either version;
+    // closes at once, as the socket loops' clients do. Three rounds suffice for either version;
     // the bound makes a stuck exchange an error rather than a hang.
     int client_done = 0, server_done = 0;
     for (int i = 0; i < 8 && !(client_done && server_done); ++i) {
