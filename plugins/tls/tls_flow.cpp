@@ -137,7 +137,16 @@ void tls_flow::start() noexcept {
         // wait for the connection so sends made meanwhile may still go early.
         const bool early_waiting =
             early_mode_ && (pending_.empty() || !pending_.front().idempotent);
-        if (client() && !early_waiting) begin_handshake();
+        if (!client() || early_waiting) return;
+        if (lower_->info().capabilities & sdk::cap_early_data) {
+            begin_handshake(); // the ClientHello can ride in the SYN (TCP Fast Open)
+            return;
+        }
+        // Otherwise the lower flow connects first (its start() runs the connect one turn from
+        // now), and the ClientHello is built while the connection is set up, not before it.
+        boost::asio::post(executor_, [self = shared_from_this()] {
+            if (!self->close_requested_) self->begin_handshake();
+        });
     } catch (...) {
         fail_later(internal_error("start"));
     }
