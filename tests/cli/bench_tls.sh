@@ -30,6 +30,15 @@ mem = doc["openssl_in_memory"]
 for key in ("full_handshakes_per_s", "resumed_handshakes_per_s", "resumed_over_full"):
     positive(mem[key], f"openssl_in_memory.{key}")
 assert mem["resumed_fraction"] == 1, mem
+# CPU per handshake of each loop's client and server threads. A full handshake costs the client
+# more than a resumed one (it verifies the server's certificate chain and signature).
+cpu = doc["cpu_us_per_handshake"]
+for kind in ("full", "resumed"):
+    for side in ("post", "asio"):
+        for thread in ("client", "server"):
+            positive(cpu[kind][side][thread], f"cpu_us_per_handshake.{kind}.{side}.{thread}")
+for side in ("post", "asio"):
+    assert cpu["full"][side]["client"] > cpu["resumed"][side]["client"], (side, cpu)
 positive(doc["seconds"], "seconds")
 positive(doc["round_trips"], "round_trips")
 assert isinstance(doc["plugin_load_ms"], (int, float)) and doc["plugin_load_ms"] >= 0, doc
@@ -72,8 +81,24 @@ mem = doc["openssl_in_memory"]
 assert mem["full_handshakes_per_s"] > 0 and mem["resumed_handshakes_per_s"] > 0, mem
 for key in ("full_handshakes_per_s", "resumed_handshakes_per_s"):
     assert doc[key]["post"] is None and doc[key]["asio"] is None, (key, doc[key])
+for kind in ("full", "resumed"):
+    for side in ("post", "asio"):
+        assert doc["cpu_us_per_handshake"][kind][side] == {"client": None, "server": None}, doc
 PY
 pass "bench tls --loops memory-full,memory-resumed"
+
+# In text, a loop left out has no figure ("n/a"), never "nan"; the in-memory line shows only
+# when one of its loops ran.
+timeout 100 "$POST" bench tls --only handshakes --seconds 0.1 --loops post-resumed \
+    >"$TMP/one.txt" 2>"$TMP/err" || fail "bench tls --loops post-resumed exited $?: $(cat "$TMP/err")"
+grep -qi "nan" "$TMP/one.txt" && fail "nan in the text output: $(cat "$TMP/one.txt")"
+grep -Eq "^full handshakes/s +n/a +n/a +n/a" "$TMP/one.txt" || fail "full line: $(cat "$TMP/one.txt")"
+grep -Eq "^resumed handshakes/s +[0-9]+ +n/a +n/a" "$TMP/one.txt" ||
+    fail "resumed line: $(cat "$TMP/one.txt")"
+grep -q "OpenSSL alone" "$TMP/one.txt" && fail "in-memory line without its loops"
+grep -Eq "CPU per handshake.*resumed: post [0-9]+ / [0-9]+, asio n/a / n/a" "$TMP/one.txt" ||
+    fail "CPU line: $(cat "$TMP/one.txt")"
+pass "bench tls --loops post-resumed prints n/a for the loops left out"
 
 # --cross: each client against the other contender's server; every connection of both resumed
 # loops resumes (our client against Asio's server, Asio's client against ours).

@@ -14,6 +14,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include <pthread.h>
+#include <time.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -161,6 +164,16 @@ struct io_thread {
         if (thread.joinable()) thread.join();
     }
     ~io_thread() { stop(); }
+    /// CPU time this thread has used so far, in seconds (NaN before start or when the clock
+    /// cannot be read). Read from another thread, so a phase can be charged to each side.
+    double cpu_seconds() {
+        clockid_t id;
+        timespec ts{};
+        if (!thread.joinable() || pthread_getcpuclockid(thread.native_handle(), &id) != 0 ||
+            clock_gettime(id, &ts) != 0)
+            return NAN;
+        return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
+    }
 };
 
 template <class T, class F>

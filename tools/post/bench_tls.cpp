@@ -722,13 +722,17 @@ using handshake_round = std::array<handshake_rate, loop_count>;
 /// The median rate of loop `i` over the rounds (count and resumed from that round).
 handshake_rate median_rate(const std::vector<handshake_round>& rounds, std::size_t i) {
     handshake_rate m;
-    std::vector<double> rates;
+    std::vector<double> rates, client_cpu, server_cpu;
     for (const auto& r : rounds) {
         rates.push_back(r[i].per_s);
+        client_cpu.push_back(r[i].client_cpu_us);
+        server_cpu.push_back(r[i].server_cpu_us);
         m.count += r[i].count;
         m.resumed += r[i].resumed; // the resumed share is over every round
     }
     m.per_s = median(std::move(rates));
+    m.client_cpu_us = median(std::move(client_cpu));
+    m.server_cpu_us = median(std::move(server_cpu));
     return m;
 }
 
@@ -845,9 +849,17 @@ int run_bench(const global_options& g, const bench_options& o) {
         const auto budget = handshake_time + std::chrono::duration<double>(2);
         auto run = [&](const char* loop, const char* name, auto& client, bool resume) {
             if (!o.runs_loop(loop)) return handshake_rate{};
-            return run_phase<handshake_rate>(cio, budget, name, [&, resume](auto p) {
+            const double client_cpu = client_thread.cpu_seconds();
+            const double server_cpu = server_thread.cpu_seconds();
+            auto r = run_phase<handshake_rate>(cio, budget, name, [&, resume](auto p) {
                 client.handshakes(handshake_time, resume, handshake_warmup, p);
             });
+            // Each thread's CPU over the phase, per connection: which side pays for a rate, and
+            // steadier than the rate itself when the host's load moves.
+            const double connections = double(r.count + handshake_warmup);
+            r.client_cpu_us = (client_thread.cpu_seconds() - client_cpu) * 1e6 / connections;
+            r.server_cpu_us = (server_thread.cpu_seconds() - server_cpu) * 1e6 / connections;
+            return r;
         };
         // On this (the main) thread, while the client and server threads are idle.
         auto in_memory = [&](const char* loop, bool resume) {
@@ -910,6 +922,9 @@ int run_bench(const global_options& g, const bench_options& o) {
     auto pair_json = [](const pair_result& r) {
         return nlohmann::json{{"post", r.post}, {"asio", r.asio}, {"ratio", r.ratio()}};
     };
+    auto cpu_json = [](const handshake_rate& r) {
+        return nlohmann::json{{"client", r.client_cpu_us}, {"server", r.server_cpu_us}};
+    };
     if (o.json) {
         nlohmann::json j{
             {"throughput_gbps", pair_json(tput)},
@@ -922,6 +937,9 @@ int run_bench(const global_options& g, const bench_options& o) {
             {"handshake_rounds", o.rounds},
             {"resumed_over_full", {{"post", speedup.post}, {"asio", speedup.asio}}},
             {"resumed_fraction", {{"post", resumed_share.post}, {"asio", resumed_share.asio}}},
+            {"cpu_us_per_handshake",
+             {{"full", {{"post", cpu_json(full_post)}, {"asio", cpu_json(full_asio)}}},
+              {"resumed", {{"post", cpu_json(resumed_post)}, {"asio", cpu_json(resumed_asio)}}}}},
             {"openssl_in_memory",
              {{"full_handshakes_per_s", full_memory.per_s},
               {"resumed_handshakes_per_s", resumed_memory.per_s},
@@ -958,19 +976,32 @@ int run_bench(const global_options& g, const bench_options& o) {
             out_line(fmt::format("handshakes: medians of {} rounds; each ratio taken within a "
                                  "round",
                                  o.rounds));
-        out_line(fmt::format("{:<24}{:>12.0f}{:>12.0f}{:>9.2f}", "full handshakes/s", full.post,
-                             full.asio, full_ratio));
-        out_line(fmt::format("{:<24}{:>12.0f}{:>12.0f}{:>9.2f}", "resumed handshakes/s",
-                             resumed.post, resumed.asio, resumed_ratio));
-        out_line(fmt::format("{:<24}{:>12.2f}{:>12.2f}{:>9}   post >= 2.00 {}", "resumed / full",
-                             speedup.post, speedup.asio, "",
-                             verdict(speedup.post >= speedup_target)));
-        out_line(fmt::format("sessions resumed in the resumed loop: post {:.0f}%, asio {:.0f}%",
-                             100 * resumed_share.post, 100 * resumed_share.asio));
-        out_line(fmt::format("OpenSSL alone (memory BIOs, one thread, no sockets): full {:.0f}/s, "
-                             "resumed {:.0f}/s ({:.0f}% resumed), resumed / full {:.2f}",
-                             full_memory.per_s, resumed_memory.per_s,
-                             100 * resumed_memory.resumed_fraction(), memory_speedup));
+        // A loop left out with --loops has no figure: n/a, not nan.
+        auto cell = [](double v, int precision) {
+            return std::isnan(v) ? std::string("n/a") : fmt::format("{:.{}f}", v, precision);
+        };
+        out_line(fmt::format("{:<24}{:>12}{:>12}{:>9}", "full handshakes/s", cell(full.post, 0),
+                             cell(full.asio, 0), cell(full_ratio, 2)));
+        out_line(fmt::format("{:<24}{:>12}{:>12}{:>9}", "resumed handshakes/s",
+                             cell(resumed.post, 0), cell(resumed.asio, 0), cell(resumed_ratio, 2)));
+        out_line(fmt::format("{:<24}{:>12}{:>12}{:>9}   post >= 2.00 {}", "resumed / full",
+                             cell(speedup.post, 2), cell(speedup.asio, 2), "",
+                             std::isnan(speedup.post) ? std::string("(not measured)")
+                                                      : verdict(speedup.post >= speedup_target)));
+        auto cpu = [&](const handshake_rate& r) {
+            return cell(r.client_cpu_us, 0) + " / " + cell(r.server_cpu_us, 0);
+        };
+        out_line(fmt::format("CPU per handshake, client / server thread (us): full: post {}, "
+                             "asio {}; resumed: post {}, asio {}",
+                             cpu(full_post), cpu(full_asio), cpu(resumed_post), cpu(resumed_asio)));
+        out_line(fmt::format("sessions resumed in the resumed loop: post {}%, asio {}%",
+                             cell(100 * resumed_share.post, 0), cell(100 * resumed_share.asio, 0)));
+        if (o.runs_loop("memory-full") || o.runs_loop("memory-resumed"))
+            out_line(fmt::format("OpenSSL alone (memory BIOs, one thread, no sockets): full {}/s, "
+                                 "resumed {}/s ({}% resumed), resumed / full {}",
+                                 cell(full_memory.per_s, 0), cell(resumed_memory.per_s, 0),
+                                 cell(100 * resumed_memory.resumed_fraction(), 0),
+                                 cell(memory_speedup, 2)));
     }
     // "debug: handshake complete with 127.0.0.1:PORT: TLSv1.3, SUITE, ALPN none, ..."
     const auto with = post_summary.find(": ", post_summary.find(" with "));

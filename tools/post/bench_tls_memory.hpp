@@ -19,6 +19,9 @@ namespace post_tool::bench {
 struct handshake_rate {
     double per_s = NAN;
     std::uint64_t count = 0, resumed = 0;
+    /// CPU time per connection (warm-ups included) of the client's and the server's thread, in
+    /// microseconds; NaN where not measured (the in-memory loop runs both on one thread).
+    double client_cpu_us = NAN, server_cpu_us = NAN;
     double resumed_fraction() const { return count ? double(resumed) / double(count) : NAN; }
 };
 
