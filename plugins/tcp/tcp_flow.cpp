@@ -72,23 +72,39 @@ void tcp_flow::start() noexcept {
         if (state_ != state::idle) return;
         if (params_.side == sdk::role::client) {
             state_ = state::connecting;
-            defer([this] { connect(); });
+            // With Fast Open, what the upper side sends right after start() may still ride in
+            // the SYN: connect one executor turn later. Without it, nothing is gained by
+            // waiting, so the SYN leaves now (its completion, like any error, is reported
+            // later: no event comes from inside start()).
+            if (settings_.fast_open)
+                defer([this] { connect(false); });
+            else
+                connect(true);
         } else {
             state_ = state::open;
             defer([this] { become_open(); });
         }
     } catch (...) {
-        // Only allocation can fail here; nothing was started, so report nothing.
+        // Only allocation can fail here, before any attempt went out; report nothing (no event
+        // may come from inside start()): the establishment deadline ends the attempt.
+        boost::system::error_code ignored;
+        socket_.close(ignored);
         state_ = state::done;
     }
 }
 
-void tcp_flow::connect() {
+void tcp_flow::connect(bool in_start) {
     if (state_ != state::connecting) return;
+    auto fail = [this, in_start](sdk::flow_error e) {
+        if (in_start)
+            defer([this, e = std::move(e)] { finish(e); });
+        else
+            finish(e);
+    };
     const tcp::endpoint remote = to_asio(params_.remote);
     boost::system::error_code ec;
     socket_.open(remote.protocol(), ec);
-    if (ec) return finish(make_error(ec, "socket for " + params_.remote.to_string() + " failed"));
+    if (ec) return fail(make_error(ec, "socket for " + params_.remote.to_string() + " failed"));
     // Before connecting, so that the window scale the handshake announces fits it.
     if (settings_.receive_buffer > 0) {
         socket_.set_option(asio::socket_base::receive_buffer_size(settings_.receive_buffer), ec);
@@ -99,7 +115,7 @@ void tcp_flow::connect() {
     if (params_.local) {
         if (settings_.reuse_address) socket_.set_option(tcp::socket::reuse_address(true), ec);
         socket_.bind(to_asio(*params_.local), ec);
-        if (ec) return finish(make_error(ec, "bind to " + params_.local->to_string() + " failed"));
+        if (ec) return fail(make_error(ec, "bind to " + params_.local->to_string() + " failed"));
     }
     if (settings_.fast_open && !queue_.empty() && queue_.front().idempotent &&
         connect_with_data(remote))

@@ -46,7 +46,8 @@ private:
         bool idempotent = false;
     };
 
-    void connect();
+    /// `in_start`: called from start(), so a failure is reported one executor turn later.
+    void connect(bool in_start);
     /// Fast Open: connect with the leading idempotent sends in the SYN (sendmsg MSG_FASTOPEN).
     /// Returns false when it did not start a connection (the caller connects normally).
     bool connect_with_data(const boost::asio::ip::tcp::endpoint& remote);
