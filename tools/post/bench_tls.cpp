@@ -994,13 +994,19 @@ int run_bench(const global_options& g, const bench_options& o) {
         out_line(fmt::format("CPU per handshake, client / server thread (us): full: post {}, "
                              "asio {}; resumed: post {}, asio {}",
                              cpu(full_post), cpu(full_asio), cpu(resumed_post), cpu(resumed_asio)));
-        out_line(fmt::format("sessions resumed in the resumed loop: post {}%, asio {}%",
-                             cell(100 * resumed_share.post, 0), cell(100 * resumed_share.asio, 0)));
+        auto per_s = [&](double rate) {
+            return std::isnan(rate) ? std::string("n/a") : cell(rate, 0) + "/s";
+        };
+        auto percent = [&](double share) {
+            return std::isnan(share) ? std::string("n/a") : cell(100 * share, 0) + "%";
+        };
+        out_line(fmt::format("sessions resumed in the resumed loop: post {}, asio {}",
+                             percent(resumed_share.post), percent(resumed_share.asio)));
         if (o.runs_loop("memory-full") || o.runs_loop("memory-resumed"))
-            out_line(fmt::format("OpenSSL alone (memory BIOs, one thread, no sockets): full {}/s, "
-                                 "resumed {}/s ({}% resumed), resumed / full {}",
-                                 cell(full_memory.per_s, 0), cell(resumed_memory.per_s, 0),
-                                 cell(100 * resumed_memory.resumed_fraction(), 0),
+            out_line(fmt::format("OpenSSL alone (memory BIOs, one thread, no sockets): full {}, "
+                                 "resumed {} ({} resumed), resumed / full {}",
+                                 per_s(full_memory.per_s), per_s(resumed_memory.per_s),
+                                 percent(resumed_memory.resumed_fraction()),
                                  cell(memory_speedup, 2)));
     }
     // "debug: handshake complete with 127.0.0.1:PORT: TLSv1.3, SUITE, ALPN none, ..."
