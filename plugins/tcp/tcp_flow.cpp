@@ -321,8 +321,15 @@ void tcp_flow::read() {
                     return self->finish(
                         make_error(ec, "read from " + self->remote_.to_string() + " failed"));
                 sdk::byte_buffer chunk(self->read_buffer_.get(), self->read_buffer_.get() + n);
-                if (auto ev = self->events_.lock()) ev->on_received(std::move(chunk), {});
+                if (auto ev = self->events_.lock()) {
+                    self->delivering_ = true;
+                    ev->on_received(std::move(chunk), {});
+                    self->delivering_ = false;
+                }
                 if (self->state_ == state::done) return;
+                // Released from the handler: nothing more is read; the socket closes now, or
+                // once the queued sends are written.
+                if (self->release_) return self->maybe_shutdown();
                 if (self->close_requested_ && !self->send_shut_)
                     return self->read_before_shutdown();
                 self->read();
@@ -382,11 +389,34 @@ void tcp_flow::close() noexcept {
     }
 }
 
+void tcp_flow::release() noexcept {
+    try {
+        if (state_ == state::done || release_) return;
+        release_ = true;
+        if (close_requested_) {
+            // Closing already (half-closed, say): stop waiting for the peer.
+            if (state_ == state::open && !delivering_) defer([this] { maybe_shutdown(); });
+            return;
+        }
+        close_requested_ = true;
+        if (state_ == state::idle) {
+            state_ = state::connecting; // so finish() below is not skipped by a late start()
+            defer([this] { finish({}); });
+            return;
+        }
+        // From inside on_received, the read handler closes when the upper side returns.
+        if (state_ == state::open && !delivering_) defer([this] { maybe_shutdown(); });
+    } catch (...) {
+        abort();
+    }
+}
+
 void tcp_flow::maybe_shutdown() {
-    if (state_ != state::open || !close_requested_ || send_shut_ || writing_ || !queue_.empty())
-        return;
-    // The peer already finished: closing the socket sends our FIN, no shutdown needed first.
-    if (peer_eof_) return finish({});
+    if (state_ != state::open || !close_requested_ || writing_ || !queue_.empty()) return;
+    // The peer already finished, or the upper side does not wait for it (release): closing the
+    // socket sends our FIN after the data written, with no shutdown first.
+    if (peer_eof_ || release_) return finish({});
+    if (send_shut_) return;
     boost::system::error_code ec;
     socket_.shutdown(tcp::socket::shutdown_send, ec);
     send_shut_ = true;
@@ -449,7 +479,7 @@ std::chrono::microseconds tcp_flow::smoothed_rtt() const noexcept {
 sdk::flow_info tcp_flow::info() const noexcept {
     sdk::flow_info i;
     i.kind = sdk::edge::stream;
-    i.capabilities = sdk::cap_ordered;
+    i.capabilities = sdk::cap_ordered | sdk::cap_release;
     // Before the connection is attempted, idempotent sends may still ride in the SYN.
     if (settings_.fast_open && params_.side == sdk::role::client &&
         (state_ == state::idle || (state_ == state::connecting && !socket_.is_open())))

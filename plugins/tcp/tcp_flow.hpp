@@ -28,6 +28,9 @@ public:
     void start() noexcept override;
     void send(sdk::byte_buffer data, const sdk::send_meta& meta) noexcept override;
     void close() noexcept override;
+    /// close() without the half-close: the socket closes once the queue is written, without
+    /// waiting for the peer's FIN (the upper layer has ended the conversation itself).
+    void release() noexcept override;
     void abort() noexcept override;
     sdk::flow_info info() const noexcept override;
     std::size_t queued_bytes() const noexcept override { return queued_bytes_; }
@@ -79,7 +82,9 @@ private:
     bool close_requested_ = false; ///< close() called, or the peer finished sending.
     bool send_shut_ = false;       ///< Our FIN is out.
     bool peer_eof_ = false;
-    bool aborted_ = false; ///< No events at all after abort(), even from inside finish().
+    bool aborted_ = false;    ///< No events at all after abort(), even from inside finish().
+    bool release_ = false;    ///< release(): no wait for the peer's FIN.
+    bool delivering_ = false; ///< Inside on_received from the read handler.
     /// Sends that went whole with the SYN: reported on_sent once the connection is open.
     std::vector<std::uint64_t> sent_with_syn_;
 

@@ -644,7 +644,15 @@ void tls_flow::on_peer_close() {
     }
     boost::system::error_code ignored;
     close_timer_.cancel(ignored);
-    lower_->close(); // on_closed follows once the lower flow is done
+    // close_notify has gone both ways: the TLS connection is over, and nothing the peer sends
+    // now is wanted. A lower flow that can release closes once our close_notify is written,
+    // without waiting for the peer's FIN (as a socket closed after SSL_shutdown does); the side
+    // that answered a close_notify closes first, so the TIME_WAIT stays with it. on_closed
+    // follows once the lower flow is done.
+    if (lower_->info().capabilities & sdk::cap_release)
+        lower_->release();
+    else
+        lower_->close();
 }
 
 sdk::flow_error tls_flow::failure(int ssl_error) {

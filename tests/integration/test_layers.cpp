@@ -253,6 +253,75 @@ BOOST_AUTO_TEST_CASE(close_from_the_receive_handler_with_more_data_coming) {
     close_from_the_receive_handler(peer_end::fin_after_much_data);
 }
 
+// release(): the upper layer has ended the conversation itself (a TLS layer, once close_notify
+// went both ways), so the flow sends what is queued and closes without waiting for the peer's
+// FIN. The raw peer here reads everything up to our FIN and never sends its own: the flow still
+// ends cleanly at once, not after the close grace period that close() waits for the FIN.
+void release_without_the_peers_fin(bool from_receive_handler) {
+    asio::io_context io;
+    log_capture log;
+    auto tcp = make_layer(post_plugin_tcp(), io, {}, &log);
+    asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+    asio::ip::tcp::socket raw(io);
+    bool accepted = false;
+    acceptor.async_accept(raw, [&](const boost::system::error_code& e) { accepted = !e; });
+    auto client = std::make_shared<flow_recorder>();
+    auto c = open_client(*tcp, nullptr, ep("127.0.0.1", acceptor.local_endpoint().port()), client);
+    BOOST_TEST((c->info().capabilities & sdk::cap_release) != 0);
+    c->start();
+    BOOST_REQUIRE(run_until(io, [&] { return client->ready && accepted; }));
+
+    // More than one write's worth, so the close waits for the queue.
+    const auto payload = pattern(3000000, 6);
+    if (from_receive_handler) {
+        client->on_message = [&](flow_recorder&, const sdk::byte_buffer&) {
+            if (!client->sent.empty() || c->queued_bytes() > 0) return;
+            c->send(payload, meta(1));
+            c->release();
+        };
+        asio::write(raw, asio::buffer("bye", 3));
+    } else {
+        c->send(payload, meta(1));
+        c->release();
+    }
+    sdk::byte_buffer got;
+    std::array<char, 65536> sink{};
+    bool peer_saw_eof = false;
+    std::function<void()> drain = [&] {
+        raw.async_read_some(asio::buffer(sink),
+                            [&](const boost::system::error_code& e, std::size_t n) {
+                                if (e == asio::error::eof) {
+                                    peer_saw_eof = true;
+                                    return;
+                                }
+                                if (e) return;
+                                const auto* b = reinterpret_cast<const std::byte*>(sink.data());
+                                got.insert(got.end(), b, b + n);
+                                drain();
+                            });
+    };
+    drain();
+    BOOST_REQUIRE(run_until(io, [&] { return client->closed && peer_saw_eof; }));
+    BOOST_TEST(!*client->closed, client->closed->reason);
+    BOOST_TEST(got.size() == payload.size());
+    BOOST_TEST((got == payload));
+    BOOST_TEST(client->sent == std::vector<std::uint64_t>{1});
+    BOOST_TEST(client->send_errors.empty());
+    BOOST_TEST(client->events_after_close == 0);
+    // Ended by the release, not by the grace period after a half-close.
+    BOOST_TEST(!log.contains("close grace"),
+               "log: " << (log.lines.empty() ? "" : log.lines.back()));
+    BOOST_TEST(raw.is_open()); // the peer never finished
+}
+
+BOOST_AUTO_TEST_CASE(release_closes_without_waiting_for_the_peers_fin) {
+    release_without_the_peers_fin(false);
+}
+
+BOOST_AUTO_TEST_CASE(release_from_the_receive_handler_closes_after_the_queue) {
+    release_without_the_peers_fin(true);
+}
+
 BOOST_AUTO_TEST_CASE(peer_reset_is_an_error) {
     asio::io_context io;
     auto tcp = make_layer(post_plugin_tcp(), io);

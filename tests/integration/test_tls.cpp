@@ -426,7 +426,8 @@ struct openssl_peer {
 struct closing_client {
     asio::io_context io;
     openssl_peer peer{io};
-    std::unique_ptr<sdk::layer> tcp = make_layer(post_plugin_tcp(), io);
+    log_capture tcp_log;
+    std::unique_ptr<sdk::layer> tcp = make_layer(post_plugin_tcp(), io, {}, &tcp_log);
     log_capture log;
     std::unique_ptr<sdk::layer> tls = make_tls(io, client_options(), &log);
     std::shared_ptr<flow_recorder> client = std::make_shared<flow_recorder>();
@@ -464,6 +465,29 @@ BOOST_AUTO_TEST_CASE(graceful_close_leaves_the_peer_to_close_the_connection_firs
     BOOST_REQUIRE(run_until(io, [&] { return shut && client->closed.has_value(); }));
     BOOST_TEST(!*client->closed, client->closed->reason);
     BOOST_TEST(!log.contains("did not answer close_notify"));
+}
+
+BOOST_AUTO_TEST_CASE(graceful_close_ends_once_close_notify_went_both_ways) {
+    // The peer answers our close_notify but keeps its TCP connection open. The TLS connection is
+    // over, so our client closes its socket at once (the tcp layer's release) instead of
+    // half-closing and waiting for the peer's FIN, which would take the tcp grace period.
+    closing_client t;
+    auto& io = t.io;
+    auto& peer = t.peer;
+    auto& client = t.client;
+    BOOST_REQUIRE(run_until(io, [&] { return peer.read_end.has_value(); }));
+    bool answered = false;
+    peer.tls->async_shutdown([&](boost::system::error_code) { answered = true; });
+    BOOST_REQUIRE(run_until(io, [&] { return answered && client->closed.has_value(); }));
+    BOOST_TEST(!*client->closed, client->closed->reason);
+    BOOST_TEST(!t.log.contains("did not answer close_notify"));
+    BOOST_TEST(!t.tcp_log.contains("close grace"));
+    // Our FIN reaches the peer, whose socket is still open.
+    const int fd = peer.tls->next_layer().native_handle();
+    BOOST_REQUIRE(run_until(io, [&] {
+        char c;
+        return ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+    }));
 }
 
 BOOST_AUTO_TEST_CASE(graceful_close_to_a_peer_that_never_answers_ends_after_the_grace) {

@@ -31,8 +31,11 @@ inline constexpr std::uint32_t plugin_magic = 0x50535450; // "PSTP"
 /// reads it and opens bidirectional flows, as before), flow_direction, cap_send_only and
 /// cap_receive_only (new bits a 4.0 plugin never sets). 4.2: layer::can_serve (a new virtual
 /// function at the end of layer's vtable: the kernel calls it only on layers of 4.2 plugins).
+/// 4.3: flow::release (a new virtual function at the end of flow's vtable) and cap_release,
+/// the bit a flow sets when it has it: a 4.2 plugin never sets it, so nobody calls release on
+/// its flows.
 inline constexpr std::uint16_t abi_major = 4;
-inline constexpr std::uint16_t abi_minor = 2;
+inline constexpr std::uint16_t abi_minor = 3;
 
 /// The SDK passes C++ objects (std::string, shared_ptr, Asio executors) across the boundary, so
 /// both sides must agree on the C++ runtime and Boost. Checked on load.

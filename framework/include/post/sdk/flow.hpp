@@ -104,6 +104,9 @@ enum flow_capability : std::uint32_t {
     /// ABI 4.1. The flow only receives: send() fails every unit with
     /// std::errc::operation_not_permitted (a QUIC unidirectional stream the peer opened).
     cap_receive_only = 1u << 9,
+    /// ABI 4.3. The flow implements flow::release (plugins built before 4.3 do not: their
+    /// flows never set this bit, and release must not be called on them).
+    cap_release = 1u << 10,
 };
 
 struct flow_info {
@@ -185,6 +188,15 @@ public:
                "this layer cannot move its connection to another path"};
         return false;
     }
+    /// ABI 4.3. close() for a layer above that has already ended the conversation with the
+    /// peer in its own protocol (TLS: close_notify sent and received), so nothing the peer
+    /// sends from now on is wanted. Queued data is still sent first, but the flow does not wait
+    /// for the peer's end before it is done: a TCP flow closes its socket once the queue is
+    /// written, without the half-close that waits for the peer's FIN (the operating system
+    /// finishes the exchange). on_closed follows, as for close(). Call it only on a flow whose
+    /// info() has cap_release: this is the last function of the vtable, missing from flows of
+    /// plugins built before ABI 4.3.
+    virtual void release() noexcept { close(); }
 };
 
 inline void flow_events::on_expired(std::uint64_t id) noexcept {
