@@ -311,7 +311,10 @@ struct post_client : post_workload {
                         --st->warmup;
                     else
                         ++st->done;
-                    boost::asio::post(st->current.get_executor(), [st] { st->next(); });
+                    // The next connection starts here, as Asio's loop starts its next one in
+                    // the completion handler. Replacing `current` drops only our handle: the
+                    // carrier running this handler keeps itself alive until it returns.
+                    st->next();
                 });
                 current.on_error([st](const post::error& e) {
                     st->result->fail(e.to_string());
