@@ -142,8 +142,8 @@ void tls_flow::start() noexcept {
             begin_handshake(); // the ClientHello can ride in the SYN (TCP Fast Open)
             return;
         }
-        // Otherwise the lower flow connects first (its start() runs the connect one turn from
-        // now), and the ClientHello is built while the connection is set up, not before it.
+        // Otherwise the lower flow connects first (tcp sends its SYN inside start()), and the
+        // ClientHello is built one turn later, while the connection is set up, not before it.
         boost::asio::post(executor_, [self = shared_from_this()] {
             if (!self->close_requested_) self->begin_handshake();
         });
