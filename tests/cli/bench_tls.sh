@@ -30,15 +30,14 @@ mem = doc["openssl_in_memory"]
 for key in ("full_handshakes_per_s", "resumed_handshakes_per_s", "resumed_over_full"):
     positive(mem[key], f"openssl_in_memory.{key}")
 assert mem["resumed_fraction"] == 1, mem
-# CPU per handshake of each loop's client and server threads. A full handshake costs the client
-# more than a resumed one (it verifies the server's certificate chain and signature).
+# CPU per handshake of each loop's client and server threads. Only that each was measured:
+# how they compare is performance, which tests do not assert (a short run under a sanitizer on a
+# busy machine can make any of them larger than another).
 cpu = doc["cpu_us_per_handshake"]
 for kind in ("full", "resumed"):
     for side in ("post", "asio"):
         for thread in ("client", "server"):
             positive(cpu[kind][side][thread], f"cpu_us_per_handshake.{kind}.{side}.{thread}")
-for side in ("post", "asio"):
-    assert cpu["full"][side]["client"] > cpu["resumed"][side]["client"], (side, cpu)
 positive(doc["seconds"], "seconds")
 positive(doc["round_trips"], "round_trips")
 assert isinstance(doc["plugin_load_ms"], (int, float)) and doc["plugin_load_ms"] >= 0, doc
