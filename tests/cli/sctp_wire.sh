@@ -22,21 +22,32 @@ start_listener sctp:// 127.0.0.1 --json --count 1
 port=${LURL##*:}
 MESSAGE="post on the wire $RANDOM$RANDOM"
 
-# One line per packet, printed as it is captured (-l), merged with tshark's stderr so that its
-# "Capturing on" line says when the capture is running: no sleeps. tshark can take well over 20 s
-# to start (dissector registration) while a parallel test run loads both cores.
-exec {tfd}< <(exec timeout 100 tshark -i lo -n -l -f "udp port $port" -d "udp.port==$port,sctp" \
-    -T fields -E separator='|' -e frame.number -e sctp.chunk_type -e data.data 2>&1)
+# One line per packet, printed as it is captured (-l). tshark's "Capturing on" line (merged from
+# its stderr) comes before its filter is live, and once under load the first packets of the
+# association went uncaptured. So the capture also takes a probe port: probes go there until one
+# of them is captured, and only then does the association start. No sleeps as synchronisation;
+# tshark can take well over 20 s to start (dissector registration) under a parallel test run.
+probe_port=$(random_port)
+while [[ $probe_port == "$port" ]]; do probe_port=$(random_port); done
+exec {tfd}< <(exec timeout 100 tshark -i lo -n -l -f "udp port $port or udp port $probe_port" \
+    -d "udp.port==$port,sctp" -T fields -E separator='|' -e frame.number -e sctp.chunk_type \
+    -e data.data -e udp.dstport 2>&1)
 TSHARK_PID=$!
 PIDS+=("$TSHARK_PID")
 ready=0
-while read -r -t 60 -u "$tfd" line; do
-    if [[ $line == *"Capturing on"* ]]; then
-        ready=1
-        break
+deadline=$((SECONDS + 90))
+while ((SECONDS < deadline)); do
+    # A datagram to a port nobody listens on: the kernel drops it (an ICMP error at most).
+    printf 'probe' >/dev/udp/127.0.0.1/"$probe_port" 2>/dev/null || true
+    if read -r -t 0.5 -u "$tfd" line; then
+        if [[ $line =~ ^[0-9]+\| && ${line##*|} == "$probe_port" ]]; then
+            ready=1
+            break
+        fi
+        last=$line
     fi
 done
-((ready)) || fail "tshark did not start capturing on lo: ${line:-no output}"
+((ready)) || fail "tshark did not capture a probe datagram on lo within 90 s: ${last:-no output}"
 
 printf '%s\n' "$MESSAGE" | timeout 20 "$POST" connect "$LURL" --json >"$TMP/events" 2>&1 ||
     fail "post connect exited $?: $(cat "$TMP/events")"
@@ -52,6 +63,7 @@ seen_end=0
 while read -r -t 45 -u "$tfd" line; do
     # Packet lines only ("frame|types|data"), not tshark's own messages.
     [[ $line =~ ^[0-9]+\| ]] || continue
+    [[ ${line##*|} == "$probe_port" ]] && continue # a late probe
     printf '%s\n' "$line" >>"$TMP/packets"
     types=$(cut -d'|' -f2 <<<"$line")
     if [[ ,$types, == *",$SHUTDOWN_COMPLETE,"* || ,$types, == *",6,"* ]]; then
