@@ -142,11 +142,9 @@ void tls_flow::start() noexcept {
             begin_handshake(); // the ClientHello can ride in the SYN (TCP Fast Open)
             return;
         }
-        // Otherwise the lower flow connects first (tcp sends its SYN inside start()), and the
-        // ClientHello is built one turn later, while the connection is set up, not before it.
-        boost::asio::post(executor_, [self = shared_from_this()] {
-            if (!self->close_requested_) self->begin_handshake();
-        });
+        // Otherwise the lower flow has connected by now (tcp sends its SYN inside start()), so
+        // the ClientHello is built while the connection is set up, not before it.
+        begin_handshake();
     } catch (...) {
         fail_later(internal_error("start"));
     }
