@@ -305,10 +305,9 @@ void tls_flow::on_closed(const sdk::flow_error& e) noexcept {
 void tls_flow::on_new_session(SSL_SESSION* session) noexcept {
     try {
         if (!client() || !params_.session || !(*settings_).session_tickets) return;
-        auto blob = serialize_session(session);
-        if (blob.empty()) return;
+        // Kept as the live session: serialised only if the association is saved to a file.
+        params_.session->store_object(session_key_, std::make_shared<session_object>(session));
         const auto max_early = SSL_SESSION_get_max_early_data(session);
-        params_.session->store(session_key_, std::move(blob));
         log(sdk::log_level::debug,
             "stored a session ticket for " + session_key_ +
                 (max_early > 0 ? " (early data up to " + std::to_string(max_early) + " bytes)"

@@ -10,8 +10,10 @@ namespace post::plugins::tls {
 namespace {
 
 /// Decoding a stored session (d2i_SSL_SESSION) parses the server's certificate again, which
-/// costs about as much as resumption saves; carriers to one server load the same blob over and
-/// over, so the decoded sessions of the last few blobs are kept (shared, reference-counted).
+/// costs about as much as resumption saves. Sessions stored in this run come back as objects,
+/// but a blob (read from an association file, or from a store that keeps only bytes) is loaded
+/// by every carrier to its server, so the decoded sessions of the last few blobs are kept
+/// (shared, reference-counted).
 class decoded_sessions {
 public:
     session_ptr get(const sdk::byte_buffer& blob) {
@@ -26,13 +28,6 @@ public:
         if (!s) return nullptr;
         insert(std::move(key), s.get());
         return s;
-    }
-
-    /// A session we just serialized into `blob`: the next load of that blob needs no decoding.
-    void remember(const sdk::byte_buffer& blob, SSL_SESSION* s) {
-        std::string key(reinterpret_cast<const char*>(blob.data()), blob.size());
-        std::lock_guard lock(mutex_);
-        if (!by_blob_.count(key)) insert(std::move(key), s);
     }
 
 private:
@@ -67,15 +62,20 @@ std::string session_key(const std::string& name, const std::vector<std::string>&
 }
 
 session_ptr load_session(sdk::session_store& store, const std::string& key, std::string& why) {
-    auto blob = store.load(key);
-    if (!blob || blob->empty()) {
-        why = "no ticket";
-        return nullptr;
+    session_ptr s;
+    if (auto object = store.load_object(key)) {
+        // Ours unless another layer wrote under a "tls/" key; then it reads as no ticket.
+        if (const auto* ours = dynamic_cast<const session_object*>(object.get())) s = ours->get();
+    } else if (auto blob = store.load(key); blob && !blob->empty()) {
+        s = decoded().get(*blob);
+        if (!s) {
+            why = "stored ticket unreadable";
+            store.erase(key);
+            return nullptr;
+        }
     }
-    session_ptr s = decoded().get(*blob);
     if (!s) {
-        why = "stored ticket unreadable";
-        store.erase(key);
+        why = "no ticket";
         return nullptr;
     }
     const auto now = static_cast<long>(std::time(nullptr));
@@ -88,14 +88,17 @@ session_ptr load_session(sdk::session_store& store, const std::string& key, std:
     return s;
 }
 
-sdk::byte_buffer serialize_session(SSL_SESSION* s) {
-    const int n = i2d_SSL_SESSION(s, nullptr);
-    if (n <= 0) return {};
-    sdk::byte_buffer out(static_cast<std::size_t>(n));
-    auto* p = reinterpret_cast<unsigned char*>(out.data());
-    if (i2d_SSL_SESSION(s, &p) != n) return {};
-    decoded().remember(out, s);
-    return out;
+sdk::byte_buffer session_object::serialize() const noexcept {
+    try {
+        const int n = i2d_SSL_SESSION(session_.get(), nullptr);
+        if (n <= 0) return {};
+        sdk::byte_buffer out(static_cast<std::size_t>(n));
+        auto* p = reinterpret_cast<unsigned char*>(out.data());
+        if (i2d_SSL_SESSION(session_.get(), &p) != n) return {};
+        return out;
+    } catch (...) {
+        return {}; // out of memory: nothing is saved for this session
+    }
 }
 
 } // namespace post::plugins::tls

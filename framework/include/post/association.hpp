@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -12,6 +13,10 @@
 #include <vector>
 
 namespace post {
+
+namespace sdk {
+class session_object;
+}
 
 class association {
 public:
@@ -38,8 +43,19 @@ public:
 
     /// Opaque per-layer state (TLS tickets, QUIC tokens), keyed by layer name.
     void put_state(const std::string& layer, std::vector<std::uint8_t> blob);
+    /// The bytes under `layer`; for an object (put_object), its serialised form, made on the
+    /// first call and kept. Absent when nothing is stored, or an object's form is empty or
+    /// over max_state_bytes.
     std::optional<std::vector<std::uint8_t>> state(const std::string& layer) const;
+    /// Layer state as a live object (a TLS session), serialised only when state() or save()
+    /// needs its bytes. Replaces whatever `layer` held.
+    void put_object(const std::string& layer, std::shared_ptr<const sdk::session_object> object);
+    /// The object put under `layer`, or null (nothing, or bytes: put_state, restore).
+    std::shared_ptr<const sdk::session_object> object(const std::string& layer) const;
     void erase_state(const std::string& layer);
+    /// The largest state kept per layer: nothing a peer sends may grow an association without
+    /// bound, nor its file.
+    static constexpr std::size_t max_state_bytes = 64 * 1024;
     /// Keys with state, for persistence and inspection.
     std::vector<std::string> state_keys() const;
 
@@ -64,7 +80,15 @@ private:
     std::optional<outcome> winner_;
     std::vector<outcome> failures_;
     std::uint64_t established_ = 0;
-    std::map<std::string, std::vector<std::uint8_t>> state_;
+    struct layer_state {
+        std::shared_ptr<const sdk::session_object> object;
+        /// What put_state stored, or the object's serialised form once something asked for it.
+        mutable std::vector<std::uint8_t> bytes;
+        mutable bool serialized = false; ///< an object's bytes are made (perhaps empty)
+    };
+    std::map<std::string, layer_state> state_;
+    /// Serialise `s`'s object unless done; false when `s` has no bytes to give.
+    static bool ready_bytes(const layer_state& s);
     std::function<void()> observer_;
     void notify();
 };

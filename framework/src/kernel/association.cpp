@@ -1,4 +1,5 @@
 #include <post/association.hpp>
+#include <post/sdk/session_store.hpp>
 
 #include <algorithm>
 
@@ -45,20 +46,73 @@ std::uint64_t association::carriers_established() const {
 }
 
 void association::put_state(const std::string& layer, std::vector<std::uint8_t> blob) {
+    if (blob.size() > max_state_bytes) return;
     {
         std::lock_guard lock(mutex_);
         constexpr std::size_t max_keys = 32; // layers are few; a runaway plugin stays bounded
         if (state_.size() >= max_keys && !state_.count(layer)) return;
-        state_[layer] = std::move(blob);
+        state_[layer] = layer_state{nullptr, std::move(blob), false};
     }
     notify();
 }
 
+void association::put_object(const std::string& layer,
+                             std::shared_ptr<const sdk::session_object> object) {
+    if (!object) return erase_state(layer);
+    {
+        std::lock_guard lock(mutex_);
+        constexpr std::size_t max_keys = 32;
+        if (state_.size() >= max_keys && !state_.count(layer)) return;
+        state_[layer] = layer_state{std::move(object), {}, false};
+    }
+    notify();
+}
+
+bool association::ready_bytes(const layer_state& s) {
+    if (s.object && !s.serialized) {
+        const auto form = s.object->serialize();
+        s.serialized = true;
+        if (form.size() <= max_state_bytes) {
+            const auto* p = reinterpret_cast<const std::uint8_t*>(form.data());
+            s.bytes.assign(p, p + form.size());
+        }
+    }
+    return !s.bytes.empty() || !s.object;
+}
+
 std::optional<std::vector<std::uint8_t>> association::state(const std::string& layer) const {
+    std::shared_ptr<const sdk::session_object> object;
+    {
+        std::lock_guard lock(mutex_);
+        auto it = state_.find(layer);
+        if (it == state_.end()) return std::nullopt;
+        if (!it->second.object || it->second.serialized) {
+            if (!ready_bytes(it->second)) return std::nullopt;
+            return it->second.bytes;
+        }
+        object = it->second.object;
+    }
+    // Serialised outside the lock (it takes a while); kept if the object is still the one.
+    auto form = object->serialize();
+    std::vector<std::uint8_t> bytes;
+    if (form.size() <= max_state_bytes) {
+        const auto* p = reinterpret_cast<const std::uint8_t*>(form.data());
+        bytes.assign(p, p + form.size());
+    }
+    std::lock_guard lock(mutex_);
+    if (auto it = state_.find(layer);
+        it != state_.end() && it->second.object == object && !it->second.serialized) {
+        it->second.bytes = bytes;
+        it->second.serialized = true;
+    }
+    if (bytes.empty()) return std::nullopt;
+    return bytes;
+}
+
+std::shared_ptr<const sdk::session_object> association::object(const std::string& layer) const {
     std::lock_guard lock(mutex_);
     auto it = state_.find(layer);
-    if (it == state_.end()) return std::nullopt;
-    return it->second;
+    return it == state_.end() ? nullptr : it->second.object;
 }
 
 void association::erase_state(const std::string& layer) {
@@ -92,7 +146,9 @@ association::saved association::save() const {
         s.winner_at = std::chrono::system_clock::now() -
                       std::chrono::duration_cast<std::chrono::system_clock::duration>(
                           std::chrono::steady_clock::now() - winner_->when);
-    s.state = state_;
+    // Objects are serialised here, once each: only a saved association pays for it.
+    for (const auto& [k, v] : state_)
+        if (ready_bytes(v)) s.state[k] = v.bytes;
     return s;
 }
 
@@ -105,7 +161,7 @@ void association::restore(const saved& s) {
                             std::chrono::system_clock::now() - s.winner_at);
     }
     for (const auto& [k, v] : s.state)
-        state_[k] = v;
+        state_[k] = layer_state{nullptr, v, false};
 }
 
 std::vector<std::string> association::state_keys() const {

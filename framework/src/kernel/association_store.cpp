@@ -27,6 +27,24 @@ void association_store::store(std::string_view key, sdk::byte_buffer blob) noexc
     }
 }
 
+void association_store::store_object(std::string_view key,
+                                     std::shared_ptr<const sdk::session_object> object) noexcept {
+    try {
+        assoc_->put_object(std::string(key), std::move(object));
+    } catch (...) {
+        // Out of memory: the next flow does a full handshake.
+    }
+}
+
+std::shared_ptr<const sdk::session_object>
+association_store::load_object(std::string_view key) const noexcept {
+    try {
+        return assoc_->object(std::string(key));
+    } catch (...) {
+        return nullptr;
+    }
+}
+
 void association_store::erase(std::string_view key) noexcept {
     try {
         assoc_->erase_state(std::string(key));

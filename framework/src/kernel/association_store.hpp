@@ -14,11 +14,15 @@ public:
         : assoc_(std::move(assoc)) {}
 
     /// Larger blobs are refused: nothing a peer sends may grow an association without bound.
-    static constexpr std::size_t max_blob = 64 * 1024;
+    static constexpr std::size_t max_blob = association::max_state_bytes;
 
     std::optional<sdk::byte_buffer> load(std::string_view key) const noexcept override;
     void store(std::string_view key, sdk::byte_buffer blob) noexcept override;
     void erase(std::string_view key) noexcept override;
+    void store_object(std::string_view key,
+                      std::shared_ptr<const sdk::session_object> object) noexcept override;
+    std::shared_ptr<const sdk::session_object>
+    load_object(std::string_view key) const noexcept override;
 
 private:
     std::shared_ptr<association> assoc_;
