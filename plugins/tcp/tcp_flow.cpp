@@ -120,7 +120,9 @@ void tcp_flow::connect(bool in_start) {
     if (settings_.fast_open && !queue_.empty() && queue_.front().idempotent &&
         connect_with_data(remote))
         return;
+    connect_pending_ = true;
     socket_.async_connect(remote, [self = shared_from_this()](const boost::system::error_code& e) {
+        self->connect_pending_ = false;
         try {
             self->on_connected(e);
         } catch (...) {
@@ -154,24 +156,12 @@ bool tcp_flow::connect_with_data(const tcp::endpoint& remote) {
     }
     // What the SYN took leaves the queue now (reported sent once the connection is open); no
     // cookie yet means nothing went, and the data is written after the handshake as usual.
-    std::size_t taken = n > 0 ? static_cast<std::size_t>(n) : 0;
+    const std::size_t taken = n > 0 ? static_cast<std::size_t>(n) : 0;
     settings_.write_log(sdk::log_level::debug,
                         taken > 0 ? "fast open: " + std::to_string(taken) + " bytes in the SYN"
                                   : std::string("fast open: no cookie yet, data follows the "
                                                 "handshake"));
-    while (taken > 0 && !queue_.empty()) {
-        auto& front = queue_.front();
-        const std::size_t k = std::min(taken, front.data.size());
-        taken -= k;
-        queued_bytes_ -= k;
-        if (k == front.data.size()) {
-            sent_with_syn_.push_back(front.id);
-            queue_.pop_front();
-        } else {
-            front.data.erase(front.data.begin(),
-                             front.data.begin() + static_cast<std::ptrdiff_t>(k));
-        }
-    }
+    take_sent_early(taken);
     socket_.async_wait(
         tcp::socket::wait_write, [self = shared_from_this()](const boost::system::error_code& e) {
             try {
@@ -191,6 +181,41 @@ bool tcp_flow::connect_with_data(const tcp::endpoint& remote) {
     return true;
 }
 
+void tcp_flow::take_sent_early(std::size_t n) {
+    while (n > 0 && !queue_.empty()) {
+        auto& front = queue_.front();
+        const std::size_t k = std::min(n, front.data.size());
+        n -= k;
+        queued_bytes_ -= k;
+        if (k == front.data.size()) {
+            sent_early_.push_back(front.id);
+            queue_.pop_front();
+        } else {
+            front.data.erase(front.data.begin(),
+                             front.data.begin() + static_cast<std::ptrdiff_t>(k));
+        }
+    }
+}
+
+void tcp_flow::write_while_connecting() {
+    std::vector<iovec> iov;
+    for (const auto& p : queue_) {
+        if (iov.size() == max_gather_buffers) break;
+        iov.push_back({const_cast<std::byte*>(p.data.data()), p.data.size()});
+    }
+    msghdr msg{};
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = iov.size();
+    // Still in SYN_SENT: EAGAIN, and the queue waits for the connect's completion as before.
+    // Any other error is the connect's own, which its completion reports.
+    // One try per connection, for the first send (a ClientHello, a request): on a real network
+    // the SYN-ACK is a round trip away, and a burst of sends must not cost a system call each;
+    // later ones are gathered into the writes after the connect completes, as before.
+    early_write_tried_ = true;
+    const ssize_t n = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) take_sent_early(static_cast<std::size_t>(n));
+}
+
 void tcp_flow::on_connected(const boost::system::error_code& ec) {
     if (state_ != state::connecting) return; // aborted meanwhile
     if (ec) return finish(make_error(ec, "connect to " + params_.remote.to_string() + " failed"));
@@ -205,7 +230,7 @@ void tcp_flow::become_open() {
     apply_socket_options(socket_, settings_);
     if (auto ev = events_.lock()) ev->on_ready();
     if (state_ != state::open) return; // the upper side aborted from on_ready
-    for (auto id : std::exchange(sent_with_syn_, {})) {
+    for (auto id : std::exchange(sent_early_, {})) {
         if (auto ev = events_.lock()) ev->on_sent(id);
         if (state_ != state::open) return;
     }
@@ -253,7 +278,10 @@ void tcp_flow::send(sdk::byte_buffer data, const sdk::send_meta& meta) noexcept 
         }
         queued_bytes_ += data.size();
         queue_.push_back({std::move(data), meta.id, meta.idempotent});
-        if (state_ == state::open) write();
+        if (state_ == state::open)
+            write();
+        else if (connect_pending_ && !early_write_tried_)
+            write_while_connecting();
     } catch (...) {
         defer([this, id = meta.id] {
             if (auto ev = events_.lock(); ev && state_ != state::done)

@@ -54,6 +54,12 @@ private:
     /// Fast Open: connect with the leading idempotent sends in the SYN (sendmsg MSG_FASTOPEN).
     /// Returns false when it did not start a connection (the caller connects normally).
     bool connect_with_data(const boost::asio::ip::tcp::endpoint& remote);
+    /// While the connect is pending: the handshake may be over already (loopback completes it
+    /// inside connect()), so try the queue once without waiting for the connect's completion,
+    /// which costs a trip through the reactor before the first byte leaves.
+    void write_while_connecting();
+    /// `n` bytes from the front of the queue went before the connection was reported open.
+    void take_sent_early(std::size_t n);
     void on_connected(const boost::system::error_code& ec);
     void become_open();
     void read();
@@ -85,8 +91,11 @@ private:
     bool aborted_ = false;    ///< No events at all after abort(), even from inside finish().
     bool release_ = false;    ///< release(): no wait for the peer's FIN.
     bool delivering_ = false; ///< Inside on_received from the read handler.
-    /// Sends that went whole with the SYN: reported on_sent once the connection is open.
-    std::vector<std::uint64_t> sent_with_syn_;
+    /// Sends that went whole before the connection was reported open (with the SYN, or by
+    /// write_while_connecting): reported on_sent once it is.
+    std::vector<std::uint64_t> sent_early_;
+    bool connect_pending_ = false;   ///< async_connect issued, its completion not yet run.
+    bool early_write_tried_ = false; ///< write_while_connecting runs once per connection.
 
     /// Large reads mean fewer system calls and handler runs per byte under bulk transfer. Not
     /// zero-filled (new[] default-initialises), so an idle connection only costs the pages it

@@ -154,7 +154,8 @@ BOOST_AUTO_TEST_CASE(close_delivers_queued_data_before_the_clean_close) {
     auto c = open_client(*tcp, nullptr, acc->local_endpoint(), client);
     c->start();
 
-    // Queue 2 MB and close at once, before the connection is even established.
+    // Queue 2 MB and close at once, before the connection is reported established (the first
+    // chunk may have left already: the handshake is over on loopback by now).
     sdk::byte_buffer expected;
     constexpr int chunks = 200;
     for (int i = 0; i < chunks; ++i) {
@@ -162,7 +163,7 @@ BOOST_AUTO_TEST_CASE(close_delivers_queued_data_before_the_clean_close) {
         expected.insert(expected.end(), b.begin(), b.end());
         c->send(std::move(b), meta(static_cast<std::uint64_t>(i)));
     }
-    BOOST_TEST(c->queued_bytes() == expected.size());
+    BOOST_TEST(c->queued_bytes() >= expected.size() - 10000);
     c->close();
     c->send(bytes("late"), meta(999)); // after close(): refused, not sent
 
@@ -320,6 +321,34 @@ BOOST_AUTO_TEST_CASE(release_closes_without_waiting_for_the_peers_fin) {
 
 BOOST_AUTO_TEST_CASE(release_from_the_receive_handler_closes_after_the_queue) {
     release_without_the_peers_fin(true);
+}
+
+// Data queued while the connect is pending leaves as soon as the handshake is over, without
+// waiting for the reactor to report the connect: the peer has it before the client's executor
+// ran at all. It is reported sent after on_ready, as data that rode in a SYN is.
+BOOST_AUTO_TEST_CASE(data_sent_while_connecting_leaves_once_the_handshake_is_done) {
+    asio::io_context io;
+    auto tcp = make_layer(post_plugin_tcp(), io);
+    asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+    auto client = std::make_shared<flow_recorder>();
+    auto c = open_client(*tcp, nullptr, ep("127.0.0.1", acceptor.local_endpoint().port()), client);
+    c->start(); // the SYN leaves here
+    // accept() returns once the handshake is complete: the client's socket is established, but
+    // its connect completion has not run (io has not run at all).
+    asio::ip::tcp::socket raw = acceptor.accept();
+    c->send(pattern(1000, 3), meta(1));
+    raw.non_blocking(true);
+    std::array<std::byte, 2000> buf{};
+    boost::system::error_code ec;
+    const std::size_t n = raw.read_some(asio::buffer(buf), ec);
+    BOOST_TEST(!ec, ec.message());
+    BOOST_TEST(n == 1000u);
+    BOOST_TEST(!client->ready);
+
+    BOOST_REQUIRE(run_until(io, [&] { return !client->sent.empty(); }));
+    BOOST_TEST((client->order == std::vector<std::string>{"ready", "sent"}),
+               boost::test_tools::per_element());
+    BOOST_TEST(c->queued_bytes() == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(peer_reset_is_an_error) {
