@@ -61,6 +61,10 @@ void tls_flow::log(sdk::log_level level, const std::string& text) const noexcept
     if (log_) log_->log(level, layer_name, text);
 }
 
+bool tls_flow::logging(sdk::log_level level) const noexcept {
+    return log_ && log_->enabled(level);
+}
+
 bool tls_flow::init(sdk::flow_error& err) {
     const tls_settings& s = (*settings_);
     ERR_clear_error();
@@ -109,8 +113,9 @@ bool tls_flow::init(sdk::flow_error& err) {
             early_mode_ = s.early_data_for(sdk::role::client) &&
                           SSL_SESSION_get_protocol_version(stored.get()) == TLS1_3_VERSION &&
                           SSL_SESSION_get_max_early_data(stored.get()) > 0;
-            log(sdk::log_level::debug, "offering a stored session for " + session_key_ +
-                                           (early_mode_ ? " (early data allowed)" : ""));
+            if (logging(sdk::log_level::debug))
+                log(sdk::log_level::debug, "offering a stored session for " + session_key_ +
+                                               (early_mode_ ? " (early data allowed)" : ""));
         } else {
             ERR_clear_error();
             no_session_reason_ = "stored ticket not usable";
@@ -307,6 +312,7 @@ void tls_flow::on_new_session(SSL_SESSION* session) noexcept {
         if (!client() || !params_.session || !(*settings_).session_tickets) return;
         // Kept as the live session: serialised only if the association is saved to a file.
         params_.session->store_object(session_key_, std::make_shared<session_object>(session));
+        if (!logging(sdk::log_level::debug)) return;
         const auto max_early = SSL_SESSION_get_max_early_data(session);
         log(sdk::log_level::debug,
             "stored a session ticket for " + session_key_ +
@@ -493,12 +499,14 @@ void tls_flow::handshake_complete() {
                         std::to_string(summary_.early_bytes) + " bytes)");
         }
     }
-    log(sdk::log_level::debug, decision);
-    log(sdk::log_level::debug,
-        "handshake complete with " + params_.remote.to_string() + ": " + summary_.version + ", " +
-            summary_.cipher + ", ALPN " +
-            (summary_.alpn.empty() ? std::string("none") : "'" + summary_.alpn + "'") + ", " +
-            decision);
+    if (logging(sdk::log_level::debug)) {
+        log(sdk::log_level::debug, decision);
+        log(sdk::log_level::debug,
+            "handshake complete with " + params_.remote.to_string() + ": " + summary_.version +
+                ", " + summary_.cipher + ", ALPN " +
+                (summary_.alpn.empty() ? std::string("none") : "'" + summary_.alpn + "'") + ", " +
+                decision);
+    }
 
     if (auto ev = events_.lock()) ev->on_ready();
     if (done_) return;
@@ -631,7 +639,7 @@ void tls_flow::maybe_close() {
 }
 
 void tls_flow::on_peer_close() {
-    log(sdk::log_level::debug, "the peer sent close_notify");
+    if (logging(sdk::log_level::debug)) log(sdk::log_level::debug, "the peer sent close_notify");
     if (!close_notify_sent_) {
         ERR_clear_error();
         SSL_shutdown(ssl_);

@@ -104,6 +104,8 @@ private:
 
     bool client() const noexcept { return params_.side == sdk::role::client; }
     void log(sdk::log_level level, const std::string& text) const noexcept;
+    /// Whether a message of `level` goes anywhere: build the text of one only if so.
+    bool logging(sdk::log_level level) const noexcept;
 
     void begin_handshake();
     bool write_early();

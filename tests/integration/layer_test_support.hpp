@@ -74,8 +74,12 @@ inline sdk::send_meta meta(std::uint64_t id) {
 
 struct log_capture : sdk::log_sink {
     std::vector<std::string> lines;
+    bool debug_wanted = true; ///< What enabled() answers for trace and debug.
     void log(sdk::log_level, std::string_view layer, std::string_view t) noexcept override {
         lines.push_back(std::string(layer) + ": " + std::string(t));
+    }
+    bool enabled(sdk::log_level level) const noexcept override {
+        return debug_wanted || level > sdk::log_level::debug;
     }
     bool contains(std::string_view needle) const {
         for (const auto& l : lines)

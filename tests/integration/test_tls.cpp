@@ -155,6 +155,35 @@ BOOST_AUTO_TEST_CASE(alpn_without_overlap_fails_the_handshake) {
                se.reason);
 }
 
+// A log sink that wants no debug messages gets none of the per-connection ones (the layer
+// does not even build their text); one that wants them gets the handshake's summary.
+BOOST_AUTO_TEST_CASE(debug_messages_only_when_the_sink_wants_them) {
+    tls_pair t(server_options(), client_options());
+    t.client_log.debug_wanted = false;
+    t.server_log.debug_wanted = false;
+    auto store = std::make_shared<memory_store>();
+    for (int i = 0; i < 2; ++i) { // a full handshake, then a resumed one
+        auto client = std::make_shared<flow_recorder>();
+        auto c = t.connect(client, "localhost", store);
+        c->send(bytes("ping"), meta(1));
+        BOOST_REQUIRE(t.wait([&] { return client->stream.size() == 4 || client->closed; }));
+        BOOST_TEST(summary_of(c).resumed == (i == 1));
+        c->close();
+        BOOST_REQUIRE(t.wait([&] { return client->closed.has_value(); }));
+        BOOST_TEST(!*client->closed, client->closed->reason);
+    }
+    for (const auto* log : {&t.client_log, &t.server_log})
+        BOOST_TEST(log->lines.empty(), (log->lines.empty() ? "" : log->lines.front()));
+
+    t.client_log.debug_wanted = true;
+    auto client = std::make_shared<flow_recorder>();
+    auto c = t.connect(client, "localhost", store);
+    BOOST_REQUIRE(t.wait([&] { return client->ready || client->closed; }));
+    BOOST_TEST(t.client_log.contains("offering a stored session"));
+    BOOST_TEST(t.client_log.contains("handshake complete with"));
+    BOOST_TEST(t.client_log.contains("resumed session"));
+}
+
 BOOST_AUTO_TEST_CASE(resumption_and_early_data_between_our_client_and_server) {
     tls_pair t(with(server_options(), "early-data", true), client_options());
     auto store = std::make_shared<memory_store>();

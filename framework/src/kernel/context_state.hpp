@@ -68,6 +68,10 @@ struct context_state : sdk::log_sink, std::enable_shared_from_this<context_state
     void release(live_object* o);
     void emit(trace_event e) const;
     void log(sdk::log_level level, std::string_view layer, std::string_view text) noexcept override;
+    /// Layer messages become trace events: nothing reads them unless someone traces.
+    bool enabled(sdk::log_level) const noexcept override {
+        return tracing.load(std::memory_order_relaxed);
+    }
 };
 
 struct kernel_access {

@@ -33,9 +33,9 @@ inline constexpr std::uint32_t plugin_magic = 0x50535450; // "PSTP"
 /// function at the end of layer's vtable: the kernel calls it only on layers of 4.2 plugins).
 /// 4.3: flow::release (a new virtual function at the end of flow's vtable) and cap_release,
 /// the bit a flow sets when it has it: a 4.2 plugin never sets it, so nobody calls release on
-/// its flows. 4.4: session_object, session_store::store_object and load_object (new virtual
-/// functions at the end of a class the kernel implements: a 4.4 plugin is never loaded by an
-/// older kernel, and older plugins never call them).
+/// its flows. 4.4: session_object, session_store::store_object and load_object, and
+/// log_sink::enabled (new virtual functions at the end of classes the kernel implements: a 4.4
+/// plugin is never loaded by an older kernel, and older plugins never call them).
 inline constexpr std::uint16_t abi_major = 4;
 inline constexpr std::uint16_t abi_minor = 4;
 

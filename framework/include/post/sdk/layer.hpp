@@ -23,6 +23,10 @@ class log_sink {
 public:
     virtual ~log_sink() = default;
     virtual void log(log_level level, std::string_view layer, std::string_view text) noexcept = 0;
+    /// ABI 4.4: whether a message of `level` would go anywhere now, so that a layer need not
+    /// build the text of one nobody reads (on every connection, that adds up). The default
+    /// answers true.
+    virtual bool enabled(log_level) const noexcept { return true; }
 };
 
 /// Everything a layer instance gets when it is created.
