@@ -206,11 +206,11 @@ void tcp_flow::write_while_connecting() {
     msghdr msg{};
     msg.msg_iov = iov.data();
     msg.msg_iovlen = iov.size();
-    // Still in SYN_SENT: EAGAIN, and the queue waits for the connect's completion as before.
-    // Any other error is the connect's own, which its completion reports.
-    // One try per connection, for the first send (a ClientHello, a request): on a real network
-    // the SYN-ACK is a round trip away, and a burst of sends must not cost a system call each;
-    // later ones are gathered into the writes after the connect completes, as before.
+    // One try per connection, for the first send (a ClientHello, a request). A socket still in
+    // SYN_SENT answers EAGAIN and the queue waits for the connect's completion, as everything
+    // sent later does (gathered into the writes after it): on a real network the SYN-ACK is a
+    // round trip away, and a burst of sends must not cost a system call each. Any other error
+    // is the connect's own, which its completion reports.
     early_write_tried_ = true;
     const ssize_t n = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) take_sent_early(static_cast<std::size_t>(n));
