@@ -1,5 +1,5 @@
 # Real SCTP over UDP on the wire (RFC 6951): tshark captures on lo, filtered on the listener's
-# UDP port and decoded as SCTP (`-d udp.port==PORT,sctp`), while `post connect` sends one message
+# UDP port (and a probe port, to know when the capture is live) and decoded as SCTP (`-d udp.port==PORT,sctp`), while `post connect` sends one message
 # to `post listen sctp://`. The capture must show the handshake (INIT, INIT_ACK, COOKIE_ECHO,
 # COOKIE_ACK), a DATA chunk carrying the message's bytes, and the graceful close (SHUTDOWN,
 # SHUTDOWN_ACK, SHUTDOWN_COMPLETE). Needs root (capturing) and tshark; otherwise exit 77 (skip).
@@ -61,7 +61,7 @@ grep -q "\"$MESSAGE\"" "$TMP/listener" || fail "the listener did not get the mes
 : >"$TMP/packets"
 seen_end=0
 while read -r -t 45 -u "$tfd" line; do
-    # Packet lines only ("frame|types|data"), not tshark's own messages.
+    # Packet lines only ("frame|types|data|port"), not tshark's own messages.
     [[ $line =~ ^[0-9]+\| ]] || continue
     [[ ${line##*|} == "$probe_port" ]] && continue # a late probe
     printf '%s\n' "$line" >>"$TMP/packets"

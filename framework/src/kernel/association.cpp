@@ -45,11 +45,16 @@ std::uint64_t association::carriers_established() const {
     return established_;
 }
 
+namespace {
+
+constexpr std::size_t max_keys = 32; // layers are few; a runaway plugin stays bounded
+
+} // namespace
+
 void association::put_state(const std::string& layer, std::vector<std::uint8_t> blob) {
     if (blob.size() > max_state_bytes) return;
     {
         std::lock_guard lock(mutex_);
-        constexpr std::size_t max_keys = 32; // layers are few; a runaway plugin stays bounded
         if (state_.size() >= max_keys && !state_.count(layer)) return;
         state_[layer] = layer_state{nullptr, std::move(blob), false};
     }
@@ -61,7 +66,6 @@ void association::put_object(const std::string& layer,
     if (!object) return erase_state(layer);
     {
         std::lock_guard lock(mutex_);
-        constexpr std::size_t max_keys = 32;
         if (state_.size() >= max_keys && !state_.count(layer)) return;
         state_[layer] = layer_state{std::move(object), {}, false};
     }
@@ -70,7 +74,7 @@ void association::put_object(const std::string& layer,
 
 bool association::ready_bytes(const layer_state& s) {
     if (s.object && !s.serialized) {
-        const auto form = s.object->serialize();
+        const auto form = s.object->serialize(); // must not call back into the association
         s.serialized = true;
         if (form.size() <= max_state_bytes) {
             const auto* p = reinterpret_cast<const std::uint8_t*>(form.data());
@@ -81,32 +85,12 @@ bool association::ready_bytes(const layer_state& s) {
 }
 
 std::optional<std::vector<std::uint8_t>> association::state(const std::string& layer) const {
-    std::shared_ptr<const sdk::session_object> object;
-    {
-        std::lock_guard lock(mutex_);
-        auto it = state_.find(layer);
-        if (it == state_.end()) return std::nullopt;
-        if (!it->second.object || it->second.serialized) {
-            if (!ready_bytes(it->second)) return std::nullopt;
-            return it->second.bytes;
-        }
-        object = it->second.object;
-    }
-    // Serialised outside the lock (it takes a while); kept if the object is still the one.
-    auto form = object->serialize();
-    std::vector<std::uint8_t> bytes;
-    if (form.size() <= max_state_bytes) {
-        const auto* p = reinterpret_cast<const std::uint8_t*>(form.data());
-        bytes.assign(p, p + form.size());
-    }
+    // Under the lock, as in save(): an object's bytes are asked for rarely (a plugin that only
+    // reads bytes, an inspection), and made once.
     std::lock_guard lock(mutex_);
-    if (auto it = state_.find(layer);
-        it != state_.end() && it->second.object == object && !it->second.serialized) {
-        it->second.bytes = bytes;
-        it->second.serialized = true;
-    }
-    if (bytes.empty()) return std::nullopt;
-    return bytes;
+    auto it = state_.find(layer);
+    if (it == state_.end() || !ready_bytes(it->second)) return std::nullopt;
+    return it->second.bytes;
 }
 
 std::shared_ptr<const sdk::session_object> association::object(const std::string& layer) const {

@@ -22,7 +22,7 @@ constexpr const char* format_name = "post-sockets associations";
 // Bounds: the file is ours, but it may be damaged or planted; loading stays cheap either way.
 constexpr std::uintmax_t max_file_size = 8u << 20;
 constexpr std::size_t max_associations = 4096;
-constexpr std::size_t max_blob = 64 * 1024;
+constexpr std::size_t max_blob = association::max_state_bytes; // as layers may store
 
 std::string to_hex(const std::vector<std::uint8_t>& bytes) {
     static constexpr char digits[] = "0123456789abcdef";
